@@ -1,0 +1,84 @@
+"""The document record that every pipeline stage reads and writes (DESIGN.md, "Contracts between the parts").
+
+Stages exchange Parquet shards of these records; `datasets.load_dataset("parquet", data_files=...)` reads them.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+KINDS = ("code", "text")
+
+DOCUMENT_SCHEMA = pa.schema(
+    [
+        ("id", pa.string()),
+        ("text", pa.string()),
+        ("kind", pa.string()),
+        ("lang", pa.string()),
+        ("source", pa.string()),
+        ("path", pa.string()),
+        ("license", pa.string()),
+        ("meta", pa.string()),  # JSON object: free per-stage annotations
+    ]
+)
+
+DROPPED_SCHEMA = pa.schema(
+    [("id", pa.string()), ("path", pa.string()), ("source", pa.string()), ("stage", pa.string()), ("reason", pa.string())]
+)
+
+
+@dataclass
+class Document:
+    id: str
+    text: str
+    kind: str  # "code" | "text"
+    lang: str | None  # programming language for code, ISO 639-1 code for text
+    source: str
+    path: str | None = None
+    license: str | None = None  # SPDX id
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ValueError(f"document {self.id!r} ({self.path}): kind must be one of {KINDS}, got {self.kind!r}")
+
+    def to_row(self) -> dict[str, Any]:
+        row = asdict(self)
+        row["meta"] = json.dumps(self.meta, sort_keys=True, ensure_ascii=False)
+        return row
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> "Document":
+        meta = row.get("meta") or "{}"
+        return cls(
+            id=row["id"],
+            text=row["text"],
+            kind=row["kind"],
+            lang=row.get("lang"),
+            source=row.get("source") or "",
+            path=row.get("path"),
+            license=row.get("license"),
+            meta=json.loads(meta) if isinstance(meta, str) else dict(meta),
+        )
+
+
+def write_documents(path: str | Path, docs: Iterable[Document]) -> int:
+    """Write one Parquet shard of documents; returns the number written."""
+    rows = [d.to_row() for d in docs]
+    table = pa.Table.from_pylist(rows, schema=DOCUMENT_SCHEMA)
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(table, str(path))
+    return len(rows)
+
+
+def read_documents(path: str | Path, batch_size: int = 1024) -> Iterator[Document]:
+    """Stream the documents of one Parquet shard."""
+    pf = pq.ParquetFile(str(path))
+    for batch in pf.iter_batches(batch_size=batch_size):
+        for row in batch.to_pylist():
+            yield Document.from_row(row)
