@@ -1,0 +1,234 @@
+"""Byte-level BPE tokenizer of the StarCoder family with the Refact special tokens (REFACT-1.6B.md, "Tokenizer").
+
+Loads a released `tokenizer.json` (or `vocab.json` + `merges.txt`) and trains a new one with HF `tokenizers`.
+It lives in `data_pipeline` because the pipeline trains and applies it; `refact_train.tokenizer` re-exports it.
+
+Raw bytes that are not valid UTF-8 (a file read with `open(..., "rb")`) go through `encode_bytes`: valid UTF-8 runs are
+tokenized as text and every invalid byte becomes the single-byte token the byte-level alphabet has for it, so
+`decode_bytes(encode_bytes(b)) == b` for any `b`.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+SPECIAL_TOKENS: tuple[str, ...] = (
+    "<|endoftext|>",
+    "<fim_prefix>",
+    "<fim_middle>",
+    "<fim_suffix>",
+    "<fim_pad>",
+    "<filename>",
+    "<gh_stars>",
+    "<issue_start>",
+    "<issue_comment>",
+    "<issue_closed>",
+    "<jupyter_start>",
+    "<jupyter_text>",
+    "<jupyter_code>",
+    "<jupyter_output>",
+    "<empty_output>",
+    "<commit_before>",
+    "<commit_msg>",
+    "<commit_after>",
+    "<reponame>",
+)
+EMBEDDING_MULTIPLE = 64
+
+
+def padded_vocab_size(n: int, multiple: int = EMBEDDING_MULTIPLE) -> int:
+    """Embedding rows for a vocabulary of `n` entries: the next multiple of 64.
+
+    The release's embedding has 49216 rows for a 49152-entry tokenizer, i.e. 64 rows more than this rule gives
+    (49152 is already a multiple of 64); its model config carries 49216 as data, not derived from this function.
+    """
+    return int(math.ceil(n / multiple) * multiple)
+
+
+def _bytes_to_unicode() -> dict[int, str]:
+    """GPT-2's reversible byte -> printable character map, which the ByteLevel pre-tokenizer uses."""
+    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    cs = bs[:]
+    n = 0
+    for b in range(256):
+        if b not in bs:
+            bs.append(b)
+            cs.append(256 + n)
+            n += 1
+    return {b: chr(c) for b, c in zip(bs, cs)}
+
+
+BYTE_TO_CHAR = _bytes_to_unicode()
+CHAR_TO_BYTE = {c: b for b, c in BYTE_TO_CHAR.items()}
+
+
+@dataclass
+class RefactTokenizer:
+    """A `tokenizers.Tokenizer` plus the ids and helpers the pipeline, trainer and evals need."""
+
+    tokenizer: Tokenizer
+    source: str | None = None  # where it was loaded from, for error messages
+
+    def __post_init__(self) -> None:
+        for expected_id, tok in enumerate(SPECIAL_TOKENS[:5]):
+            found = self.tokenizer.token_to_id(tok)
+            if found != expected_id:
+                raise ValueError(
+                    f"tokenizer {self.source or '<in memory>'}: special token {tok!r} has id {found}, expected "
+                    f"{expected_id}. Train it with data_pipeline.tokenizer.train_bpe or use the released tokenizer.json."
+                )
+        # Plain-text encoding must not turn a literal "<|endoftext|>" inside a source file into a document boundary.
+        self.tokenizer.encode_special_tokens = True
+
+    # ---- ids -------------------------------------------------------------------------------------------------
+    eot_id = 0
+    fim_prefix_id = 1
+    fim_middle_id = 2
+    fim_suffix_id = 3
+    fim_pad_id = 4
+    empty_output_id = 14
+
+    def token_id(self, token: str) -> int:
+        found = self.tokenizer.token_to_id(token)
+        if found is None:
+            raise KeyError(f"tokenizer {self.source or '<in memory>'} has no token {token!r}")
+        return found
+
+    @property
+    def vocab_size(self) -> int:
+        return self.tokenizer.get_vocab_size(with_added_tokens=True)
+
+    @property
+    def padded_vocab_size(self) -> int:
+        return padded_vocab_size(self.vocab_size)
+
+    @property
+    def token_dtype(self) -> type:
+        return np.uint16 if self.vocab_size <= 2**16 else np.uint32
+
+    @cached_property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.tokenizer.to_str().encode("utf-8")).hexdigest()
+
+    # ---- text ------------------------------------------------------------------------------------------------
+    def encode(self, text: str) -> list[int]:
+        return self.tokenizer.encode(text, add_special_tokens=False).ids
+
+    def encode_batch(self, texts: Sequence[str]) -> list[list[int]]:
+        return [e.ids for e in self.tokenizer.encode_batch(list(texts), add_special_tokens=False)]
+
+    def decode(self, ids: Iterable[int]) -> str:
+        return self.tokenizer.decode(list(ids), skip_special_tokens=False)
+
+    # ---- raw bytes -------------------------------------------------------------------------------------------
+    @cached_property
+    def _byte_ids(self) -> list[int]:
+        ids = [self.tokenizer.token_to_id(BYTE_TO_CHAR[b]) for b in range(256)]
+        missing = [b for b, i in enumerate(ids) if i is None]
+        if missing:
+            raise ValueError(f"tokenizer {self.source}: not byte-level (no token for bytes {missing[:5]}...)")
+        return ids
+
+    @cached_property
+    def _id_to_bytes(self) -> list[bytes]:
+        vocab = self.tokenizer.get_vocab(with_added_tokens=True)
+        table: list[bytes] = [b""] * (max(vocab.values()) + 1)
+        specials = set(SPECIAL_TOKENS) | {t.content for t in self.tokenizer.get_added_tokens_decoder().values()}
+        for token, i in vocab.items():
+            if token in specials:
+                table[i] = token.encode("utf-8")
+            else:
+                table[i] = bytes(CHAR_TO_BYTE[c] for c in token)
+        return table
+
+    def encode_bytes(self, data: bytes) -> list[int]:
+        ids: list[int] = []
+        pos = 0
+        while pos < len(data):
+            try:
+                ids.extend(self.encode(data[pos:].decode("utf-8")))
+                break
+            except UnicodeDecodeError as err:
+                good_end = pos + err.start
+                if good_end > pos:
+                    ids.extend(self.encode(data[pos:good_end].decode("utf-8")))
+                bad_end = pos + err.end
+                ids.extend(self._byte_ids[b] for b in data[good_end:bad_end])
+                pos = bad_end
+        return ids
+
+    def decode_bytes(self, ids: Iterable[int]) -> bytes:
+        table = self._id_to_bytes
+        return b"".join(table[i] for i in ids)
+
+    # ---- files -----------------------------------------------------------------------------------------------
+    def save(self, directory: str | Path) -> Path:
+        """Write tokenizer.json and the two small files `transformers.AutoTokenizer` reads."""
+        out = Path(directory)
+        out.mkdir(parents=True, exist_ok=True)
+        self.tokenizer.save(str(out / "tokenizer.json"))
+        eot = SPECIAL_TOKENS[0]
+        (out / "special_tokens_map.json").write_text(
+            json.dumps(
+                {"bos_token": eot, "eos_token": eot, "unk_token": eot, "pad_token": "<fim_pad>",
+                 "additional_special_tokens": list(SPECIAL_TOKENS[1:])},
+                indent=2,
+            )
+        )
+        (out / "tokenizer_config.json").write_text(
+            json.dumps(
+                {"tokenizer_class": "PreTrainedTokenizerFast", "bos_token": eot, "eos_token": eot, "unk_token": eot,
+                 "pad_token": "<fim_pad>", "additional_special_tokens": list(SPECIAL_TOKENS[1:]),
+                 "model_max_length": 4096, "clean_up_tokenization_spaces": False},
+                indent=2,
+            )
+        )
+        return out / "tokenizer.json"
+
+
+def load_tokenizer(path: str | Path) -> RefactTokenizer:
+    """Load a tokenizer from a directory (tokenizer.json, or vocab.json + merges.txt) or a tokenizer.json file."""
+    p = Path(path)
+    if p.is_file():
+        return RefactTokenizer(Tokenizer.from_file(str(p)), source=str(p))
+    if (p / "tokenizer.json").is_file():
+        return RefactTokenizer(Tokenizer.from_file(str(p / "tokenizer.json")), source=str(p / "tokenizer.json"))
+    if (p / "vocab.json").is_file() and (p / "merges.txt").is_file():
+        tok = Tokenizer(models.BPE.from_file(str(p / "vocab.json"), str(p / "merges.txt")))
+        tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+        tok.decoder = decoders.ByteLevel()
+        tok.add_special_tokens([t for t in SPECIAL_TOKENS if tok.token_to_id(t) is not None])
+        return RefactTokenizer(tok, source=str(p))
+    raise FileNotFoundError(
+        f"no tokenizer at {p}: expected tokenizer.json, or vocab.json + merges.txt, in that directory "
+        f"(or the path of a tokenizer.json file). Train one with `data_pipeline.tokenizer.train_bpe`."
+    )
+
+
+def train_bpe(texts: Iterable[str], vocab_size: int = 4096, min_frequency: int = 2) -> RefactTokenizer:
+    """Train a byte-level BPE with the 19 Refact special tokens at ids 0-18 (the release's order).
+
+    `vocab_size` counts the specials and the 256 byte tokens; the embedding is later padded to a multiple of 64.
+    """
+    if vocab_size < len(SPECIAL_TOKENS) + 256:
+        raise ValueError(f"vocab_size {vocab_size} is below the {len(SPECIAL_TOKENS) + 256} specials and bytes")
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        min_frequency=min_frequency,
+        special_tokens=list(SPECIAL_TOKENS),
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tok.train_from_iterator(texts, trainer=trainer)
+    return RefactTokenizer(tok, source="<trained>")
