@@ -1,0 +1,243 @@
+"""The stage protocol: how a pipeline stage splits its work into units, writes its shards, stats and markers.
+
+A `Stage` is an ordered list of `Step`s. A step names its units of work (`units(ctx)`, e.g. one per input shard,
+one per LSH band) and does one unit at a time (`run(ctx, unit) -> UnitStats`). The runner (`runner.py`) runs the
+units of a step in local worker processes, or only the units of SLURM array task `i` of `N` (unit index % N == i),
+with the same code; a step starts only once every unit of the previous step has its completion marker.
+
+Layout of one stage under the pipeline's output directory `DIR`:
+```
+DIR/stages/<NN>_<stage>/documents/part-<unit>.parquet   documents kept (the next stage's input shards)
+DIR/stages/<NN>_<stage>/scratch/<step>/...              free space for intermediate files of a step
+DIR/stages/<NN>_<stage>/stats/<step>/<unit>.json        UnitStats of one unit (written before its marker)
+DIR/stages/<NN>_<stage>/markers/<step>/<unit>.done      completion marker of one unit: a rerun skips it
+DIR/stages/<NN>_<stage>/stats.json, _SUCCESS            the stage's summed stats and its completion marker
+DIR/dropped/<stage>-<unit>.parquet                      every document this unit dropped (DROPPED_SCHEMA)
+```
+Every file is written under a temporary name and renamed, and the marker comes last, so a unit killed half-way is
+simply redone. A unit's work must be a pure function of its inputs: redoing it gives the same files.
+
+To add a stage: subclass `Step` (or use `FilterStep` for a per-document keep/drop decision), put the steps in a
+`Stage`, and register a builder `build_stage(cfg) -> Stage` in `runner.STAGE_BUILDERS`. A step that writes the
+stage's documents uses `ShardOutput(ctx, unit)`; other steps write under `ctx.scratch_dir(step)` and may report
+numbers through `UnitStats.extra` (summed across units) or the stage's `extra_stats(ctx)`.
+"""
+from __future__ import annotations
+
+import os
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from data_pipeline.records import DOCUMENT_SCHEMA, DROPPED_SCHEMA, Document, read_documents
+from data_pipeline.stats import UnitStats
+
+WRITE_BATCH = 512  # rows per Parquet write: bounded memory however large a shard is
+
+# A document filter: None keeps the document, a string is the reason it is dropped.
+DocumentFilter = Callable[[Document], "str | None"]
+
+
+@dataclass(frozen=True)
+class StageContext:
+    """Everything a unit of work needs; picklable, so worker processes receive it as is."""
+
+    name: str  # stage name, e.g. "license"
+    index: int  # position in the pipeline (0 = ingest)
+    root: Path  # the pipeline's output directory
+    input_shards: tuple[Path, ...]  # the previous stage's document shards, sorted (empty for ingest)
+    cfg: dict[str, Any] = field(default_factory=dict)  # this stage's config section, plain containers
+    pipeline_cfg: dict[str, Any] = field(default_factory=dict)  # the whole resolved config, plain containers
+
+    @property
+    def work_dir(self) -> Path:
+        return self.root / "stages" / f"{self.index:02d}_{self.name}"
+
+    @property
+    def documents_dir(self) -> Path:
+        return self.work_dir / "documents"
+
+    def output_path(self, unit: str) -> Path:
+        return self.documents_dir / f"part-{unit}.parquet"
+
+    def dropped_path(self, unit: str) -> Path:
+        return self.root / "dropped" / f"{self.name}-{unit}.parquet"
+
+    def scratch_dir(self, step: str) -> Path:
+        return self.work_dir / "scratch" / step
+
+    def marker_path(self, step: str, unit: str) -> Path:
+        return self.work_dir / "markers" / step / f"{unit}.done"
+
+    def unit_stats_path(self, step: str, unit: str) -> Path:
+        return self.work_dir / "stats" / step / f"{unit}.json"
+
+    @property
+    def stats_path(self) -> Path:
+        return self.work_dir / "stats.json"
+
+    @property
+    def success_path(self) -> Path:
+        return self.work_dir / "_SUCCESS"
+
+
+def shard_units(ctx: StageContext) -> list[str]:
+    """One unit per input shard, named by its index: output shard i holds what survives of input shard i."""
+    return [f"{i:05d}" for i in range(len(ctx.input_shards))]
+
+
+def temp_path(path: Path) -> Path:
+    """A hidden sibling name for writing `path` atomically (not matched by `part-*.parquet`)."""
+    return path.with_name(f".{path.name}.tmp-{os.getpid()}")
+
+
+class Step(ABC):
+    """One pass of a stage over its units. Subclasses must be picklable (plain attributes)."""
+
+    name: str = "run"
+
+    @abstractmethod
+    def units(self, ctx: StageContext) -> list[str]:
+        """Names of the units of work, deterministic given the previous steps' outputs."""
+
+    @abstractmethod
+    def run(self, ctx: StageContext, unit: str) -> UnitStats:
+        """Do one unit; write outputs atomically; return its counters. Must not write the marker (the runner does)."""
+
+
+class Stage:
+    """A named list of steps whose last writer of `ctx.documents_dir` produces the next stage's input."""
+
+    def __init__(self, name: str, steps: Sequence[Step]):
+        if not steps:
+            raise ValueError(f"stage {name!r} has no steps")
+        self.name = name
+        self.steps = list(steps)
+
+    def output_shards(self, ctx: StageContext) -> list[Path]:
+        return sorted(ctx.documents_dir.glob("part-*.parquet"))
+
+    def extra_stats(self, ctx: StageContext) -> dict[str, Any]:
+        """Stage-wide numbers added to stats.json once every step is complete (e.g. duplicate clusters)."""
+        return {}
+
+
+class ShardOutput:
+    """Writes one unit's kept documents and dropped rows, counting both; `close()` renames the files into place.
+
+    Use as a context manager; on an exception nothing is renamed, so the unit leaves no output and no marker.
+    """
+
+    def __init__(self, ctx: StageContext, unit: str, stats: UnitStats | None = None):
+        self.ctx = ctx
+        self.unit = unit
+        self.stats = stats if stats is not None else UnitStats()
+        self._final = {"kept": ctx.output_path(unit), "dropped": ctx.dropped_path(unit)}
+        self._tmp = {k: temp_path(p) for k, p in self._final.items()}
+        self._schemas = {"kept": DOCUMENT_SCHEMA, "dropped": DROPPED_SCHEMA}
+        self._rows: dict[str, list[dict[str, Any]]] = {"kept": [], "dropped": []}
+        self._writers: dict[str, pq.ParquetWriter] = {}
+
+    def keep(self, doc: Document, nbytes: int | None = None) -> None:
+        n = text_bytes(doc.text) if nbytes is None else nbytes
+        self.stats.add_in(n)
+        self.stats.add_kept(n)
+        self._append("kept", doc.to_row())
+
+    def drop(self, doc: Document, reason: str, nbytes: int | None = None) -> None:
+        n = text_bytes(doc.text) if nbytes is None else nbytes
+        self.drop_record(doc.id, doc.path, doc.source, reason, n)
+
+    def drop_record(self, doc_id: str, path: str | None, source: str, reason: str, nbytes: int) -> None:
+        """Drop something that never became a Document (an unreadable file, a corrupt JSONL line)."""
+        self.stats.add_in(nbytes)
+        self.stats.add_dropped(reason, nbytes, path or doc_id)
+        row = {"id": doc_id, "path": path, "source": source, "stage": self.ctx.name, "reason": reason}
+        self._append("dropped", row)
+
+    def _append(self, kind: str, row: dict[str, Any]) -> None:
+        rows = self._rows[kind]
+        rows.append(row)
+        if len(rows) >= WRITE_BATCH:
+            self._flush(kind)
+
+    def _flush(self, kind: str) -> None:
+        rows = self._rows[kind]
+        writer = self._writers.get(kind)
+        if writer is None:
+            self._tmp[kind].parent.mkdir(parents=True, exist_ok=True)
+            writer = self._writers[kind] = pq.ParquetWriter(str(self._tmp[kind]), self._schemas[kind])
+        if rows:
+            writer.write_table(pa.Table.from_pylist(rows, schema=self._schemas[kind]))
+        self._rows[kind] = []
+
+    def close(self) -> UnitStats:
+        for kind in ("kept", "dropped"):
+            self._flush(kind)  # also creates an empty shard: "no survivors" is a result, not a missing file
+            self._writers.pop(kind).close()
+        for kind in ("kept", "dropped"):
+            os.replace(self._tmp[kind], self._final[kind])
+        return self.stats
+
+    def abort(self) -> None:
+        for kind, writer in list(self._writers.items()):
+            writer.close()
+            self._tmp[kind].unlink(missing_ok=True)
+        self._writers.clear()
+
+    def __enter__(self) -> "ShardOutput":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+
+def text_bytes(text: str) -> int:
+    return len(text.encode("utf-8", "surrogatepass"))
+
+
+class FilterStep(Step):
+    """Per input shard: keep or drop each document with a `DocumentFilter` built from the stage config.
+
+    `build_filter(cfg)` runs in the worker (once per unit), so filters may hold unpicklable state. A filter that
+    raises drops that document with reason `error:<ExceptionType>` instead of failing the run.
+    """
+
+    name = "filter"
+
+    def __init__(self, build_filter: Callable[[dict[str, Any]], DocumentFilter]):
+        self.build_filter = build_filter
+
+    def units(self, ctx: StageContext) -> list[str]:
+        return shard_units(ctx)
+
+    def run(self, ctx: StageContext, unit: str) -> UnitStats:
+        keep_or_reason = self.build_filter(ctx.cfg)
+        with ShardOutput(ctx, unit) as out:
+            for doc in read_documents(ctx.input_shards[int(unit)]):
+                try:
+                    reason = keep_or_reason(doc)
+                except Exception as exc:  # a filter bug on one odd document must not kill a day-long run
+                    reason = f"error:{type(exc).__name__}"
+                if reason is None:
+                    out.keep(doc)
+                else:
+                    out.drop(doc, reason)
+        return out.stats
+
+
+def filter_stage(name: str, build_filter: Callable[[dict[str, Any]], DocumentFilter]) -> Stage:
+    """A one-step stage that applies a document filter to every input shard."""
+    return Stage(name, [FilterStep(build_filter)])
+
+
+def iter_documents(paths: Iterable[Path]) -> Iterable[Document]:
+    for path in paths:
+        yield from read_documents(path)

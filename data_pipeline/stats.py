@@ -1,0 +1,110 @@
+"""Per-shard and per-stage counters: documents and bytes in, kept, dropped by reason with the first few paths.
+
+Every unit of work writes one `UnitStats` JSON file; a stage's `stats.json` is their sum, and the pipeline's
+`DIR/stats.json` lists every stage's sum in run order.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+EXAMPLES_PER_REASON = 5  # how many paths a reason keeps as examples: enough to audit, small enough to read
+
+
+@dataclass
+class UnitStats:
+    """Counters of one unit of work (usually one shard) of one stage step."""
+
+    docs_in: int = 0
+    bytes_in: int = 0
+    kept: int = 0
+    bytes_kept: int = 0
+    dropped: dict[str, int] = field(default_factory=dict)
+    dropped_bytes: dict[str, int] = field(default_factory=dict)
+    examples: dict[str, list[str]] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)  # stage-specific numbers; summed when numeric
+
+    def add_in(self, nbytes: int) -> None:
+        self.docs_in += 1
+        self.bytes_in += nbytes
+
+    def add_kept(self, nbytes: int) -> None:
+        self.kept += 1
+        self.bytes_kept += nbytes
+
+    def add_dropped(self, reason: str, nbytes: int, example: str | None) -> None:
+        self.dropped[reason] = self.dropped.get(reason, 0) + 1
+        self.dropped_bytes[reason] = self.dropped_bytes.get(reason, 0) + nbytes
+        paths = self.examples.setdefault(reason, [])
+        if example is not None and len(paths) < EXAMPLES_PER_REASON:
+            paths.append(example)
+
+    @property
+    def dropped_total(self) -> int:
+        return sum(self.dropped.values())
+
+    def merge(self, other: "UnitStats") -> "UnitStats":
+        self.docs_in += other.docs_in
+        self.bytes_in += other.bytes_in
+        self.kept += other.kept
+        self.bytes_kept += other.bytes_kept
+        for reason, n in other.dropped.items():
+            self.dropped[reason] = self.dropped.get(reason, 0) + n
+        for reason, n in other.dropped_bytes.items():
+            self.dropped_bytes[reason] = self.dropped_bytes.get(reason, 0) + n
+        for reason, paths in other.examples.items():
+            mine = self.examples.setdefault(reason, [])
+            mine.extend(paths[: max(0, EXAMPLES_PER_REASON - len(mine))])
+        self.extra = merge_extra(self.extra, other.extra)
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["dropped_total"] = self.dropped_total
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "UnitStats":
+        data = {k: v for k, v in data.items() if k != "dropped_total"}
+        return cls(**data)
+
+
+def merge_extra(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+    """Numbers add up, dicts merge recursively, lists concatenate; anything else: the later value wins."""
+    out = dict(a)
+    for key, value in b.items():
+        mine = out.get(key)
+        if isinstance(value, bool) or mine is None:
+            out[key] = value
+        elif isinstance(value, (int, float)) and isinstance(mine, (int, float)):
+            out[key] = mine + value
+        elif isinstance(value, dict) and isinstance(mine, dict):
+            out[key] = merge_extra(mine, value)
+        elif isinstance(value, list) and isinstance(mine, list):
+            out[key] = mine + value
+        else:
+            out[key] = value
+    return out
+
+
+def write_json_atomic(path: str | Path, data: Any) -> None:
+    """Write JSON to a temporary name and rename it: a reader never sees half a file, a kill leaves no stub."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
+    os.replace(tmp, path)
+
+
+def read_unit_stats(path: str | Path) -> UnitStats:
+    return UnitStats.from_dict(json.loads(Path(path).read_text()))
+
+
+def sum_unit_stats(paths: list[Path]) -> UnitStats:
+    total = UnitStats()
+    for path in sorted(paths):
+        total.merge(read_unit_stats(path))
+    return total
