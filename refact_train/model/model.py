@@ -1,0 +1,91 @@
+"""RefactForCausalLM: embedding -> blocks -> bias-free ln_f -> untied lm_head (REFACT-1.6B.md)."""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch.utils.checkpoint import checkpoint
+
+from refact_train.model.alibi import alibi_slopes
+from refact_train.model.cache import KVCache
+from refact_train.model.config import RefactConfig
+from refact_train.model.modules import RefactBlock
+
+
+class RefactForCausalLM(nn.Module):
+    def __init__(self, config: RefactConfig):
+        super().__init__()
+        self.config = config
+        self.transformer = nn.Module()
+        self.transformer.wte = nn.Embedding(config.vocab_size, config.n_embd)
+        self.transformer.h = nn.ModuleList(RefactBlock(config, i) for i in range(config.n_layer))
+        self.ln_f = nn.LayerNorm(config.n_embd, eps=config.layer_norm_epsilon, bias=config.ln_f_bias)
+        self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
+        if config.tie_word_embeddings:
+            self.lm_head.weight = self.transformer.wte.weight
+        # Slopes are a function of n_head, not learned state: kept out of the state dict.
+        self.register_buffer("alibi_slopes", alibi_slopes(config.n_head), persistent=False)
+        self.dropout_rate = config.dropout
+        self.activation_checkpointing = False
+        if self.lm_head.weight.device.type != "meta":
+            self.reset_parameters()
+
+    # ---- set-up --------------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def reset_parameters(self) -> None:
+        """The release's init: normal(0, 0.02); residual output projections std 0.02 / sqrt(2 * n_layer)."""
+        std = self.config.initializer_range
+        residual_std = std / math.sqrt(2 * self.config.n_layer)
+        for name, module in self.named_modules():
+            if isinstance(module, (nn.Linear, nn.Embedding)):
+                nn.init.normal_(module.weight, mean=0.0, std=residual_std if name.endswith("c_proj") else std)
+            elif isinstance(module, nn.LayerNorm):
+                nn.init.ones_(module.weight)
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
+        self.alibi_slopes.copy_(alibi_slopes(self.config.n_head))
+
+    def set_dropout(self, p: float) -> None:
+        """One runtime rate for embedding, attention-probability and residual dropout (early dropout flips it)."""
+        if not 0.0 <= p < 1.0:
+            raise ValueError(f"dropout rate must be in [0, 1), got {p}")
+        self.dropout_rate = float(p)
+        for module in self.modules():
+            if hasattr(module, "dropout_p"):
+                module.dropout_p = float(p)
+
+    def set_activation_checkpointing(self, enabled: bool = True) -> None:
+        self.activation_checkpointing = enabled
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in {id(p): p for p in self.parameters()}.values())
+
+    # ---- forward -------------------------------------------------------------------------------------------
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        cache: KVCache | None = None,
+        last_token_only: bool = False,
+    ) -> torch.Tensor:
+        """input_ids [B, T] -> logits [B, T, vocab] ([B, 1, vocab] with last_token_only).
+
+        attention_mask [B, S] (1 = real token; left padding) covers the cached positions and the new ones.
+        """
+        key_padding_mask = None
+        if attention_mask is not None and not bool(attention_mask.bool().all()):
+            key_padding_mask = attention_mask.bool()
+        x = F.dropout(self.transformer.wte(input_ids), p=self.dropout_rate, training=self.training)
+        slopes = self.alibi_slopes
+        for block in self.transformer.h:
+            if self.activation_checkpointing and self.training and cache is None:
+                x = checkpoint(block, x, slopes, key_padding_mask, use_reentrant=False)
+            else:
+                x = block(x, slopes, key_padding_mask, cache)
+        if cache is not None:
+            cache.advance(input_ids.shape[1])
+        if last_token_only:
+            x = x[:, -1:]
+        return self.lm_head(self.ln_f(x))
