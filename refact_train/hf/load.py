@@ -1,0 +1,71 @@
+"""Load a local HF directory of Refact-1.6B (either released revision, or our own export) into RefactForCausalLM."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from refact_train.hf.revisions import to_current_names
+from refact_train.hf.weights_io import load_weights
+from refact_train.model import RefactConfig, RefactForCausalLM, alibi_slopes
+
+# config.json keys of the release that map one to one onto RefactConfig
+_CONFIG_KEYS = ("vocab_size", "n_embd", "n_head", "n_layer", "n_positions", "n_inner", "layer_norm_epsilon",
+                "initializer_range", "bos_token_id", "eos_token_id", "pad_token_id")
+
+
+def config_from_hf(hf: dict[str, Any], source: str, has_ln_f_bias: bool) -> RefactConfig:
+    model_type = hf.get("model_type")
+    if model_type not in (None, "gpt_refact"):
+        raise ValueError(f"{source}: model_type is {model_type!r}; this loader reads gpt_refact (Refact-1.6B) checkpoints")
+    if hf.get("multi_query") is False:
+        raise ValueError(f"{source}: multi_query is false; the Refact architecture has one shared K/V head")
+    values = {k: hf[k] for k in _CONFIG_KEYS if hf.get(k) is not None}
+    if isinstance(values.get("eos_token_id"), list):
+        values["eos_token_id"] = values["eos_token_id"][0]
+    # The release's config does not set it, and transformers' default (True) would be wrong: untied unless stated.
+    values["tie_word_embeddings"] = bool(hf.get("tie_word_embeddings", False))
+    values["ln_f_bias"] = bool(hf.get("ln_f_bias", False)) or has_ln_f_bias
+    return RefactConfig(**values)
+
+
+def _check_tensors(expected: dict[str, torch.Tensor], found: dict[str, torch.Tensor], source: str) -> None:
+    problems = []
+    for name, ref in expected.items():
+        if name not in found:
+            problems.append(f"missing {name} (expected shape {tuple(ref.shape)})")
+        elif tuple(found[name].shape) != tuple(ref.shape):
+            problems.append(f"{name}: expected shape {tuple(ref.shape)}, found {tuple(found[name].shape)}")
+    problems += [f"unexpected tensor {name} {tuple(found[name].shape)}" for name in sorted(set(found) - set(expected))]
+    if problems:
+        listed = "\n  ".join(problems[:20]) + (f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else "")
+        raise ValueError(f"{source}: the weights do not match the model its config.json describes:\n  {listed}")
+
+
+def load_hf_checkpoint(
+    path: str | Path, dtype: torch.dtype | None = None, device: str | torch.device = "cpu"
+) -> tuple[RefactForCausalLM, RefactConfig]:
+    """Load weights and config from an HF directory; tensors keep their stored dtype unless `dtype` is given."""
+    directory = Path(path)
+    config_path = directory / "config.json"
+    if not config_path.is_file():
+        raise FileNotFoundError(f"{directory}: no config.json; pass the directory of an HF checkpoint or export")
+    hf_config = json.loads(config_path.read_text())
+    raw, weights_file = load_weights(directory)
+    source = str(directory / weights_file)
+    tensors = to_current_names(raw, source)
+    config = config_from_hf(hf_config, str(config_path), has_ln_f_bias="ln_f.bias" in tensors)
+    if config.tie_word_embeddings:
+        tensors.setdefault("lm_head.weight", tensors.get("transformer.wte.weight"))
+    with torch.device("meta"):
+        model = RefactForCausalLM(config)
+    _check_tensors(model.state_dict(), tensors, source)
+    if dtype is not None:
+        tensors = {k: v.to(dtype) for k, v in tensors.items()}
+    model.load_state_dict(tensors, strict=True, assign=True)
+    if config.tie_word_embeddings:
+        model.lm_head.weight = model.transformer.wte.weight
+    model.register_buffer("alibi_slopes", alibi_slopes(config.n_head), persistent=False)
+    return model.to(device), config

@@ -1,0 +1,84 @@
+"""Write an HF directory that `AutoModelForCausalLM.from_pretrained(dir, trust_remote_code=True)` loads (DESIGN.md)."""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import torch
+
+from refact_train.hf.weights_io import save_weights
+from refact_train.model import RefactConfig, RefactForCausalLM
+
+TEMPLATES = Path(__file__).parent / "templates"
+MODELING_FILES = ("configuration_gpt_refact.py", "modeling_gpt_refact.py")
+DEFAULT_MAX_SHARD_BYTES = 2 * 1024**3
+
+
+def hf_config_dict(config: RefactConfig, dtype: torch.dtype) -> dict:
+    return {
+        "architectures": ["GPTRefactForCausalLM"],
+        "model_type": "gpt_refact",
+        "auto_map": {
+            "AutoConfig": "configuration_gpt_refact.GPTRefactConfig",
+            "AutoModelForCausalLM": "modeling_gpt_refact.GPTRefactForCausalLM",
+        },
+        "vocab_size": config.vocab_size,
+        "n_embd": config.n_embd,
+        "n_head": config.n_head,
+        "n_layer": config.n_layer,
+        "n_positions": config.n_positions,
+        "n_inner": config.n_inner,
+        "multi_query": True,
+        "layer_norm_epsilon": config.layer_norm_epsilon,
+        "initializer_range": config.initializer_range,
+        "ln_f_bias": config.ln_f_bias,
+        "tie_word_embeddings": config.tie_word_embeddings,
+        "bos_token_id": config.bos_token_id,
+        "eos_token_id": config.eos_token_id,
+        "pad_token_id": config.pad_token_id,
+        "use_cache": True,
+        "attention_softmax_in_fp32": True,
+        "scale_attention_softmax_in_fp32": True,
+        "attention_bias_in_fp32": True,
+        "torch_dtype": str(dtype).removeprefix("torch."),
+    }
+
+
+def save_hf_checkpoint(
+    model: RefactForCausalLM,
+    path: str | Path,
+    tokenizer=None,
+    *,
+    dtype: torch.dtype | None = None,
+    max_shard_bytes: int = DEFAULT_MAX_SHARD_BYTES,
+) -> Path:
+    """Write config.json, our modeling code, (sharded) safetensors, generation_config.json and the tokenizer.
+
+    The directory is written under a temporary name and renamed when complete, so a crash never leaves a half export.
+    """
+    out = Path(path)
+    tmp = out.with_name(out.name + ".tmp-export")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    config = model.config
+    state = {k: v for k, v in model.state_dict().items()}
+    if config.tie_word_embeddings:
+        state.pop("lm_head.weight", None)  # safetensors stores no shared tensors; the loader re-ties
+    if dtype is not None:
+        state = {k: v.to(dtype) for k, v in state.items()}
+    stored_dtype = next(iter(state.values())).dtype
+    save_weights(state, tmp, max_shard_bytes)
+    (tmp / "config.json").write_text(json.dumps(hf_config_dict(config, stored_dtype), indent=2) + "\n")
+    generation = {"bos_token_id": config.bos_token_id, "eos_token_id": config.eos_token_id,
+                  "pad_token_id": config.pad_token_id, "do_sample": False}
+    (tmp / "generation_config.json").write_text(json.dumps(generation, indent=2) + "\n")
+    for name in MODELING_FILES:
+        shutil.copyfile(TEMPLATES / name, tmp / name)
+    if tokenizer is not None:
+        tokenizer.save(tmp)
+    if out.exists():
+        shutil.rmtree(out)
+    tmp.rename(out)
+    return out
