@@ -1,0 +1,127 @@
+"""The backend interface and the process-group set-up shared by all backends."""
+from __future__ import annotations
+
+import contextlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+
+@dataclass(frozen=True)
+class DistEnv:
+    rank: int
+    world_size: int
+    local_rank: int
+    device: torch.device
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def dist_env(device: str = "auto") -> DistEnv:
+    """Rank and device from torchrun's environment (one process without it); cuda:LOCAL_RANK when available."""
+    rank = int(os.environ.get("RANK", 0))
+    world = int(os.environ.get("WORLD_SIZE", 1))
+    local = int(os.environ.get("LOCAL_RANK", 0))
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    dev = torch.device(f"cuda:{local}") if device == "cuda" else torch.device("cpu")
+    if dev.type == "cuda":
+        torch.cuda.set_device(dev)
+    return DistEnv(rank, world, local, dev)
+
+
+def init_process_group(env: DistEnv) -> None:
+    """gloo on CPU, nccl on GPU; a one-process group when not launched by torchrun (DDP/FSDP/DeepSpeed need one)."""
+    if dist.is_initialized():
+        return
+    os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
+    os.environ.setdefault("MASTER_PORT", str(29500 + os.getpid() % 1000))
+    os.environ.setdefault("RANK", str(env.rank))
+    os.environ.setdefault("WORLD_SIZE", str(env.world_size))
+    backend = "nccl" if env.device.type == "cuda" else "gloo"
+    dist.init_process_group(backend=backend, rank=env.rank, world_size=env.world_size)
+
+
+class Backend:
+    """What the trainer needs from a backend. `model` is what to call for the forward pass, `module` the bare model."""
+
+    name = "base"
+
+    def __init__(self, env: DistEnv, cfg: dict):
+        self.env = env
+        self.cfg = cfg
+        self.model: nn.Module | None = None
+        self.module: nn.Module | None = None
+        self.optimizer: torch.optim.Optimizer | None = None
+
+    # --- set-up -----------------------------------------------------------------------------------------------
+    def setup(self) -> None:
+        if self.env.world_size > 1 or self.name != "single":
+            init_process_group(self.env)
+
+    def prepare(self, module: nn.Module, build_optimizer: Callable[[nn.Module], torch.optim.Optimizer],
+                micro_batch: int, grad_accum: int, clip_grad: float) -> None:
+        raise NotImplementedError
+
+    # --- one optimizer step -----------------------------------------------------------------------------------
+    def sync_context(self, last_micro: bool):
+        """Gradient synchronisation only on the last micro-batch of a step."""
+        return contextlib.nullcontext()
+
+    def backward(self, loss: torch.Tensor) -> None:
+        """`loss` is this rank's share of the step's loss, already divided by the global batch's token count:
+        the backend makes the gradients the sum over ranks and micro-batches."""
+        raise NotImplementedError
+
+    def step(self, clip_grad: float) -> float:
+        """Clip, step, zero the gradients; returns the global gradient norm before clipping."""
+        raise NotImplementedError
+
+    def skip_next_step(self) -> None:
+        """Veto the coming optimizer step (NaN/inf loss); the gradients are still cleared."""
+        self.optimizer.skip_next_step = True
+
+    def set_lr(self, lr: float) -> None:
+        for g in self.optimizer.param_groups:
+            g["lr"] = lr
+
+    # --- collectives ------------------------------------------------------------------------------------------
+    def all_reduce_sum(self, t: torch.Tensor) -> torch.Tensor:
+        if dist.is_initialized() and self.env.world_size > 1:
+            dist.all_reduce(t, op=dist.ReduceOp.SUM)
+        return t
+
+    def barrier(self) -> None:
+        if dist.is_initialized() and self.env.world_size > 1:
+            dist.barrier()
+
+    # --- checkpoints (called on every rank; the trainer writes the rest) ----------------------------------------
+    def save_state(self, ckpt_dir: Path) -> None:
+        """Write model.pt (full fp32 state dict) and optimizer.pt (full, keyed by parameter name) from rank 0."""
+        from refact_train.backends.full_state import full_model_state, full_optim_state
+        model_sd = full_model_state(self.model)
+        optim_sd = full_optim_state(self.model, self.optimizer)
+        if self.env.is_main:
+            torch.save(model_sd, ckpt_dir / "model.pt")
+            torch.save(optim_sd, ckpt_dir / "optimizer.pt")
+
+    def load_state(self, ckpt_dir: Path, load_optimizer: bool = True) -> None:
+        from refact_train.backends.full_state import load_full_state
+        load_full_state(self.model, self.optimizer if load_optimizer else None, ckpt_dir)
+
+    def full_model_state_dict(self) -> dict | None:
+        """The full model state dict (CPU) on rank 0, None elsewhere; collective."""
+        from refact_train.backends.full_state import full_model_state
+        sd = full_model_state(self.model)
+        return sd if self.env.is_main else None
+
+    def close(self) -> None:
+        if dist.is_initialized():
+            dist.destroy_process_group()

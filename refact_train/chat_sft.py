@@ -1,0 +1,70 @@
+"""Chat SFT samples in the release's chat format, with the loss on the assistant turns only.
+
+Format (REFACT-1.6B.md): `<empty_output>SYSTEM {system}\\n<empty_output>USER {query}\\n<empty_output>ASSISTANT {answer}\\n`
+... and an EOT after the conversation. Input: JSONL files, one `{"messages": [{"role", "content"}, ...]}` per line.
+One conversation per sample, truncated or padded with <fim_pad> (no loss) to seq_len + 1 tokens.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from refact_train.data import epoch_order
+
+ROLE_TAGS = {"system": "SYSTEM", "user": "USER", "assistant": "ASSISTANT"}
+
+
+def encode_chat(messages: list[dict], tokenizer: Any) -> tuple[list[int], list[bool]]:
+    """Token ids and loss mask of one conversation: the mask is True on assistant replies (and the final EOT)."""
+    ids: list[int] = []
+    mask: list[bool] = []
+    for i, msg in enumerate(messages):
+        role = msg["role"]
+        if role not in ROLE_TAGS:
+            raise ValueError(f"chat message {i}: role {role!r}; expected one of {sorted(ROLE_TAGS)}")
+        header = [tokenizer.empty_output_id] + tokenizer.encode(ROLE_TAGS[role])
+        body = tokenizer.encode(" " + msg["content"] + "\n")
+        ids += header + body
+        mask += [False] * len(header) + [role == "assistant"] * len(body)
+    ids.append(tokenizer.eot_id)
+    mask.append(bool(messages) and messages[-1]["role"] == "assistant")
+    return ids, mask
+
+
+def read_conversations(path: str | Path) -> list[list[dict]]:
+    files = sorted(Path(path).glob("*.jsonl")) if Path(path).is_dir() else [Path(path)]
+    out = []
+    for f in files:
+        for n, line in enumerate(f.read_text().splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                out.append(json.loads(line)["messages"])
+            except (ValueError, KeyError) as e:
+                raise ValueError(f"{f}:{n}: expected a JSON object with 'messages' ({e})") from e
+    if not out:
+        raise ValueError(f"no conversations in {path} (expected *.jsonl with one {{'messages': [...]}} per line)")
+    return out
+
+
+class ChatSamples:
+    """Same interface as `data.PackedSamples`: global sample index g -> (tokens[L+1], loss_mask[L+1])."""
+
+    def __init__(self, path: str | Path, tokenizer: Any, seq_len: int, seed: int):
+        self.conversations = [encode_chat(c, tokenizer) for c in read_conversations(path)]
+        self.n_samples = len(self.conversations)
+        self.seq_len, self.seed, self.pad_id = seq_len, seed, tokenizer.fim_pad_id
+
+    def __getitem__(self, g: int) -> tuple[np.ndarray, np.ndarray]:
+        epoch, pos = divmod(int(g), self.n_samples)
+        ids, mask = self.conversations[int(epoch_order(self.seed, epoch, self.n_samples)[pos])]
+        n = self.seq_len + 1
+        tokens = np.full(n, self.pad_id, dtype=np.int64)
+        loss_mask = np.zeros(n, dtype=bool)
+        k = min(n, len(ids))
+        tokens[:k] = ids[:k]
+        loss_mask[:k] = mask[:k]
+        return tokens, loss_mask

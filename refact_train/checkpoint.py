@@ -1,0 +1,237 @@
+"""Trainer checkpoints: atomic write (temporary name, then rename), integrity manifest, keep-last-K, discovery.
+
+A checkpoint is `RUN_DIR/checkpoints/step-NNNNNNNN/` holding the backend's state (model.pt and optimizer.pt, or
+DeepSpeed's own files plus model.pt), `trainer_state.json` (step, data position, dropout phase, ...),
+`rng/rank-NNNNN.pt`, `config.yaml` (the resolved training config), the tokenizer, and `COMPLETE.json` written last:
+the size and xxh64 of every file. A directory without a valid COMPLETE.json is incomplete or corrupt and is skipped.
+"""
+from __future__ import annotations
+
+import json
+import os
+import random
+import re
+import shutil
+import sys
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import xxhash
+
+MARKER = "COMPLETE.json"
+STEP_RE = re.compile(r"^step-(\d{8})$")
+
+
+@dataclass
+class TrainerState:
+    step: int = 0                  # optimizer steps done
+    samples_seen: int = 0          # the data position: next global sample index
+    tokens_seen: int = 0
+    dropout_rate: float = 0.0      # rate used by the last step
+    dropout_phase: str = "off"     # early | off
+    nan_steps: int = 0             # steps skipped for a NaN/inf loss
+    world_size: int = 1
+    global_batch: int = 0
+    backend: str = "single"
+    wandb_id: str | None = None
+    extra: dict = field(default_factory=dict)
+
+
+def step_dir_name(step: int) -> str:
+    return f"step-{step:08d}"
+
+
+def _hash_file(path: Path) -> str:
+    h = xxhash.xxh64()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 22), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _files(root: Path) -> list[Path]:
+    return sorted(p for p in root.rglob("*") if p.is_file() and p.name != MARKER)
+
+
+def write_marker(ckpt: Path) -> None:
+    entries = {}
+    for p in _files(ckpt):
+        with open(p, "rb") as f:
+            os.fsync(f.fileno())
+        entries[str(p.relative_to(ckpt))] = {"bytes": p.stat().st_size, "xxh64": _hash_file(p)}
+    tmp = ckpt / (MARKER + ".tmp")
+    tmp.write_text(json.dumps({"files": entries}, indent=1))
+    os.replace(tmp, ckpt / MARKER)
+
+
+def verify(ckpt: Path, check_hashes: bool = True) -> str | None:
+    """None when the checkpoint is complete and intact, else the reason it is not."""
+    marker = ckpt / MARKER
+    if not marker.is_file():
+        return f"no {MARKER} (killed while writing?)"
+    try:
+        entries = json.loads(marker.read_text())["files"]
+    except (ValueError, KeyError) as e:
+        return f"{MARKER} unreadable ({e})"
+    for rel, meta in entries.items():
+        p = ckpt / rel
+        if not p.is_file():
+            return f"{rel} missing"
+        if p.stat().st_size != meta["bytes"]:
+            return f"{rel} has {p.stat().st_size} bytes, expected {meta['bytes']} (truncated)"
+        if check_hashes and _hash_file(p) != meta["xxh64"]:
+            return f"{rel} content hash differs (corrupt)"
+    return None
+
+
+def list_checkpoints(ckpt_root: Path) -> list[tuple[int, Path]]:
+    """(step, dir) of every step-* directory, newest first (complete or not)."""
+    if not ckpt_root.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in ckpt_root.iterdir() if (m := STEP_RE.match(p.name)) and p.is_dir()]
+    return sorted(found, reverse=True)
+
+
+def resolve_checkpoint_dir(path: str | Path) -> Path:
+    """A step dir, a `checkpoints/` dir or a run dir -> the newest intact step dir (skipping bad ones with a message)."""
+    p = Path(path)
+    if (p / MARKER).is_file() or STEP_RE.match(p.name):
+        reason = verify(p)
+        if reason:
+            raise ValueError(f"checkpoint {p} is not usable: {reason}")
+        return p
+    root = p / "checkpoints" if (p / "checkpoints").is_dir() else p
+    found = latest_valid(root)
+    if found is None:
+        raise FileNotFoundError(f"no intact checkpoint under {root}")
+    return found
+
+
+def latest_valid(ckpt_root: Path, log=print) -> Path | None:
+    for step, d in list_checkpoints(ckpt_root):
+        reason = verify(d)
+        if reason is None:
+            return d
+        log(f"[checkpoint] skipping {d}: {reason}; trying an older one", file=sys.stderr)
+    return None
+
+
+def rng_state() -> dict:
+    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(state["numpy"])
+    random.setstate(state["python"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def restore_rng(ckpt: Path, rank: int, fallback_seed: int) -> bool:
+    """This rank's saved RNG state; False (and a seed from (seed, rank, step)) when the checkpoint has none for it."""
+    f = ckpt / "rng" / f"rank-{rank:05d}.pt"
+    if f.is_file():
+        set_rng_state(torch.load(f, weights_only=False))
+        return True
+    torch.manual_seed(fallback_seed)
+    np.random.seed(fallback_seed % 2 ** 32)
+    random.seed(fallback_seed)
+    return False
+
+
+def read_trainer_state(ckpt: Path) -> TrainerState:
+    return TrainerState(**json.loads((ckpt / "trainer_state.json").read_text()))
+
+
+class CheckpointWriter:
+    """Writes checkpoints of one run; every rank calls `save` (the backend's part is collective)."""
+
+    def __init__(self, run_dir: Path, backend, keep_last: int, config_yaml: str, tokenizer_dir: Path | None):
+        self.root = run_dir / "checkpoints"
+        self.backend = backend
+        self.keep_last = keep_last
+        self.config_yaml = config_yaml
+        self.tokenizer_dir = tokenizer_dir
+
+    def save(self, state: TrainerState) -> Path:
+        env = self.backend.env
+        final = self.root / step_dir_name(state.step)
+        tmp = self.root / f".tmp-{final.name}"
+        if env.is_main:
+            self.root.mkdir(parents=True, exist_ok=True)
+            if tmp.exists():
+                shutil.rmtree(tmp)
+            (tmp / "rng").mkdir(parents=True)
+        self.backend.barrier()
+        self.backend.save_state(tmp)
+        torch.save(rng_state(), tmp / "rng" / f"rank-{env.rank:05d}.pt")
+        if env.is_main:
+            (tmp / "trainer_state.json").write_text(json.dumps(asdict(state), indent=1))
+            (tmp / "config.yaml").write_text(self.config_yaml)
+            if self.tokenizer_dir is not None:
+                copy_tokenizer(self.tokenizer_dir, tmp / "tokenizer")
+        self.backend.barrier()
+        if env.is_main:
+            write_marker(tmp)
+            if final.exists():  # re-saving a step (e.g. after a resume): the old copy goes only once the new is whole
+                old = self.root / f".old-{final.name}"
+                os.replace(final, old)
+                os.replace(tmp, final)
+                shutil.rmtree(old)
+            else:
+                os.replace(tmp, final)
+            self.prune()
+        self.backend.barrier()
+        return final
+
+    def prune(self) -> None:
+        """Keep the newest `keep_last` intact checkpoints; broken ones older than the newest intact one go too."""
+        if self.keep_last <= 0:
+            return
+        kept = 0
+        for _, d in list_checkpoints(self.root):
+            if kept < self.keep_last and (d / MARKER).is_file():
+                kept += 1
+                continue
+            if kept > 0:
+                shutil.rmtree(d, ignore_errors=True)
+
+
+def copy_tokenizer(src: Path, dst: Path) -> None:
+    dst.mkdir(parents=True, exist_ok=True)
+    if src.is_file():
+        shutil.copy2(src, dst / src.name)
+        return
+    for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.json", "merges.txt"):
+        if (src / name).is_file():
+            shutil.copy2(src / name, dst / name)
+
+
+def load_model_from_checkpoint(path: str | Path, device: str = "cpu"):
+    """(model, tokenizer or None) from a trainer checkpoint of any backend (a step dir, `checkpoints/` or a run dir).
+
+    LoRA checkpoints come back merged into plain `RefactForCausalLM` weights.
+    """
+    from omegaconf import OmegaConf
+
+    from refact_train.build import build_model, merge_lora_state
+
+    ckpt = resolve_checkpoint_dir(path)
+    cfg = OmegaConf.to_container(OmegaConf.load(ckpt / "config.yaml"), resolve=True)
+    model = build_model(cfg["model"])
+    sd = torch.load(ckpt / "model.pt", map_location="cpu", weights_only=True)
+    if cfg.get("lora", {}).get("enabled"):
+        sd = merge_lora_state(sd, cfg["lora"])
+    model.load_state_dict(sd)
+    model.to(device).eval()
+    tokenizer = None
+    if (ckpt / "tokenizer" / "tokenizer.json").is_file():
+        from refact_train.tokenizer import load_tokenizer
+        tokenizer = load_tokenizer(ckpt / "tokenizer")
+    return model, tokenizer

@@ -1,0 +1,193 @@
+"""Packed token shards -> training batches.
+
+The training data is one packed stream of token ids (the concatenation of a split's shards, documents separated by
+EOT). Sample k is the window ``stream[k*L : k*L + L + 1]`` (L = seq_len; the extra token is the last target).
+The order is a permutation of the samples drawn from (seed, epoch), so the whole data position is one number: the
+global sample index g (epoch = g // n_samples). FIM is applied per sample with an RNG drawn from (seed, g), which
+makes every sample a pure function of (data, seed, g) no matter how many processes read it.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+SHARDS_FORMAT = "refact-shards/1"
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    path: str                      # a pipeline output dir (reads DIR/shards/) or a shards dir itself
+    split: str = "train"
+    seq_len: int = 256
+    seed: int = 1234
+    fim: dict = field(default_factory=dict)   # FimConfig fields; rate 0 (or empty) disables FIM
+
+
+@dataclass
+class Batch:
+    input_ids: torch.Tensor        # [B, L] int64
+    labels: torch.Tensor           # [B, L] int64
+    loss_mask: torch.Tensor        # [B, L] bool; no loss where False
+    sample_indices: list[int]      # global sample indices, for tests and debugging
+
+
+def shards_dir(path: str | Path) -> Path:
+    """`DIR/shards` for a pipeline output dir; `DIR` if it holds a manifest itself."""
+    p = Path(path)
+    if (p / "manifest.json").is_file():
+        return p
+    if (p / "shards" / "manifest.json").is_file():
+        return p / "shards"
+    raise FileNotFoundError(
+        f"no token shards under {p}: expected {p}/shards/manifest.json (run `refact-pipeline input=... output={p}` "
+        f"with a tokenizer first) or {p}/manifest.json")
+
+
+def read_manifest(path: str | Path) -> dict:
+    d = shards_dir(path)
+    manifest = json.loads((d / "manifest.json").read_text())
+    if manifest.get("format") != SHARDS_FORMAT:
+        raise ValueError(f"{d}/manifest.json: format {manifest.get('format')!r}, expected {SHARDS_FORMAT!r}")
+    return manifest
+
+
+class TokenStream:
+    """The shards of one split as one read-only, memory-mapped token sequence."""
+
+    def __init__(self, path: str | Path, split: str = "train"):
+        d = shards_dir(path)
+        manifest = read_manifest(d)
+        entries = manifest["splits"].get(split) or []
+        if not entries:
+            raise ValueError(f"{d}/manifest.json: split {split!r} has no shards (splits: {list(manifest['splits'])})")
+        dtype = np.dtype(manifest["dtype"])
+        self.arrays: list[np.ndarray] = []
+        for e in entries:
+            f = d / e["file"]
+            arr = np.memmap(f, dtype=dtype, mode="r")
+            if len(arr) != e["tokens"]:
+                raise ValueError(f"{f}: {len(arr)} tokens on disk, manifest says {e['tokens']}: the shard is truncated "
+                                 f"or the manifest is stale; rerun the pipeline's tokenize stage")
+            self.arrays.append(arr)
+        self.starts = np.cumsum([0] + [len(a) for a in self.arrays])
+        self.manifest = manifest
+        self.dir = d
+
+    def __len__(self) -> int:
+        return int(self.starts[-1])
+
+    def read(self, start: int, length: int) -> np.ndarray:
+        """Tokens [start, start+length) as int64, crossing shard boundaries."""
+        out = np.empty(length, dtype=np.int64)
+        pos, filled = start, 0
+        i = int(np.searchsorted(self.starts, pos, side="right")) - 1
+        while filled < length:
+            a = self.arrays[i]
+            off = pos - int(self.starts[i])
+            n = min(length - filled, len(a) - off)
+            out[filled:filled + n] = a[off:off + n]
+            filled += n
+            pos += n
+            i += 1
+        return out
+
+
+@lru_cache(maxsize=4)
+def epoch_order(seed: int, epoch: int, n_samples: int) -> np.ndarray:
+    """The sample order of one epoch: a permutation drawn from (seed, epoch) only."""
+    return np.random.default_rng([seed, epoch, 0x5EED]).permutation(n_samples)
+
+
+class PackedSamples:
+    """Sample g (global sample index, any epoch) -> (tokens[L+1], loss_mask[L+1])."""
+
+    def __init__(self, cfg: DataConfig, tokenizer: Any = None):
+        self.cfg = cfg
+        self.stream = TokenStream(cfg.path, cfg.split)
+        self.n_samples = (len(self.stream) - 1) // cfg.seq_len
+        if self.n_samples < 1:
+            raise ValueError(f"{self.stream.dir}: {len(self.stream)} tokens in split {cfg.split!r}, fewer than one "
+                             f"sample of seq_len+1 = {cfg.seq_len + 1}; lower data.seq_len or add data")
+        self._fim = self._fim_transform(cfg.fim, tokenizer)
+
+    def _fim_transform(self, fim: dict, tokenizer: Any) -> Callable | None:
+        if not fim or float(fim.get("rate", 0.0)) <= 0.0:
+            return None
+        from data_pipeline.fim import FimConfig, apply_fim, fim_rng
+
+        if tokenizer is None:
+            from refact_train.tokenizer import load_tokenizer
+            tokenizer = load_tokenizer(self.stream.dir / "tokenizer.json")
+        fim_cfg = FimConfig.from_dict(dict(fim))
+        seed = self.cfg.seed
+
+        def transform(tokens: np.ndarray, index: int) -> tuple[np.ndarray, np.ndarray]:
+            out, mask = apply_fim(tokens, rng=fim_rng(seed, index), cfg=fim_cfg, tokenizer=tokenizer)
+            return np.asarray(out, dtype=np.int64), np.asarray(mask, dtype=bool)
+        return transform
+
+    def __getitem__(self, g: int) -> tuple[np.ndarray, np.ndarray]:
+        epoch, pos = divmod(int(g), self.n_samples)
+        k = int(epoch_order(self.cfg.seed, epoch, self.n_samples)[pos])
+        L = self.cfg.seq_len
+        tokens = self.stream.read(k * L, L + 1)
+        if self._fim is not None:
+            return self._fim(tokens, int(g))
+        return tokens, np.ones(L + 1, dtype=bool)
+
+
+@dataclass(frozen=True)
+class BatchLayout:
+    """How one optimizer step's global batch is cut into per-rank micro-batches.
+
+    Global batch G = micro_batch * grad_accum * world_size samples; step s covers global sample indices
+    [start, start + G). Micro-batch m of rank r holds the samples j with j // micro_batch == m * world + r, so the
+    same G samples make one step whatever the process count (resume on a different world size keeps the data).
+    """
+    micro_batch: int
+    grad_accum: int
+    world_size: int
+    rank: int
+
+    @property
+    def global_batch(self) -> int:
+        return self.micro_batch * self.grad_accum * self.world_size
+
+    def indices(self, start: int, micro: int) -> list[int]:
+        first = start + (micro * self.world_size + self.rank) * self.micro_batch
+        return list(range(first, first + self.micro_batch))
+
+
+def layout_for(global_batch: int, micro_batch: int, world_size: int, rank: int) -> BatchLayout:
+    per_step = micro_batch * world_size
+    if global_batch % per_step:
+        raise ValueError(f"train.global_batch={global_batch} is not a multiple of train.micro_batch*world_size="
+                         f"{micro_batch}*{world_size}; pick a global batch divisible by both")
+    return BatchLayout(micro_batch, global_batch // per_step, world_size, rank)
+
+
+def collate(samples: list[tuple[np.ndarray, np.ndarray]], indices: list[int]) -> Batch:
+    tokens = torch.from_numpy(np.stack([s[0] for s in samples]))
+    mask = torch.from_numpy(np.stack([s[1] for s in samples]))
+    return Batch(tokens[:, :-1].contiguous(), tokens[:, 1:].contiguous(), mask[:, 1:].contiguous(), indices)
+
+
+class StepLoader:
+    """The micro-batches of this rank for one optimizer step, from the global sample position."""
+
+    def __init__(self, samples: PackedSamples, layout: BatchLayout):
+        self.samples = samples
+        self.layout = layout
+
+    def step_batches(self, start: int) -> list[Batch]:
+        out = []
+        for m in range(self.layout.grad_accum):
+            idx = self.layout.indices(start, m)
+            out.append(collate([self.samples[g] for g in idx], idx))
+        return out

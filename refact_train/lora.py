@@ -1,0 +1,58 @@
+"""LoRA fine-tuning with peft (release defaults: r 16, alpha 32, dropout 0.01 on q, kv, c_proj, gate_up_proj),
+and merging the adapters back into plain weights for export."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+PEFT_PREFIX = "base_model.model."
+
+
+@dataclass(frozen=True)
+class LoraConfig:
+    enabled: bool = False
+    r: int = 16
+    alpha: int = 32
+    dropout: float = 0.01
+    target_modules: tuple[str, ...] = ("q", "kv", "c_proj", "gate_up_proj")
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "LoraConfig":
+        d = dict(d)
+        if "target_modules" in d:
+            d["target_modules"] = tuple(d["target_modules"])
+        return cls(**d)
+
+
+def apply_lora(model: nn.Module, cfg: LoraConfig) -> nn.Module:
+    """Wrap `model` with peft LoRA adapters; only adapter weights stay trainable."""
+    import peft
+    pcfg = peft.LoraConfig(r=cfg.r, lora_alpha=cfg.alpha, lora_dropout=cfg.dropout,
+                           target_modules=list(cfg.target_modules), bias="none")
+    wrapped = peft.get_peft_model(model, pcfg)
+    return wrapped
+
+
+def trainable_names(model: nn.Module) -> list[str]:
+    return [n for n, p in model.named_parameters() if p.requires_grad]
+
+
+def merge_lora_state(sd: dict, lora: dict) -> dict:
+    """A peft LoRA state dict -> the plain model's state dict with W' = W + (alpha/r)·B·A (pure; no peft needed)."""
+    cfg = LoraConfig.from_dict(lora)
+    scale = cfg.alpha / cfg.r
+    out: dict[str, torch.Tensor] = {}
+    for key, value in sd.items():
+        if ".lora_A." in key or ".lora_B." in key:
+            continue
+        name = key[len(PEFT_PREFIX):] if key.startswith(PEFT_PREFIX) else key
+        if ".base_layer." in name:
+            stem = key.replace(".base_layer.weight", "")
+            a = next(v for k, v in sd.items() if k.startswith(stem + ".lora_A.") and k.endswith(".weight"))
+            b = next(v for k, v in sd.items() if k.startswith(stem + ".lora_B.") and k.endswith(".weight"))
+            value = value + scale * (b.float() @ a.float()).to(value.dtype)
+            name = name.replace(".base_layer.", ".")
+        out[name] = value
+    return out

@@ -1,0 +1,237 @@
+"""The training loop: data -> micro-batches -> loss over the global batch -> backend step; checkpoints, metrics, signals."""
+from __future__ import annotations
+
+import signal
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from omegaconf import OmegaConf
+
+from refact_train.backends import make_backend
+from refact_train.backends.base import dist_env
+from refact_train.checkpoint import (
+    CheckpointWriter, TrainerState, latest_valid, read_trainer_state, resolve_checkpoint_dir, restore_rng,
+)
+from refact_train.early_dropout import EarlyDropoutConfig, dropout_at, phase
+from refact_train.metrics import (
+    JsonlSink, MetricsLogger, ProgressBar, WandbSink, detect_peak_flops, flops_per_token, memory_stats,
+)
+from refact_train.optim import OptimConfig, build_optimizer, lr_at
+from refact_train.run_setup import build_samples, load_run_tokenizer, prepare_model
+
+
+class NonFiniteLossError(RuntimeError):
+    pass
+
+
+def log(*args, **_):
+    print(*args, file=sys.stderr, flush=True)
+
+
+class Trainer:
+    """One training run of a resolved config (a plain dict as `OmegaConf.to_container` gives)."""
+
+    def __init__(self, cfg: dict):
+        self.cfg = cfg
+        self.run_dir = Path(cfg["run_dir"])
+        tcfg = cfg["train"]
+        self.env = dist_env(tcfg.get("device", "auto"))
+        self.backend = make_backend(cfg["dist"]["backend"], self.env, cfg["dist"])
+        self.backend.setup()
+        torch.manual_seed(int(cfg["seed"]))  # the same initial weights on every rank
+        self.tokenizer, self.tokenizer_dir = load_run_tokenizer(cfg)
+        self.optim_cfg = OptimConfig.from_dict(cfg["optim"])
+        self.dropout_cfg = EarlyDropoutConfig(**cfg["early_dropout"])
+        self.max_steps = int(tcfg["max_steps"])
+        self.precision = self._precision(tcfg.get("precision", "auto"))
+        self.signal_received: int | None = None
+
+        module, self.base_model = prepare_model(cfg, self.tokenizer, log)
+        from refact_train.data import StepLoader, layout_for
+        self.samples = build_samples(cfg, self.tokenizer)
+        self.layout = layout_for(int(tcfg["global_batch"]), int(tcfg["micro_batch"]), self.env.world_size,
+                                 self.env.rank)
+        self.loader = StepLoader(self.samples, self.layout)
+        self.seq_len = int(cfg["data"]["seq_len"])
+        self.backend.prepare(module, lambda m: build_optimizer(m, self.optim_cfg), self.layout.micro_batch,
+                             self.layout.grad_accum, self.optim_cfg.clip_grad)
+        self.forward = self.backend.model
+        if tcfg.get("compile"):
+            self.forward = torch.compile(self.backend.model)
+        self.state = TrainerState(world_size=self.env.world_size, global_batch=self.layout.global_batch,
+                                  backend=self.backend.name)
+        self.config_yaml = OmegaConf.to_yaml(OmegaConf.create(cfg))
+        self.writer = CheckpointWriter(self.run_dir, self.backend, int(cfg["checkpoint"]["keep_last"]),
+                                       self.config_yaml, self.tokenizer_dir)
+
+    def _precision(self, p: str) -> torch.dtype | None:
+        """The autocast dtype (None = plain fp32): bf16 on GPU by default, fp32 on CPU unless asked."""
+        if p == "auto":
+            return torch.bfloat16 if self.env.device.type == "cuda" else None
+        return {"bf16": torch.bfloat16, "fp32": None}[p]
+
+    # --- resume -------------------------------------------------------------------------------------------------
+    def maybe_resume(self) -> None:
+        resume = self.cfg.get("resume", "auto")
+        if resume in (None, "never", False):
+            return
+        ckpt = latest_valid(self.run_dir / "checkpoints") if resume == "auto" else resolve_checkpoint_dir(resume)
+        if ckpt is None:
+            return
+        saved = read_trainer_state(ckpt)
+        if saved.global_batch != self.layout.global_batch:
+            raise ValueError(f"{ckpt}: saved with train.global_batch={saved.global_batch}, this run has "
+                             f"{self.layout.global_batch}; resume needs the same global batch")
+        self.backend.load_state(ckpt)
+        same_ranks = restore_rng(ckpt, self.env.rank, hash((int(self.cfg["seed"]), self.env.rank, saved.step)))
+        if not same_ranks or saved.world_size != self.env.world_size:
+            log(f"[resume] {saved.world_size} -> {self.env.world_size} processes: data order kept, RNG reseeded")
+        wandb_id = saved.wandb_id
+        self.state = saved
+        self.state.world_size, self.state.backend, self.state.wandb_id = self.env.world_size, self.backend.name, wandb_id
+        if self.env.is_main:
+            log(f"[resume] from {ckpt}: step {saved.step}, sample {saved.samples_seen}")
+
+    # --- signals --------------------------------------------------------------------------------------------------
+    def install_signal_handlers(self) -> None:
+        if not self.cfg["checkpoint"].get("on_signal", True):
+            return
+
+        def handler(signum, frame):
+            self.signal_received = signum
+        for sig in (signal.SIGTERM, signal.SIGUSR1):
+            signal.signal(sig, handler)
+
+    def _stop_requested(self) -> bool:
+        flag = torch.tensor([1.0 if self.signal_received else 0.0], device=self.env.device)
+        return bool(self.backend.all_reduce_sum(flag).item() > 0)
+
+    # --- one step -------------------------------------------------------------------------------------------------
+    def train_step(self, batches) -> tuple[float, float, bool]:
+        dev = self.env.device
+        n_tokens = torch.tensor([float(sum(int(b.loss_mask.sum()) for b in batches))], device=dev)
+        n_tokens = self.backend.all_reduce_sum(n_tokens).clamp_min(1.0)
+        loss_sum = torch.zeros(1, device=dev)
+        finite = True
+        for m, b in enumerate(batches):
+            last = m == len(batches) - 1
+            with self.backend.sync_context(last):
+                with torch.autocast(dev.type, dtype=self.precision or torch.float32, enabled=self.precision is not None):
+                    logits = self.forward(b.input_ids.to(dev))
+                tok_loss = F.cross_entropy(logits.float().flatten(0, 1), b.labels.to(dev).flatten(), reduction="none")
+                mb_loss = (tok_loss * b.loss_mask.to(dev).flatten()).sum()
+                loss_sum += mb_loss.detach()
+                if last:  # decide before the last backward: DeepSpeed steps inside it
+                    total = self.backend.all_reduce_sum(loss_sum.clone())
+                    finite = bool(torch.isfinite(total).all())
+                    if not finite:
+                        self.backend.skip_next_step()
+                self.backend.backward(mb_loss / n_tokens)
+        grad_norm = self.backend.step(self.optim_cfg.clip_grad)
+        return float(total / n_tokens), grad_norm, finite
+
+    # --- the loop -------------------------------------------------------------------------------------------------
+    def _sinks(self) -> MetricsLogger:
+        mcfg = self.cfg["metrics"]
+        if not self.env.is_main:
+            return MetricsLogger([])
+        sinks = [JsonlSink(self.run_dir / "metrics.jsonl"),
+                 ProgressBar(self.state.step, self.max_steps, bool(mcfg.get("progress", True)))]
+        if mcfg.get("wandb", True):
+            w = WandbSink(self.run_dir, mcfg.get("wandb_project", "refact-train"), self.run_dir.name, self.cfg,
+                          self.state.wandb_id, mcfg.get("wandb_mode", "auto"))
+            self.state.wandb_id = w.run_id
+            sinks.append(w)
+        return MetricsLogger(sinks)
+
+    def run(self) -> TrainerState:
+        if self.env.is_main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            (self.run_dir / "config.yaml").write_text(self.config_yaml)
+        self.backend.barrier()
+        self.maybe_resume()
+        self.install_signal_handlers()
+        metrics = self._sinks()
+        mcfg, ccfg = self.cfg["metrics"], self.cfg["checkpoint"]
+        log_every, ckpt_every = int(self.cfg["train"].get("log_every", 1)), int(ccfg["every"])
+        max_nan = int(self.cfg["train"].get("max_nan_steps", 5))
+        peak = detect_peak_flops(mcfg.get("peak_flops"))
+        mcfg_model = self.base_model.config
+        fpt = flops_per_token(self.base_model.num_parameters(), mcfg_model.n_layer, mcfg_model.n_embd, self.seq_len)
+        tokens_per_step = self.layout.global_batch * self.seq_len
+        pool = ThreadPoolExecutor(max_workers=1)  # the next step's batches load while this step computes
+        nxt = pool.submit(self.loader.step_batches, self.state.samples_seen)
+        t0, steps_since = time.perf_counter(), 0
+        self.backend.model.train()
+        try:
+            while self.state.step < self.max_steps:
+                st = self.state
+                lr = lr_at(st.step, self.max_steps, self.optim_cfg)
+                self.backend.set_lr(lr)
+                rate = dropout_at(st.step, st.tokens_seen, self.dropout_cfg)
+                self.base_model.set_dropout(rate)
+                batches = nxt.result()
+                nxt = pool.submit(self.loader.step_batches, st.samples_seen + self.layout.global_batch)
+                loss, grad_norm, finite = self.train_step(batches)
+                st.step += 1
+                st.samples_seen += self.layout.global_batch
+                st.tokens_seen += tokens_per_step
+                st.dropout_rate, st.dropout_phase = rate, phase(rate)
+                steps_since += 1
+                if not finite:
+                    st.nan_steps += 1
+                    log(f"[train] step {st.step}: loss {loss} is not finite, step skipped "
+                        f"({st.nan_steps}/{max_nan} allowed)")
+                if st.step % log_every == 0 or not finite or st.step == self.max_steps:
+                    dt = time.perf_counter() - t0
+                    tps = tokens_per_step * steps_since / dt
+                    metrics.log({"step": st.step, "loss": loss, "lr": lr, "dropout": rate, "grad_norm": grad_norm,
+                                 "tokens_per_s": tps, "mfu": (tps * fpt / self.env.world_size / peak) if peak else None,
+                                 "tokens_seen": st.tokens_seen, "samples_seen": st.samples_seen,
+                                 "skipped": not finite, "nan_steps": st.nan_steps, **memory_stats(self.env.device)})
+                    t0, steps_since = time.perf_counter(), 0
+                if st.nan_steps > max_nan:
+                    raise NonFiniteLossError(
+                        f"{st.nan_steps} steps with a NaN/inf loss (train.max_nan_steps={max_nan}): stopping; the last "
+                        f"good checkpoint in {self.run_dir / 'checkpoints'} is untouched")
+                stop = self._stop_requested()
+                if st.step % ckpt_every == 0 or st.step == self.max_steps or stop:
+                    path = self.writer.save(st)
+                    if self.env.is_main:
+                        log(f"[checkpoint] {path}")
+                    self._maybe_export(st.step, final=st.step == self.max_steps)
+                if stop:
+                    log(f"[train] signal {self.signal_received}: checkpoint written, exiting for requeue")
+                    break
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+            metrics.close()
+        return self.state
+
+    def _maybe_export(self, step: int, final: bool) -> None:
+        ecfg = self.cfg.get("export", {}) or {}
+        every = int(ecfg.get("every", 0) or 0)
+        if not ((final and ecfg.get("final")) or (every and step % every == 0)):
+            return
+        from refact_train.run_setup import export_hf
+        sd = self.backend.full_model_state_dict()
+        if self.env.is_main:
+            out = self.run_dir / "hf" / ("final" if final else f"step-{step:08d}")
+            export_hf(sd, self.cfg, self.tokenizer, out)
+            log(f"[export] {out}")
+        self.backend.barrier()
+
+    def close(self) -> None:
+        self.backend.close()
+
+
+def train(cfg: dict) -> TrainerState:
+    trainer = Trainer(cfg)
+    try:
+        return trainer.run()
+    finally:
+        trainer.close()
