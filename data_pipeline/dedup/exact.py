@@ -1,0 +1,126 @@
+"""Exact deduplication: documents whose normalised content hashes equal; the smallest id of each group is kept.
+
+Three steps, so that no step holds more than one hash bucket in memory however large the corpus:
+1. `hash` (per input shard): xxh128 of the normalised text -> (bucket, hash, id, shard) rows, one file per bucket.
+2. `resolve` (per bucket): group equal hashes over all shards; every id but the smallest is a duplicate.
+3. `filter` (per input shard): drop the duplicates found for this shard, keep the rest.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import xxhash
+
+from data_pipeline.records import read_documents
+from data_pipeline.stage import ShardOutput, Stage, StageContext, Step, shard_units, temp_path
+from data_pipeline.stats import UnitStats
+
+HASH_SCHEMA = pa.schema([("hash", pa.binary(16)), ("id", pa.string()), ("shard", pa.int32())])
+DUPLICATE_SCHEMA = pa.schema([("id", pa.string()), ("shard", pa.int32()), ("kept_id", pa.string())])
+
+
+def normalise(text: str, mode: str) -> str:
+    """`none`: as is; `lines` (default): line endings unified, trailing spaces and surrounding blank lines removed;
+    `whitespace`: every run of whitespace collapsed to one space."""
+    if mode == "none":
+        return text
+    if mode == "whitespace":
+        return " ".join(text.split())
+    if mode == "lines":
+        return "\n".join(line.rstrip() for line in text.replace("\r\n", "\n").replace("\r", "\n").split("\n")).strip()
+    raise ValueError(f"exact_dedup.normalize={mode!r}: use none, lines or whitespace")
+
+
+def content_hash(text: str, mode: str) -> bytes:
+    return xxhash.xxh128_digest(normalise(text, mode).encode("utf-8", "surrogatepass"))
+
+
+def _n_buckets(ctx: StageContext) -> int:
+    return int(ctx.cfg.get("buckets", 16))
+
+
+def _write_atomic(table: pa.Table, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temp_path(path)
+    pq.write_table(table, str(tmp))
+    os.replace(tmp, path)
+
+
+class HashStep(Step):
+    name = "hash"
+
+    def units(self, ctx: StageContext) -> list[str]:
+        return shard_units(ctx)
+
+    def run(self, ctx: StageContext, unit: str) -> UnitStats:
+        mode = ctx.cfg.get("normalize", "lines")
+        n_buckets = _n_buckets(ctx)
+        rows: list[list[tuple[bytes, str]]] = [[] for _ in range(n_buckets)]
+        for doc in read_documents(ctx.input_shards[int(unit)]):
+            digest = content_hash(doc.text, mode)
+            rows[int.from_bytes(digest[:4], "little") % n_buckets].append((digest, doc.id))
+        shard = int(unit)
+        for bucket, items in enumerate(rows):
+            table = pa.table({"hash": [h for h, _ in items], "id": [i for _, i in items],
+                              "shard": [shard] * len(items)}, schema=HASH_SCHEMA)
+            _write_atomic(table, ctx.scratch_dir(self.name) / f"{bucket:04d}" / f"{unit}.parquet")
+        return UnitStats()
+
+
+class ResolveStep(Step):
+    name = "resolve"
+
+    def units(self, ctx: StageContext) -> list[str]:
+        return [f"{b:04d}" for b in range(_n_buckets(ctx))]
+
+    def run(self, ctx: StageContext, unit: str) -> UnitStats:
+        files = [ctx.scratch_dir("hash") / unit / f"{s}.parquet" for s in shard_units(ctx)]
+        tables = [pq.read_table(str(f)) for f in files]
+        table = pa.concat_tables(tables) if tables else HASH_SCHEMA.empty_table()
+        table = table.sort_by([("hash", "ascending"), ("id", "ascending")])
+        hashes, ids, shards = table["hash"].to_pylist(), table["id"].to_pylist(), table["shard"].to_pylist()
+        dup_ids, dup_shards, kept_ids = [], [], []
+        groups = 0
+        for i in range(len(hashes)):
+            if i and hashes[i] == hashes[i - 1]:
+                dup_ids.append(ids[i])
+                dup_shards.append(shards[i])
+                kept_ids.append(kept)
+                if i < 2 or hashes[i - 2] != hashes[i]:  # second member: a new group
+                    groups += 1
+            else:
+                kept = ids[i]
+        out = pa.table({"id": dup_ids, "shard": dup_shards, "kept_id": kept_ids}, schema=DUPLICATE_SCHEMA)
+        _write_atomic(out, ctx.scratch_dir(self.name) / f"{unit}.parquet")
+        return UnitStats(extra={"duplicate_groups": groups, "duplicates": len(dup_ids)})
+
+
+class ExactFilterStep(Step):
+    name = "filter"
+
+    def units(self, ctx: StageContext) -> list[str]:
+        return shard_units(ctx)
+
+    def run(self, ctx: StageContext, unit: str) -> UnitStats:
+        shard = int(unit)
+        duplicates: set[str] = set()
+        for path in sorted(ctx.scratch_dir("resolve").glob("*.parquet")):
+            table = pq.read_table(str(path), filters=[("shard", "=", shard)], columns=["id"])
+            duplicates.update(table["id"].to_pylist())
+        with ShardOutput(ctx, unit) as out:
+            for doc in read_documents(ctx.input_shards[shard]):
+                if doc.id in duplicates:
+                    out.drop(doc, "duplicate")
+                else:
+                    out.keep(doc)
+        return out.stats
+
+
+def build_stage(section: dict[str, Any]) -> Stage:
+    normalise("", section.get("normalize", "lines"))  # a bad mode fails before any work
+    return Stage("exact_dedup", [HashStep(), ResolveStep(), ExactFilterStep()])
+

