@@ -1,0 +1,179 @@
+# Shared helpers for launch/torchrun.sh and launch/slurm/*: sourced, never run.
+#
+# Environment knobs (all optional):
+#   NPROC_PER_NODE   processes per node (default: the GPUs Slurm gave the node, else the visible GPUs, else 1)
+#   LAUNCH_DEVICE    gpu | cpu | auto (default auto: gpu when GPUs were requested or are visible)
+#   LAUNCH_COMMAND   the program torchrun starts on every rank (default: refact-train)
+#   LAUNCH_LOG_DIR   where per-rank logs go (default: <run_dir>/logs when a run_dir=... override is given, else ./logs)
+#   RDZV_TIMEOUT     seconds to wait for every node to join the rendezvous (default 900)
+
+launch_log() { echo "[launch $(date -u +%H:%M:%S)${LAUNCH_WHERE:+ $LAUNCH_WHERE}] $*" >&2; }
+
+launch_die() {
+    echo "[launch${LAUNCH_WHERE:+ $LAUNCH_WHERE}] ERROR: $*" >&2
+    exit "${LAUNCH_DIE_CODE:-2}"
+}
+
+# The value of KEY=... among Hydra overrides ("$@"), or empty.
+launch_override_value() {
+    local key="$1" arg
+    shift
+    for arg in "$@"; do
+        case "$arg" in "$key="*|"+$key="*|"++$key="*) echo "${arg#*=}" ;; esac
+    done | tail -n 1
+}
+
+launch_log_dir() {
+    local run_dir
+    run_dir="$(launch_override_value run_dir "$@")"
+    echo "${LAUNCH_LOG_DIR:-${run_dir:-.}/logs}"
+}
+
+# A TCP port free on this host right now (the kernel picks it).
+launch_free_port() {
+    python3 -c 'import socket; s = socket.socket(); s.bind(("", 0)); print(s.getsockname()[1]); s.close()'
+}
+
+# GPUs visible to this process (honours CUDA_VISIBLE_DEVICES); 0 without CUDA.
+launch_visible_gpus() {
+    if [ -n "${LAUNCH_VISIBLE_GPUS:-}" ]; then  # set once per node, the query costs a torch import
+        echo "$LAUNCH_VISIBLE_GPUS"
+        return
+    fi
+    # Without an NVIDIA device node there is nothing to count: skip the (slow) torch import.
+    if ! compgen -G "/dev/nvidia[0-9]*" >/dev/null && ! command -v nvidia-smi >/dev/null 2>&1; then
+        echo 0
+        return
+    fi
+    python3 -c 'import torch; print(torch.cuda.device_count())' 2>/dev/null || echo 0
+}
+
+# GPUs the scheduler gave this node ("" outside Slurm or without GPUs). SLURM_GPUS_ON_NODE is set by Slurm for
+# --gpus-per-node / --gres=gpu:N; SLURM_GPUS_PER_NODE may read "a100:4".
+launch_slurm_gpus() {
+    local n="${SLURM_GPUS_ON_NODE:-${SLURM_GPUS_PER_NODE:-}}"
+    echo "${n##*:}"
+}
+
+# Decide device and processes per node, and check them against the GPUs this node really has, before any
+# training process starts. Sets LAUNCH_DEVICE (gpu|cpu) and NPROC_PER_NODE.
+launch_resolve_processes() {
+    local requested found slurm_gpus
+    found="$(launch_visible_gpus)"
+    export LAUNCH_VISIBLE_GPUS="$found"
+    slurm_gpus="$(launch_slurm_gpus)"
+    requested="${NPROC_PER_NODE:-$slurm_gpus}"
+    case "${LAUNCH_DEVICE:-auto}" in
+        auto) if [ -n "$slurm_gpus" ] || [ "$found" -gt 0 ]; then LAUNCH_DEVICE=gpu; else LAUNCH_DEVICE=cpu; fi ;;
+        gpu|cpu) ;;
+        *) launch_die "LAUNCH_DEVICE=$LAUNCH_DEVICE: use gpu, cpu or auto" ;;
+    esac
+    if [ "$LAUNCH_DEVICE" = gpu ]; then
+        requested="${requested:-$found}"
+        if [ "$requested" -lt 1 ] || [ "$found" -ne "$requested" ]; then
+            launch_die "GPU mismatch on $(hostname): requested $requested GPU process(es) per node" \
+                "(NPROC_PER_NODE=${NPROC_PER_NODE:-unset}, Slurm GPUs on node=${slurm_gpus:-none})" \
+                "but $found GPU(s) are visible (CUDA_VISIBLE_DEVICES=${CUDA_VISIBLE_DEVICES-unset})." \
+                "Fix: request as many GPUs as processes (sbatch --gpus-per-node=N, NPROC_PER_NODE=N)," \
+                "or set LAUNCH_DEVICE=cpu to train on CPUs with gloo."
+        fi
+    fi
+    NPROC_PER_NODE="${requested:-1}"
+    export LAUNCH_DEVICE NPROC_PER_NODE
+}
+
+# Settings for NCCL and the CPU threads of each rank; anything already set by the user wins.
+launch_export_runtime_env() {
+    export PYTHONUNBUFFERED=1
+    export TORCH_NCCL_ASYNC_ERROR_HANDLING="${TORCH_NCCL_ASYNC_ERROR_HANDLING:-1}"  # fail fast instead of hanging
+    export NCCL_DEBUG="${NCCL_DEBUG:-WARN}"
+    export TORCH_NCCL_DUMP_ON_TIMEOUT="${TORCH_NCCL_DUMP_ON_TIMEOUT:-0}"
+    local cpus="${SLURM_CPUS_ON_NODE:-$(nproc)}"
+    local per_rank=$(( cpus / NPROC_PER_NODE ))
+    export OMP_NUM_THREADS="${OMP_NUM_THREADS:-$(( per_rank > 0 ? per_rank : 1 ))}"
+}
+
+# The program each rank runs, as an absolute path for `torchrun --no-python`.
+launch_command_path() {
+    local cmd="${LAUNCH_COMMAND:-refact-train}" path
+    path="$(command -v "$cmd" || true)"
+    [ -n "$path" ] || launch_die "'$cmd' is not on PATH. Fix: pip install -e . in the repository" \
+        "(or activate the environment that has it) before launching."
+    echo "$path"
+}
+
+# Explain a failed torchrun from its output ($1 = log file) in terms of what the user can fix.
+launch_explain_failure() {
+    local log="$1" addr="$2" port="$3" nnodes="$4"
+    if grep -q -E "RendezvousTimeoutError|RendezvousClosedError" "$log" 2>/dev/null; then
+        launch_log "ERROR: rendezvous at $addr:$port timed out after ${RDZV_TIMEOUT:-900}s:" \
+            "not all $nnodes node(s) joined. Check that every node started (srun output), that they can reach" \
+            "$addr:$port (firewall, the address resolves to the right interface), or raise RDZV_TIMEOUT."
+    elif grep -q -E "RendezvousConnectionError|DistNetworkError|failed to connect|client socket has timed out" \
+            "$log" 2>/dev/null; then
+        launch_log "ERROR: cannot connect to the rendezvous store at $addr:$port. Check that the first node" \
+            "($addr) is up and that port $port is reachable from $(hostname); set MASTER_PORT to another port" \
+            "if it is taken."
+    fi
+}
+
+# Run torchrun for this node and wait for it, turning SIGUSR1 (Slurm's warning before the time limit or a
+# preemption) into a checkpoint-and-stop of the trainer:
+#   - torchrun starts with SIGUSR1 ignored, so the signal cannot kill the agent (it has no handler for it); the
+#     ranks inherit "ignored" and the trainer installs its own handler, which saves a checkpoint and exits;
+#   - LAUNCH_FORWARD_USR1=1 (local runs) forwards a SIGUSR1 sent to this script to the ranks; under Slurm the
+#     signal reaches every process of the step by itself, so node.sh sets 0;
+#   - the return status is 75 (EX_TEMPFAIL: "try again") when SIGUSR1 arrived, so the caller can requeue.
+# Usage: launch_torchrun NNODES ADDR PORT IS_HOST RUN_ID LOG_DIR -- OVERRIDES...
+launch_torchrun() {
+    local nnodes="$1" addr="$2" port="$3" is_host="$4" run_id="$5" log_dir="$6"
+    shift 6
+    [ "${1:-}" = "--" ] && shift
+    local cmd agent_log rc=0
+    cmd="$(launch_command_path)"
+    mkdir -p "$log_dir" || launch_die "cannot create the log directory $log_dir"
+    agent_log="$log_dir/agent-node${LAUNCH_NODE_RANK:-0}.log"
+    launch_log "torchrun: $nnodes node(s) x $NPROC_PER_NODE process(es) on $LAUNCH_DEVICE," \
+        "rendezvous $addr:$port (c10d, id $run_id), logs per rank under $log_dir/ranks"
+    LAUNCH_PREEMPTED=0
+    trap _launch_on_usr1 USR1
+    trap '_launch_forward TERM' TERM
+    trap '_launch_forward INT' INT
+    (
+        trap '' USR1
+        exec torchrun --nnodes="$nnodes" --nproc-per-node="$NPROC_PER_NODE" \
+            --rdzv-backend=c10d --rdzv-endpoint="$addr:$port" --rdzv-id="$run_id" \
+            --rdzv-conf="join_timeout=${RDZV_TIMEOUT:-900},is_host=$is_host" \
+            --log-dir="$log_dir/ranks" --redirects=3 --tee=3 \
+            --no-python "$cmd" "$@"
+    ) > >(tee -a "$agent_log") 2>&1 &
+    LAUNCH_TORCHRUN_PID=$!
+    # `wait` returns early (status > 128) whenever a trapped signal arrives: keep waiting while torchrun lives.
+    while true; do
+        rc=0
+        wait "$LAUNCH_TORCHRUN_PID" || rc=$?
+        kill -0 "$LAUNCH_TORCHRUN_PID" 2>/dev/null || break
+    done
+    trap - USR1 TERM INT
+    if [ "$LAUNCH_PREEMPTED" = 1 ]; then
+        launch_log "stopped on SIGUSR1 (torchrun exit $rc): the trainer wrote a checkpoint; resume with resume=auto"
+        return 75
+    fi
+    if [ "$rc" != 0 ]; then
+        launch_explain_failure "$agent_log" "$addr" "$port" "$nnodes"
+    fi
+    return "$rc"
+}
+
+_launch_on_usr1() {
+    LAUNCH_PREEMPTED=1
+    launch_log "SIGUSR1 received (time limit near or preemption): the trainer checkpoints and stops"
+    if [ "${LAUNCH_FORWARD_USR1:-1}" = 1 ] && [ -n "${LAUNCH_TORCHRUN_PID:-}" ]; then
+        pkill -USR1 -P "$LAUNCH_TORCHRUN_PID" || true  # the ranks are torchrun's children
+    fi
+}
+
+_launch_forward() {
+    # torchrun handles TERM/INT itself: it passes SIGTERM on to the ranks and waits for them.
+    [ -n "${LAUNCH_TORCHRUN_PID:-}" ] && kill "-$1" "$LAUNCH_TORCHRUN_PID" 2>/dev/null || true
+}
