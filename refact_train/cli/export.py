@@ -1,0 +1,36 @@
+"""refact-export CHECKPOINT_OR_HF_DIR OUT_DIR: a trainer checkpoint (any backend) or an HF directory of either
+released revision -> an HF directory of the current revision that `transformers` loads."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from refact_train.hf import save_hf_checkpoint
+from refact_train.loading import load_model_and_tokenizer, pick_dtype
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="refact-export", description=__doc__)
+    parser.add_argument("source", help="trainer checkpoint directory (or run dir) or HF directory")
+    parser.add_argument("out_dir", help="HF directory to write (replaced if it exists)")
+    parser.add_argument("--dtype", default="stored", help="stored (default) | float32 | bfloat16 | float16")
+    parser.add_argument("--tokenizer", default=None, help="tokenizer to ship (default: the source's own)")
+    parser.add_argument("--max-shard-gb", type=float, default=2.0, help="shard safetensors above this size")
+    args = parser.parse_args(argv)
+    try:
+        model, tokenizer = load_model_and_tokenizer(args.source, tokenizer_path=args.tokenizer)
+        dtype = None if args.dtype == "stored" else pick_dtype(args.dtype, "cpu")
+        if hasattr(model, "merge_and_unload"):  # a LoRA model: export the merged weights
+            model = model.merge_and_unload()
+        out = save_hf_checkpoint(model, args.out_dir, tokenizer=tokenizer, dtype=dtype,
+                                 max_shard_bytes=int(args.max_shard_gb * 1024**3))
+    except (FileNotFoundError, ValueError, KeyError) as err:
+        print(f"refact-export: {err}", file=sys.stderr)
+        return 2
+    print(f"refact-export: wrote {out} ({model.num_parameters():,} parameters"
+          f"{', with tokenizer' if tokenizer is not None else ', no tokenizer found: pass --tokenizer'})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

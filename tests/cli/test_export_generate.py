@@ -1,0 +1,67 @@
+import json
+import subprocess
+import sys
+import sysconfig
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from data_pipeline.tokenizer import train_bpe
+from refact_train.cli.export import main as export_main
+from refact_train.hf import load_hf_checkpoint, save_hf_checkpoint, to_earlier_names
+from refact_train.model import RefactConfig, RefactForCausalLM, generate
+
+
+@pytest.fixture(scope="module")
+def hf_dir(tmp_path_factory):
+    root = Path(sysconfig.get_paths()["stdlib"]) / "json"
+    tok = train_bpe([p.read_text() for p in sorted(root.glob("*.py"))], vocab_size=600)
+    torch.manual_seed(0)
+    model = RefactForCausalLM(RefactConfig(vocab_size=tok.padded_vocab_size, n_embd=64, n_head=4, n_layer=2,
+                                           n_positions=256))
+    return save_hf_checkpoint(model, tmp_path_factory.mktemp("m") / "hf", tokenizer=tok), model, tok
+
+
+def test_export_earlier_revision_to_current(tmp_path, hf_dir):
+    _, model, _ = hf_dir
+    old = tmp_path / "old"
+    old.mkdir()
+    cfg = json.loads((hf_dir[0] / "config.json").read_text())
+    for key in ("auto_map", "tie_word_embeddings", "ln_f_bias"):
+        cfg.pop(key)
+    (old / "config.json").write_text(json.dumps(cfg))
+    state = to_earlier_names(model.state_dict(), model.config.head_dim, model.config.mlp_hidden)
+    save_file({k: v.contiguous() for k, v in state.items()}, str(old / "model.safetensors"))
+    assert export_main([str(old), str(tmp_path / "new")]) == 0
+    from safetensors import safe_open
+
+    with safe_open(str(tmp_path / "new" / "model.safetensors"), "pt") as f:
+        assert "transformer.h.0.attn.kv.weight" in f.keys() and "transformer.h.0.attn.k.weight" not in f.keys()
+    again, _ = load_hf_checkpoint(tmp_path / "new")
+    for k, v in model.state_dict().items():
+        assert torch.equal(again.state_dict()[k], v)
+
+
+def test_export_bf16_and_missing_source(tmp_path, hf_dir, capsys):
+    assert export_main([str(hf_dir[0]), str(tmp_path / "bf16"), "--dtype", "bfloat16"]) == 0
+    assert json.loads((tmp_path / "bf16" / "config.json").read_text())["torch_dtype"] == "bfloat16"
+    assert (tmp_path / "bf16" / "tokenizer.json").is_file()
+    assert export_main([str(tmp_path / "nope"), str(tmp_path / "x")]) == 2
+    assert "no such model directory" in capsys.readouterr().err
+
+
+def test_refact_generate_modes(hf_dir):
+    path, model, tok = hf_dir
+    exe = [sys.executable, "-m", "refact_train.cli.generate", f"model={path}", "max_new_tokens=6"]
+    plain = subprocess.run(exe + ["prompt=import", "mode=plain"], capture_output=True, text=True, timeout=120)
+    assert plain.returncode == 0, plain.stderr
+    want = tok.decode(generate(model, [tok.encode("import")], 6)[0])
+    assert plain.stdout.rstrip("\n") == want
+    fim = subprocess.run(exe + ["mode=fim", "prefix='def f('", "suffix='):'"], capture_output=True, text=True, timeout=120)
+    assert fim.returncode == 0, fim.stderr
+    chat = subprocess.run(exe + ["mode=chat", "prompt=hello"], capture_output=True, text=True, timeout=120)
+    assert chat.returncode == 0, chat.stderr
+    bad = subprocess.run(exe + ["mode=fim", "prompt=no marker"], capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and "<FILL>" in bad.stderr
