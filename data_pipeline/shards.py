@@ -1,0 +1,287 @@
+"""Documents -> token shards: hold out, tokenize in parallel, mix, pack (api.md, "Token shards").
+
+`build_shards` runs in two passes:
+1. tokenize: worker processes turn units of the input Parquet shards (runs of row groups) into scratch token files
+   plus per-document metadata (token count, group, the hashes that decide holdout and mixture copies);
+2. pack: the main process picks the held-out documents (valid split, also written as document records under
+   `DIR/heldout/`), computes the mixture weights from the train token counts, and writes every train document
+   `copies` times, in a seeded shuffled order, then the valid documents, then the manifest (last: it marks the
+   build complete). Output goes to temporary directories renamed at the end, so a killed build leaves no
+   half-written `DIR/shards/`.
+Readers: `read_manifest`, `open_split`, `open_split_documents` (from `shard_manifest`, re-exported here).
+"""
+from __future__ import annotations
+
+import multiprocessing
+import os
+import shutil
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+import pyarrow.parquet as pq
+from tqdm import tqdm
+
+from data_pipeline.mixing import HoldoutConfig, MixtureConfig, compute_weights, holdout_score, uniform_hash
+from data_pipeline.packing import ShardConfig, ShardInfo, ShardWriter
+from data_pipeline.records import Document, write_documents
+from data_pipeline.shard_manifest import (FORMAT, Manifest, ManifestError, TokenizerInfo, open_split,
+                                          open_split_documents, read_manifest, shards_dir, write_manifest)
+
+__all__ = ["build_shards", "read_manifest", "open_split", "open_split_documents", "shards_dir", "Manifest",
+           "ManifestError", "MixtureConfig", "HoldoutConfig", "ShardConfig", "FORMAT"]
+
+UNIT_ROWS = 50_000  # documents per tokenize unit: row groups are merged up to this many rows
+ENCODE_BATCH = 256
+
+
+@dataclass(frozen=True)
+class _Unit:
+    index: int
+    path: str
+    row_groups: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class _Job:
+    unit: _Unit
+    tokenizer_file: str
+    work_dir: str
+    by: str
+    mixture_seed: int
+    holdout: HoldoutConfig
+
+
+def _units(document_files: Sequence[str | Path]) -> list[_Unit]:
+    units: list[_Unit] = []
+    for path in document_files:
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"build_shards: input document shard {path} does not exist")
+        meta = pq.ParquetFile(str(path)).metadata
+        run: list[int] = []
+        rows = 0
+        for rg in range(meta.num_row_groups):
+            run.append(rg)
+            rows += meta.row_group(rg).num_rows
+            if rows >= UNIT_ROWS:
+                units.append(_Unit(len(units), str(path), tuple(run)))
+                run, rows = [], 0
+        if run or meta.num_row_groups == 0:
+            units.append(_Unit(len(units), str(path), tuple(run)))
+    return units
+
+
+def _read_unit(unit: _Unit) -> Iterable[Document]:
+    if not unit.row_groups:
+        return
+    pf = pq.ParquetFile(unit.path)
+    for batch in pf.iter_batches(batch_size=ENCODE_BATCH, row_groups=list(unit.row_groups)):
+        for row in batch.to_pylist():
+            yield Document.from_row(row)
+
+
+_TOKENIZERS: dict[str, Any] = {}
+
+
+def _tokenizer(path: str) -> Any:
+    if path not in _TOKENIZERS:
+        from data_pipeline.tokenizer import load_tokenizer
+
+        _TOKENIZERS[path] = load_tokenizer(path)
+    return _TOKENIZERS[path]
+
+
+def _tokenize_unit(job: _Job) -> dict[str, Any]:
+    """Pass 1 for one unit: `<work>/unit-NNNNN.bin` (tokens, no EOT) and `.npz` (per-document metadata)."""
+    tok = _tokenizer(job.tokenizer_file)
+    base = Path(job.work_dir) / f"unit-{job.unit.index:05d}"
+    groups: dict[str, int] = {}
+    lengths, group_ids, mix_u, hold_u, eligible = [], [], [], [], []
+    batch: list[Document] = []
+
+    def flush(f) -> None:
+        for doc, ids in zip(batch, tok.encode_batch([d.text for d in batch])):
+            f.write(np.asarray(ids, dtype=tok.token_dtype).tobytes())
+            lengths.append(len(ids))
+            key = doc.kind if job.by == "kind" else doc.source
+            group_ids.append(groups.setdefault(key, len(groups)))
+            mix_u.append(uniform_hash(job.mixture_seed, doc.id, "mixture"))
+            hold_u.append(holdout_score(doc.id, job.holdout))
+            eligible.append(doc.kind in job.holdout.kinds)
+        batch.clear()
+
+    with open(f"{base}.bin", "wb") as f:
+        for doc in _read_unit(job.unit):
+            batch.append(doc)
+            if len(batch) >= ENCODE_BATCH:
+                flush(f)
+        flush(f)
+    np.savez(f"{base}.npz", lengths=np.asarray(lengths, dtype=np.int64), group=np.asarray(group_ids, dtype=np.int32),
+             mix_u=np.asarray(mix_u, dtype=np.float64), hold_u=np.asarray(hold_u, dtype=np.float64),
+             eligible=np.asarray(eligible, dtype=bool))
+    return {"index": job.unit.index, "groups": list(groups), "documents": len(lengths)}
+
+
+def _init_worker() -> None:
+    os.environ["TOKENIZERS_PARALLELISM"] = "false"  # the processes are the parallelism
+
+
+def _run_pass1(jobs: list[_Job], workers: int) -> list[dict[str, Any]]:
+    results: list[dict[str, Any]] = []
+    bar = tqdm(total=len(jobs), desc="tokenize", unit="unit")
+    if workers <= 1 or len(jobs) <= 1:
+        for job in jobs:
+            results.append(_tokenize_unit(job))
+            bar.update()
+    else:
+        ctx = multiprocessing.get_context("spawn")  # no fork after torch/tokenizers threads started
+        with ctx.Pool(min(workers, len(jobs)), initializer=_init_worker) as pool:
+            for result in pool.imap_unordered(_tokenize_unit, jobs):
+                results.append(result)
+                bar.update()
+    bar.close()
+    return sorted(results, key=lambda r: r["index"])
+
+
+@dataclass
+class _UnitData:
+    tokens: np.ndarray  # memmap of the unit's tokens
+    starts: np.ndarray  # document start offsets (length documents + 1)
+    group: np.ndarray  # global group index per document
+    mix_u: np.ndarray  # uniform hash that decides a fractional mixture copy
+    hold_u: np.ndarray  # uniform hash that decides holdout
+    eligible: np.ndarray  # bool: the document's kind may be held out
+    heldout: np.ndarray  # bool per document, set by _select_heldout
+
+
+def _load_units(work: Path, results: list[dict[str, Any]], dtype: Any,
+                names: list[str]) -> list[_UnitData]:
+    data = []
+    for r in results:
+        base = work / f"unit-{r['index']:05d}"
+        meta = np.load(f"{base}.npz")
+        remap = np.asarray([names.index(g) for g in r["groups"]] or [0], dtype=np.int32)
+        lengths = meta["lengths"]
+        starts = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+        tokens = (np.memmap(f"{base}.bin", dtype=dtype, mode="r", shape=(int(starts[-1]),))
+                  if starts[-1] > 0 else np.empty(0, dtype=dtype))
+        data.append(_UnitData(tokens, starts, remap[meta["group"]], meta["mix_u"], meta["hold_u"], meta["eligible"],
+                              np.zeros(len(lengths), dtype=bool)))
+    return data
+
+
+def _select_heldout(units: list[_UnitData], cfg: HoldoutConfig) -> None:
+    """Mark held-out documents: score below the fraction, kind eligible, then the smallest scores up to the cap."""
+    cands = [(float(u.hold_u[i]), k, i) for k, u in enumerate(units)
+             for i in np.flatnonzero((u.hold_u < cfg.fraction) & u.eligible).tolist()]
+    cands.sort()
+    if cfg.max_documents is not None:
+        cands = cands[:cfg.max_documents]
+    for _, k, i in cands:
+        units[k].heldout[i] = True
+
+
+def _write_heldout_records(units: list[_Unit], data: list[_UnitData], out: Path) -> int:
+    written = 0
+    for unit, d in zip(units, data):
+        if not d.heldout.any():
+            continue
+        keep = [doc for doc, held in zip(_read_unit(unit), d.heldout) if held]
+        written += write_documents(out / f"heldout-{unit.index:05d}.parquet", keep)
+    return written
+
+
+def _replace_dir(tmp: Path, final: Path) -> None:
+    if final.exists():
+        shutil.rmtree(final)
+    tmp.rename(final)
+
+
+def build_shards(document_files: Sequence[str | Path], out_dir: str | Path, tokenizer: Any,
+                 mixture_cfg: MixtureConfig | None = None, holdout_cfg: HoldoutConfig | None = None,
+                 workers: int = 1, shard_cfg: ShardConfig | None = None) -> Manifest:
+    """Tokenize and pack document shards into `out_dir/shards/` (+ held-out records in `out_dir/heldout/`).
+
+    `out_dir` is the pipeline's output directory. Returns the written, validated manifest.
+    """
+    mixture = mixture_cfg or MixtureConfig()
+    holdout = holdout_cfg or HoldoutConfig()
+    shard_cfg = shard_cfg or ShardConfig()
+    out = Path(out_dir)
+    shards_tmp, heldout_tmp, work = out / "shards.tmp", out / "heldout.tmp", out / "shards.work"
+    for d in (shards_tmp, heldout_tmp, work):
+        shutil.rmtree(d, ignore_errors=True)
+    work.mkdir(parents=True)
+    tokenizer.save(shards_tmp)
+    tokenizer_file = str(shards_tmp / "tokenizer.json")
+    dtype = np.dtype(tokenizer.token_dtype)
+
+    units = _units(document_files)
+    jobs = [_Job(u, tokenizer_file, str(work), mixture.by, mixture.seed, holdout) for u in units]
+    results = _run_pass1(jobs, workers)
+    names = sorted({g for r in results for g in r["groups"]})
+    data = _load_units(work, results, dtype, names)
+    _select_heldout(data, holdout)
+
+    # Mixture: weights from the train tokens per group (a document's tokens + its EOT).
+    before = np.zeros(len(names), dtype=np.int64)
+    for d in data:
+        np.add.at(before, d.group[~d.heldout], np.diff(d.starts)[~d.heldout] + 1)
+    weights, missing = compute_weights({g: int(t) for g, t in zip(names, before)}, mixture)
+    w = np.asarray([weights[g] for g in names] or [0.0])
+    unit_of, doc_of = [], []
+    for k, d in enumerate(data):
+        wd = w[d.group]
+        n_copies = np.floor(wd).astype(np.int64) + (d.mix_u < wd - np.floor(wd))
+        n_copies[d.heldout] = 0
+        docs = np.repeat(np.arange(len(d.mix_u)), n_copies)
+        unit_of.append(np.full(len(docs), k, dtype=np.int32))
+        doc_of.append(docs)
+    unit_of_all = np.concatenate(unit_of) if unit_of else np.empty(0, np.int32)
+    doc_of_all = np.concatenate(doc_of) if doc_of else np.empty(0, np.int64)
+    if shard_cfg.shuffle:
+        order = np.random.default_rng([mixture.seed, 0x5A4D]).permutation(len(doc_of_all))
+        unit_of_all, doc_of_all = unit_of_all[order], doc_of_all[order]
+
+    after = np.zeros(len(names), dtype=np.int64)
+    train = ShardWriter(shards_tmp, "train", dtype, tokenizer.eot_id, shard_cfg.max_tokens_per_shard)
+    for k, i in tqdm(zip(unit_of_all.tolist(), doc_of_all.tolist()), total=len(doc_of_all), desc="pack train",
+                     unit="doc"):
+        d = data[k]
+        train.add(d.tokens[d.starts[i]:d.starts[i + 1]])
+        after[d.group[i]] += d.starts[i + 1] - d.starts[i] + 1
+    valid = ShardWriter(shards_tmp, "valid", dtype, tokenizer.eot_id, shard_cfg.max_tokens_per_shard)
+    for d in data:
+        for i in np.flatnonzero(d.heldout).tolist():
+            valid.add(d.tokens[d.starts[i]:d.starts[i + 1]])
+    splits: dict[str, list[ShardInfo]] = {"train": train.close(), "valid": valid.close()}
+    n_heldout = _write_heldout_records(units, data, heldout_tmp)
+
+    manifest = Manifest(
+        directory=shards_tmp,
+        tokenizer=TokenizerInfo(tokenizer.sha256, tokenizer.vocab_size, tokenizer.padded_vocab_size),
+        dtype=dtype.name,
+        eot_id=tokenizer.eot_id,
+        mixture={"weights": {g: weights[g] for g in names}, "by": mixture.by,
+                 "tokens_before": {g: int(t) for g, t in zip(names, before)},
+                 "tokens_after": {g: int(t) for g, t in zip(names, after)},
+                 "requested": {"weights": dict(mixture.weights), "shares": dict(mixture.shares),
+                               "default_weight": mixture.default_weight},
+                 "missing_groups": missing, "seed": mixture.seed},
+        splits=splits,
+        counts={name: {"tokens": sum(s.tokens for s in shards), "documents": sum(s.documents for s in shards)}
+                for name, shards in splits.items()},
+        extra={"inputs": [str(p) for p in document_files], "documents_in": int(sum(len(d.mix_u) for d in data)),
+               "holdout": {**asdict(holdout), "kinds": list(holdout.kinds), "documents": n_heldout},
+               "shards": asdict(shard_cfg)},
+    )
+    del data  # release the memory maps before the scratch directory goes
+    write_manifest(manifest)
+    _replace_dir(shards_tmp, out / "shards")
+    if heldout_tmp.exists():
+        _replace_dir(heldout_tmp, out / "heldout")
+    elif (out / "heldout").exists():
+        shutil.rmtree(out / "heldout")
+    shutil.rmtree(work, ignore_errors=True)
+    return read_manifest(out, tokenizer_sha256=tokenizer.sha256)
