@@ -73,17 +73,7 @@ def truncate_at_stop(text: str, stop_sequences: Sequence[str]) -> str:
     return text[:cut]
 
 
-# ---- chat format ------------------------------------------------------------------------------------------------
-
-def chat_prompt_ids(tokenizer, system: str, query: str) -> list[int]:
-    """`<empty_output>SYSTEM {system}\\n<empty_output>USER {query}\\n<empty_output>ASSISTANT` with real special ids.
-
-    `tokenizer.encode` never turns special-token text into special ids, so the separators are inserted as ids.
-    """
-    sep = tokenizer.empty_output_id
-    return ([sep] + tokenizer.encode(f"SYSTEM {system}\n") + [sep] + tokenizer.encode(f"USER {query}\n") + [sep]
-            + tokenizer.encode("ASSISTANT"))
-
+# ---- chat format (prompt ids: data_pipeline.chat.chat_prompt_ids) ------------------------------------------------
 
 _FENCE = re.compile(r"```[ \t]*([A-Za-z0-9_+-]*)[ \t]*\n(.*?)(?:```|\Z)", re.DOTALL)
 

@@ -187,6 +187,7 @@ class Sandbox:
             log.warning("sandbox: not running as root, so programs keep your uid: the process limit counts your own "
                         "processes too and leftover processes are found by process group only")
         self._isolation_logged = False
+        self.last_isolation: dict | None = None  # what the latest run achieved (network, private tmp, uid)
 
     def _check_uids(self) -> None:
         for slot in range(self.workers):
@@ -288,6 +289,7 @@ class Sandbox:
         if not setup:
             return {}
         isolation = json.loads(setup[0][len("setup "):])
+        self.last_isolation = isolation
         if not self._isolation_logged:
             self._isolation_logged = True
             if isolation.get("reasons"):

@@ -1,0 +1,103 @@
+"""refact-eval model=DIR tasks=[humaneval,humaneval_infill,heldout_fim,perplexity] out=FILE limit=N"""
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable
+
+import hydra
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from evals.context import EvalContext
+from evals.generation import BatchGenerator, GenerationConfig
+from evals.heldout_fim import run_heldout_fim
+from evals.humaneval_tasks import run_humaneval, run_humaneval_chat, run_humaneval_infill
+from evals.perplexity import run_perplexity
+from evals.report import write_report
+from evals.sandbox import SandboxConfig, SandboxError
+from refact_train.loading import load_model_and_tokenizer, pick_device, pick_dtype
+from refact_train.paths import config_dir
+
+log = logging.getLogger("refact-eval")
+
+TASKS: dict[str, Callable[[EvalContext, Any], dict]] = {
+    "humaneval": run_humaneval,
+    "humaneval_chat": run_humaneval_chat,
+    "humaneval_infill": run_humaneval_infill,
+    "heldout_fim": run_heldout_fim,
+    "perplexity": run_perplexity,
+}
+
+
+def run(cfg: DictConfig) -> dict:
+    """Evaluate, write FILE and FILE.md; returns the report."""
+    tasks = list(cfg.tasks)
+    unknown = [t for t in tasks if t not in TASKS]
+    if unknown:
+        raise ValueError(f"tasks={tasks}: unknown {unknown}; choose from {sorted(TASKS)}")
+    if cfg.cpu_threads:
+        torch.set_num_threads(int(cfg.cpu_threads))
+    device = pick_device(cfg.device)
+    dtype = pick_dtype(cfg.dtype, device)
+    model, tokenizer = load_model_and_tokenizer(cfg.model, cfg.tokenizer, dtype, device)
+    if tokenizer is None:
+        raise ValueError(f"{cfg.model} has no tokenizer.json: pass tokenizer=PATH")
+    model.eval()
+    out = Path(cfg.out)
+    gen_cfg = GenerationConfig(batch_size=int(cfg.generation.batch_size), top_p=float(cfg.generation.top_p),
+                               use_cache=bool(cfg.generation.use_cache))
+    ctx = EvalContext(model=model, tokenizer=tokenizer, generator=BatchGenerator(model, gen_cfg, seed=int(cfg.seed)),
+                      sandbox_config=SandboxConfig.from_dict(OmegaConf.to_container(cfg.sandbox, resolve=True)),
+                      out_dir=out.parent / f"{out.stem}_samples", limit=cfg.limit, seed=int(cfg.seed),
+                      data_dir=Path(cfg.data) if cfg.data else None)
+    results, timing = {}, {}
+    for task in tasks:
+        log.info("task %s", task)
+        start = time.perf_counter()
+        task_cfg = OmegaConf.to_container(cfg[task], resolve=True)
+        with torch.inference_mode():
+            results[task] = TASKS[task](ctx, task_cfg)
+        timing[task] = round(time.perf_counter() - start, 2)
+        log.info("task %s done in %.1f s: %s", task, timing[task], results[task])
+    stats = ctx.generator.stats
+    report = {
+        "model": str(cfg.model),
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "device": device,
+        "dtype": str(next(model.parameters()).dtype).removeprefix("torch."),
+        "tokenizer_sha256": tokenizer.sha256,
+        "limit": cfg.limit,
+        "tasks": results,
+        "timing_s": timing,
+        "generation": {"prompts": stats.prompts, "new_tokens": stats.new_tokens, "seconds": round(stats.seconds, 2),
+                       "tokens_per_s": round(stats.tokens_per_s, 2), "batch_size": gen_cfg.batch_size},
+        "sandbox_isolation": ctx._sandbox.last_isolation if ctx._sandbox else None,
+        "published": OmegaConf.to_container(cfg.published, resolve=True),
+        "config": OmegaConf.to_container(cfg, resolve=True),
+    }
+    json_path, md_path = write_report(report, out)
+    log.info("wrote %s and %s", json_path, md_path)
+    return report
+
+
+@hydra.main(config_path=str(Path(config_dir()) / "eval"), config_name="eval", version_base=None)
+def _app(cfg: DictConfig) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        run(cfg)
+    except (FileNotFoundError, ValueError, SandboxError) as err:
+        print(f"refact-eval: {err}", file=sys.stderr)
+        sys.exit(2)
+    print(Path(cfg.out).with_suffix(".md").read_text())
+
+
+def main() -> None:
+    _app()
+
+
+if __name__ == "__main__":
+    main()
