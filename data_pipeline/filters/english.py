@@ -1,0 +1,113 @@
+"""English filter: keep natural-language text (and, where configured, code whose comments are) in the allowed languages.
+
+Language identification is py3langid (langid.py's model, shipped inside the package: no download). A document is
+kept when the probability of the allowed languages together reaches `min_probability`; otherwise it is dropped with
+reason `not_english:<top language>` (`und` when nothing could be identified). Texts with fewer letters than
+`min_chars` are too short to judge: `short_text` says whether they are kept or dropped (`not_english:too_short`).
+For code, the comments and docstrings (`data_pipeline.filters.comments`) are judged the same way; code with too
+little comment text, or in a language whose comments we cannot find, is kept. Config: configs/pipeline/english/.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any, Mapping
+
+from data_pipeline.filters.comments import extract_comments
+from data_pipeline.records import Document
+
+_FENCED_CODE = re.compile(r"^(```|~~~).*?^\1", re.MULTILINE | re.DOTALL)
+_INLINE_CODE = re.compile(r"`[^`\n]+`")
+_URL = re.compile(r"https?://\S+")
+
+
+@dataclass(frozen=True)
+class LanguageGuess:
+    top: str  # the most likely language (ISO 639-1)
+    allowed_probability: float  # probability mass of the allowed languages
+
+
+@lru_cache(maxsize=1)
+def _identifier():
+    from py3langid.langid import MODEL_FILE, LanguageIdentifier
+
+    return LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
+
+
+def identify(text: str, allowed: tuple[str, ...]) -> LanguageGuess:
+    ranked = _identifier().rank(text)
+    top, top_p = ranked[0]
+    if top_p <= 1.0 / len(ranked) + 1e-9:  # a uniform answer: no features at all
+        top = "und"
+    return LanguageGuess(top, sum(p for lang, p in ranked if lang in allowed))
+
+
+def letter_count(text: str) -> int:
+    return sum(ch.isalpha() for ch in text)
+
+
+def prose_of_text(text: str) -> str:
+    """The prose of a Markdown-ish text: fenced and inline code and URLs removed (they confuse language id)."""
+    return _URL.sub(" ", _INLINE_CODE.sub(" ", _FENCED_CODE.sub(" ", text)))
+
+
+@dataclass(frozen=True)
+class EnglishFilter:
+    languages: tuple[str, ...] = ("en",)
+    min_probability: float = 0.5
+    min_chars: int = 50
+    short_text: str = "keep"  # keep | drop
+    kinds: tuple[str, ...] = ("text", "code")
+    check_code_comments: bool = True
+    code_min_chars: int = 100
+    strip_code_blocks: bool = True
+    max_chars: int = 10_000
+
+    def __post_init__(self) -> None:
+        if self.short_text not in ("keep", "drop"):
+            raise ValueError(f"english.short_text must be 'keep' or 'drop', got {self.short_text!r}")
+        if not 0.0 <= self.min_probability <= 1.0:
+            raise ValueError(f"english.min_probability must be in [0, 1], got {self.min_probability}")
+        unknown = set(self.languages) - set(_identifier().nb_classes)
+        if unknown:
+            raise ValueError(f"english.languages: {sorted(unknown)} not known to py3langid (use ISO 639-1 codes)")
+
+    @classmethod
+    def from_config(cls, cfg: Mapping[str, Any]) -> "EnglishFilter":
+        """Build from the `english` config section (the whole pipeline config is accepted too)."""
+        section = dict(cfg.get("english", cfg))
+        section.pop("enabled", None)
+        known = set(cls.__dataclass_fields__)
+        unknown = set(section) - known
+        if unknown:
+            raise ValueError(f"english: unknown config keys {sorted(unknown)}; known keys are {sorted(known)}")
+        for key in ("languages", "kinds"):
+            if key in section:
+                section[key] = tuple(section[key])
+        return cls(**section)
+
+    def __call__(self, doc: Document) -> str | None:
+        return self.filter(doc)
+
+    def filter(self, doc: Document) -> str | None:
+        """None keeps `doc`; otherwise the drop reason."""
+        if doc.kind not in self.kinds:
+            return None
+        if doc.kind == "code":
+            if not self.check_code_comments:
+                return None
+            comments = "\n".join(extract_comments(doc.text, doc.lang))
+            if letter_count(comments) < self.code_min_chars:
+                return None  # too little natural language to judge
+            return self.judge(comments[: self.max_chars])
+        text = prose_of_text(doc.text) if self.strip_code_blocks else doc.text
+        if letter_count(text) < self.min_chars:
+            return None if self.short_text == "keep" else "not_english:too_short"
+        return self.judge(text[: self.max_chars])
+
+    def judge(self, text: str) -> str | None:
+        guess = identify(text, self.languages)
+        if guess.allowed_probability >= self.min_probability:
+            return None
+        return f"not_english:{guess.top}"
