@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+import pyarrow as pa
 from tqdm import tqdm
 
 from data_pipeline.stage import Stage, StageContext, filter_stage
@@ -101,7 +102,9 @@ def run_units(stage: Stage, ctx: StageContext, step_index: int, units: list[str]
             _execute_star(job)
             bar.update()
     else:
-        # fork: workers inherit imported modules (langid models, HumanEval index) without re-importing them
+        # fork: workers inherit imported modules and what `prepare` loaded. pyarrow imports pandas on its first
+        # conversion; doing that here once saves every worker the (seconds-long) import.
+        pa.array([""])
         with multiprocessing.get_context("fork").Pool(min(workers, len(jobs))) as pool:
             for _ in pool.imap_unordered(_execute_star, jobs):
                 bar.update()
@@ -139,7 +142,9 @@ def run_stage(
             continue
         missing_set = set(missing)
         mine = missing if task is None else [u for j, u in enumerate(units) if j % n_tasks == task and u in missing_set]
-        run_units(stage, ctx, i, mine, workers, progress)
+        if mine:
+            step.prepare(ctx)
+            run_units(stage, ctx, i, mine, workers, progress)
         still = [u for u in units if not unit_done(ctx, step.name, u)]
         if still:
             note = f"step {step.name!r}: {len(still)} of {len(units)} units left to other tasks"

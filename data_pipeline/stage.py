@@ -24,6 +24,7 @@ numbers through `UnitStats.extra` (summed across units) or the stage's `extra_st
 """
 from __future__ import annotations
 
+import json
 import os
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
@@ -107,6 +108,10 @@ class Step(ABC):
     @abstractmethod
     def run(self, ctx: StageContext, unit: str) -> UnitStats:
         """Do one unit; write outputs atomically; return its counters. Must not write the marker (the runner does)."""
+
+    def prepare(self, ctx: StageContext) -> None:
+        """Called once in the runner's process before the units run: load models or indexes here into module
+        state, and the forked workers inherit them instead of each loading its own copy."""
 
 
 class Stage:
@@ -203,10 +208,15 @@ def text_bytes(text: str) -> int:
     return len(text.encode("utf-8", "surrogatepass"))
 
 
+# Filters built in this process, by (stage, config): built once in the runner, inherited by forked workers.
+_BUILT_FILTERS: dict[tuple[str, str], DocumentFilter] = {}
+
+
 class FilterStep(Step):
     """Per input shard: keep or drop each document with a `DocumentFilter` built from the stage config.
 
-    `build_filter(cfg)` runs in the worker (once per unit), so filters may hold unpicklable state. A filter that
+    `build_filter(cfg)` runs once per process (in `prepare`, before the workers fork), so filters may hold
+    unpicklable state and load models once. A filter that
     raises drops that document with reason `error:<ExceptionType>` instead of failing the run.
     """
 
@@ -218,8 +228,17 @@ class FilterStep(Step):
     def units(self, ctx: StageContext) -> list[str]:
         return shard_units(ctx)
 
+    def _filter(self, ctx: StageContext) -> DocumentFilter:
+        key = (ctx.name, json.dumps(ctx.cfg, sort_keys=True, default=str))
+        if key not in _BUILT_FILTERS:
+            _BUILT_FILTERS[key] = self.build_filter(ctx.cfg)
+        return _BUILT_FILTERS[key]
+
+    def prepare(self, ctx: StageContext) -> None:
+        self._filter(ctx)
+
     def run(self, ctx: StageContext, unit: str) -> UnitStats:
-        keep_or_reason = self.build_filter(ctx.cfg)
+        keep_or_reason = self._filter(ctx)
         with ShardOutput(ctx, unit) as out:
             for doc in read_documents(ctx.input_shards[int(unit)]):
                 try:

@@ -15,7 +15,7 @@ from typing import Any, Iterator
 
 from data_pipeline.records import Document
 from data_pipeline.sources.languages import classify
-from data_pipeline.sources.licenses import repository_license, spdx_from_header
+from data_pipeline.sources.licenses import LICENSE_FILE, repository_license, spdx_from_header
 
 VCS_DIRS = {".git", ".hg", ".svn"}
 
@@ -119,6 +119,8 @@ def read_file(root: Path, rel: str, source: str, rules: FileRules) -> Document |
         return Skipped(rel, "vendored", st.st_size)
     if any(fnmatch.fnmatch(parts[-1].lower(), g) for g in rules.generated_globs):
         return Skipped(rel, "generated", st.st_size)
+    if LICENSE_FILE.match(parts[-1]):
+        return Skipped(rel, "license_file", st.st_size)  # read for the licence of its tree, not a document
     if st.st_size == 0:
         return Skipped(rel, "empty")
     if st.st_size > rules.max_file_bytes:

@@ -1,0 +1,103 @@
+"""`refact-pipeline` on a corpus built here: exactly which documents survive, and why the others do not."""
+import json
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from data_pipeline.cli import main
+from data_pipeline.shard_manifest import read_manifest
+
+from corpus import build_corpus, write_jsonl
+
+CANDIDATES = {"repo_mit/README.md", "repo_mit/run_tool", "repo_mit/src/app.py", "repo_mit/src/latin1.py",
+              "repo_mit/src/near_a.py", "repo_mit/src/util.js", "lib/snippet.py", "records.jsonl:2",
+              "repo_mit/src/preise.py", "repo_mit/STORY.md"}
+ARGS = ["workers=2", "progress=false", "tokenizer.train=true", "tokenizer.vocab_size=320", "ingest.files_per_shard=8"]
+
+
+def available_stages():
+    """english and topic land separately: assert on the stages this checkout has."""
+    from data_pipeline.pipeline import build_stages
+    from data_pipeline.cli import compose_config
+
+    cfg = compose_config(["input=.", "output=unused"])
+    return {stage.name for _, stage in build_stages(cfg)[0]}
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("e2e")
+    corpus = root / "corpus"
+    expected_drops = build_corpus(corpus, available_stages())
+    write_jsonl(root / "records.jsonl")
+    out = root / "out"
+    assert main([f"input=[{corpus},{root / 'records.jsonl'}]", f"output={out}", *ARGS]) == 0
+    expected_drops.update({"records.jsonl:3": ("ingest", "corrupt_jsonl"), "records.jsonl:4": ("ingest", "missing_text")})
+    survivors = {p for p in CANDIDATES if p not in expected_drops}
+    return out, expected_drops, survivors
+
+
+def test_survivors_and_drop_reasons(run):
+    out, expected_drops, survivors = run
+    kept = pq.read_table(str(out / "documents")).to_pylist()
+    dropped = pq.read_table(str(out / "dropped")).to_pylist()
+    assert {r["path"] for r in kept} == survivors
+    got = {}
+    for r in dropped:
+        reason = next((p for p in ("near_duplicate", "off_topic") if r["reason"].startswith(p)), r["reason"])
+        got[r["path"]] = (r["stage"], reason)
+    assert got == expected_drops
+    near = next(r for r in dropped if r["stage"] == "near_dedup")
+    assert near["reason"] == "near_duplicate_of:corpus/repo_mit/src/near_a.py"
+    by_path = {r["path"]: r for r in kept}
+    assert by_path["repo_mit/src/latin1.py"]["license"] == "MIT"
+    assert (by_path["repo_mit/run_tool"]["kind"], by_path["repo_mit/run_tool"]["lang"]) == ("code", "python")
+    assert by_path["records.jsonl:2"]["kind"] == "text"
+    assert json.loads(by_path["repo_mit/src/latin1.py"]["meta"])["encoding"] == "cp1252"
+
+
+def test_stats_cover_every_stage_and_document(run):
+    out, expected_drops, survivors = run
+    stats = json.loads((out / "stats.json").read_text())
+    names = [s["stage"] for s in stats["stages"]]
+    assert names[:3] == ["ingest", "license", "quality"] and names[-3:] == ["decontam", "exact_dedup", "near_dedup"]
+    assert stats["input"]["documents"] == len(survivors) + len(expected_drops)
+    assert stats["output"]["documents"] == len(survivors)
+    assert stats["dropped_total"] == len(expected_drops)
+    for earlier, later in zip(stats["stages"], stats["stages"][1:]):
+        assert later["docs_in"] == earlier["kept"]
+    ingest = stats["stages"][0]
+    assert ingest["dropped"]["binary"] == 2 and len(ingest["examples"]["binary"]) == 2
+    near = stats["stages"][-1]["extra"]["duplicate_clusters"]
+    assert near["clusters"] == 1 and near["duplicates_removed"] == 1
+
+
+def test_token_shards_from_a_trained_tokenizer(run):
+    out, _, survivors = run
+    manifest = read_manifest(out / "shards")
+    assert manifest.counts["train"]["documents"] == len(survivors)
+    assert (out / "tokenizer" / "tokenizer.json").exists()
+    assert json.loads((out / "stats.json").read_text())["shards"]["counts"]["train"]["documents"] == len(survivors)
+
+
+def test_rerun_skips_everything_and_keeps_the_output(run, capsys):
+    out, _, _ = run
+    before = (out / "stats.json").read_text()
+    inputs = json.loads((out / "pipeline_config.json").read_text())["input"]
+    assert main([f"input=[{inputs[0]},{inputs[1]}]", f"output={out}", *ARGS]) == 0
+    err = capsys.readouterr().err
+    assert err.count("complete, skipped") >= 7
+    assert json.loads((out / "stats.json").read_text())["stages"] == json.loads(before)["stages"]
+
+
+def test_wrong_key_and_missing_input_stop_before_any_work(tmp_path, capsys):
+    assert main([f"input={tmp_path}", f"output={tmp_path / 'o1'}", "licence.allow_unknown=true"]) == 2
+    assert "licence" in capsys.readouterr().err
+    assert main([f"input={tmp_path / 'nope'}", f"output={tmp_path / 'o2'}"]) == 2
+    assert "nope" in capsys.readouterr().err
+    assert main([f"input={tmp_path}", f"output={tmp_path / 'o3'}", "stage=qualty"]) == 2
+    assert "qualty" in capsys.readouterr().err
+    with pytest.raises(SystemExit, match="input="):
+        main([f"output={tmp_path / 'o4'}"])
+    assert not any((tmp_path / name).exists() for name in ("o1", "o2", "o3"))

@@ -1,0 +1,152 @@
+"""Ingest: language and licence detection, the reason for every file that is not a document, record sources."""
+import json
+import os
+import subprocess
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from data_pipeline.records import Document
+from data_pipeline.sources import FileRules, classify, license_from_text, list_files, read_file, shebang_language
+from data_pipeline.sources import tables
+from data_pipeline.sources.files import Skipped
+from data_pipeline.sources.licenses import repository_license, spdx_from_header
+from data_pipeline.sources.stage import InputError, detect_format
+
+from corpus import GPL3, MIT
+
+
+def test_languages_from_extension_filename_and_shebang():
+    assert classify("a.py", "") == ("code", "python")
+    assert classify("Makefile", "") == ("code", "makefile")
+    assert classify("README.md", "") == ("text", "markdown")
+    assert classify("tool", "#!/usr/bin/env python3 -u\nprint()") == ("code", "python")
+    assert classify("run", "#!/bin/bash\n") == ("code", "shell")
+    assert classify("data.xyz", "hello") is None
+    assert shebang_language("#!/usr/bin/node") == "javascript"
+    assert shebang_language("# not a shebang") is None
+
+
+@pytest.mark.parametrize("text,spdx", [
+    (MIT, "MIT"), (GPL3, "GPL-3.0"), ("Apache License\nVersion 2.0, January 2004", "Apache-2.0"),
+    ("Redistribution and use in source and binary forms ... Neither the name of", "BSD-3-Clause"),
+    ("Redistribution and use in source and binary forms, with or without modification", "BSD-2-Clause"),
+    ("This is free and unencumbered software released into the public domain.", "Unlicense"),
+    ("MIT", "MIT"), ("some random words that name no licence at all, just prose", None),
+])
+def test_license_text_detection(text, spdx):
+    assert license_from_text(text) == spdx
+
+
+def test_spdx_header_and_nearest_license_file(tmp_path):
+    assert spdx_from_header("/* SPDX-License-Identifier: MIT OR Apache-2.0 */\nint x;") == "MIT OR Apache-2.0"
+    assert spdx_from_header("# SPDX-License-Identifier: GPL-2.0-or-later\n") == "GPL-2.0"
+    (tmp_path / "LICENSE").write_text(MIT)
+    (tmp_path / "sub" / "deep").mkdir(parents=True)
+    (tmp_path / "sub" / "COPYING").write_text(GPL3)
+    assert repository_license(tmp_path / "a.py", tmp_path) == "MIT"
+    assert repository_license(tmp_path / "sub" / "deep" / "b.py", tmp_path) == "GPL-3.0"
+
+
+def _read(root, rel, **rules):
+    return read_file(root, rel, "src", FileRules(**rules))
+
+
+def test_bad_files_become_reasons_not_crashes(tmp_path):
+    (tmp_path / "bin.py").write_bytes(b"abc\x00def")
+    (tmp_path / "empty.py").write_text("")
+    (tmp_path / "blank.py").write_text("  \n\n")
+    (tmp_path / "big.py").write_text("x = 1\n" * 3000)
+    (tmp_path / "one_line.js").write_text("a" * 6000)
+    (tmp_path / "mixed.py").write_bytes("é".encode() + b"\xe9")
+    (tmp_path / "legacy.py").write_bytes(b"# caf\xe9\nx = 1\n")
+    (tmp_path / "fifo.py").mkdir()  # a directory where a file is expected
+    os.symlink(tmp_path / "nowhere", tmp_path / "dead.py")
+    os.symlink(tmp_path / "big.py", tmp_path / "alias.py")
+    (tmp_path / "node_modules").mkdir()
+    (tmp_path / "node_modules" / "x.js").write_text("x")
+    (tmp_path / "app.min.js").write_text("x")
+    reasons = {rel: _read(tmp_path, rel, max_file_bytes=10_000) for rel in
+               ["bin.py", "empty.py", "blank.py", "big.py", "one_line.js", "mixed.py", "fifo.py", "dead.py",
+                "alias.py", "node_modules/x.js", "app.min.js", "gone.py"]}
+    assert {k: v.reason for k, v in reasons.items()} == {
+        "bin.py": "binary", "empty.py": "empty", "blank.py": "empty", "big.py": "too_large",
+        "one_line.js": "minified", "mixed.py": "encoding:mixed", "fifo.py": "not_regular_file",
+        "dead.py": "broken_symlink", "alias.py": "symlink", "node_modules/x.js": "vendored",
+        "app.min.js": "generated", "gone.py": "unreadable"}
+    legacy = _read(tmp_path, "legacy.py")
+    assert isinstance(legacy, Document) and legacy.text.startswith("# café") and legacy.meta["encoding"] == "cp1252"
+    assert _read(tmp_path, "legacy.py", fallback_encoding=None).reason == "encoding:not_utf8"
+
+
+def test_walk_skips_vcs_and_lists_git_tracked_files(tmp_path):
+    (tmp_path / ".git").mkdir()
+    (tmp_path / ".git" / "config").write_text("x")
+    (tmp_path / "a.py").write_text("x = 1\n")
+    assert list_files(tmp_path, FileRules(use_git=False)) == ["a.py"]
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    (repo / "tracked.py").write_text("x = 1\n")
+    (repo / "untracked.py").write_text("y = 2\n")
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    subprocess.run(["git", "-C", str(repo), "add", "tracked.py"], check=True)
+    assert list_files(repo, FileRules()) == ["tracked.py"]
+    assert list_files(repo, FileRules(use_git=False)) == ["tracked.py", "untracked.py"]
+
+
+def _docs(items):
+    return [x for x in items if isinstance(x, Document)], [x for x in items if isinstance(x, Skipped)]
+
+
+def test_jsonl_ranges_cover_every_line_once(tmp_path):
+    path = tmp_path / "d.jsonl"
+    lines = [json.dumps({"id": i, "text": f"document number {i} " * (i % 7 + 1)}) for i in range(200)]
+    lines[17] = '{"id": 17, "text": "cut'
+    path.write_text("\n".join(lines) + "\n\n")
+    plan = tables.plan_jsonl(path, chunk_bytes=500)
+    assert len(plan) > 5
+    got = []
+    for r in plan:
+        got += tables.read_jsonl(path, r["start"], r["end"], r["first_line"], source="s",
+                                 fields=tables.DEFAULT_FIELDS, default_kind="text")
+    docs, skipped = _docs(got)
+    assert [d.id for d in docs] == [f"s/{i}" for i in range(200) if i != 17]
+    assert [(s.path, s.reason) for s in skipped] == [("d.jsonl:18", "corrupt_jsonl")]
+
+
+def test_records_kind_from_fields_path_or_language():
+    fields = tables.DEFAULT_FIELDS
+    as_doc = lambda rec: tables.record_to_document(rec, source="s", locator="f:1", fields=fields, default_kind="text")
+    stack = as_doc({"content": "x = 1", "max_stars_repo_path": "a/b.py", "max_stars_repo_licenses": ["MIT"]})
+    assert (stack.kind, stack.lang, stack.license, stack.path) == ("code", "python", "MIT", "a/b.py")
+    assert as_doc({"text": "int x;", "lang": "C"}).kind == "code"
+    assert as_doc({"text": "hello world"}).kind == "text"
+    assert as_doc({"title": "no text"}).reason == "missing_text"
+    assert as_doc([1, 2]).reason == "corrupt_record"
+
+
+def test_parquet_and_saved_hf_dataset(tmp_path):
+    rows = [{"id": str(i), "text": f"row {i}", "kind": "text"} for i in range(50)]
+    pq.write_table(pa.Table.from_pylist(rows), str(tmp_path / "d.parquet"), row_group_size=10)
+    plan = tables.plan_parquet(tmp_path / "d.parquet", rows_per_item=20)
+    assert [p["first_row"] for p in plan] == [0, 20, 40]
+    got = [d for p in plan for d in tables.read_parquet(tmp_path / "d.parquet", p["row_groups"], p["first_row"],
+                                                         source="s", fields=tables.DEFAULT_FIELDS, default_kind="text")]
+    assert [d.id for d in got] == [f"s/{i}" for i in range(50)]
+
+    import datasets
+    datasets.Dataset.from_list(rows).save_to_disk(str(tmp_path / "saved"))
+    assert detect_format(tmp_path / "saved") == "hf_disk"
+    plan = tables.plan_hf(tmp_path / "saved", "disk", None, rows_per_item=30)
+    got = [d for p in plan for d in tables.read_hf(tmp_path / "saved", "disk", None, p["start"], p["end"],
+                                                   source="s", fields=tables.DEFAULT_FIELDS, default_kind="text")]
+    assert [d.text for d in got] == [r["text"] for r in rows]
+
+
+def test_format_detection_errors_name_the_path(tmp_path):
+    with pytest.raises(InputError, match="does not exist"):
+        detect_format(tmp_path / "nope")
+    (tmp_path / "x.csv").write_text("a,b")
+    with pytest.raises(InputError, match="x.csv"):
+        detect_format(tmp_path / "x.csv")
