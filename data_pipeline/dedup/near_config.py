@@ -12,7 +12,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-HASHES = ("xxh32", "sha1")
+HASHES = ("words", "xxh32", "sha1")
 SCHEMES = ("affine32", "legacy")
 
 
@@ -25,7 +25,7 @@ class NearDedupConfig:
     keep_empty_tokens: bool = False  # BigCode's script kept the empty strings between consecutive separators
     num_perm: int = 256
     seed: int = 42
-    hash: str = "xxh32"  # shingle hash: "xxh32" (fast) or "sha1" (datasketch's default hashfunc, bit-exact)
+    hash: str = "words"  # shingle hash: "words" (fastest), "xxh32" or "sha1" (datasketch's default hashfunc)
     scheme: str = "affine32"  # datasketch's permutation scheme: "affine32" (its 2.0 default) or "legacy" (pre-2.0)
     threshold: float = 0.7
     bands: int | None = None  # None: chosen from threshold and num_perm (with rows)
@@ -81,11 +81,6 @@ def collision_probability(similarity: float | np.ndarray, bands: int, rows: int)
     return 1.0 - (1.0 - np.power(similarity, rows)) ** bands
 
 
-def _integral(f, lo: float, hi: float, steps: int = 2001) -> float:
-    xs = np.linspace(lo, hi, steps)
-    return float(np.trapezoid(f(xs), xs))
-
-
 @lru_cache(maxsize=64)
 def optimal_bands_rows(
     threshold: float, num_perm: int, false_positive_weight: float = 0.5, false_negative_weight: float = 0.5
@@ -93,12 +88,11 @@ def optimal_bands_rows(
     """The (bands, rows) with bands x rows <= num_perm minimising the weighted false-positive area (similarity
     below the threshold yet colliding) plus false-negative area (above it yet never colliding), as datasketch's
     `MinHashLSH` and BigCode's script choose them; (0.7, 256) gives (25, 10)."""
-    best, best_error = (1, 1), float("inf")
-    for bands in range(1, num_perm + 1):
-        for rows in range(1, num_perm // bands + 1):
-            fp = _integral(lambda s: collision_probability(s, bands, rows), 0.0, threshold)
-            fn = _integral(lambda s: 1.0 - collision_probability(s, bands, rows), threshold, 1.0)
-            error = false_positive_weight * fp + false_negative_weight * fn
-            if error < best_error:
-                best, best_error = (bands, rows), error
-    return best
+    pairs = np.array([(b, r) for b in range(1, num_perm + 1) for r in range(1, num_perm // b + 1)], dtype=float)
+    bands, rows = pairs[:, :1], pairs[:, 1:]
+    below = np.linspace(0.0, threshold, 1001)
+    above = np.linspace(threshold, 1.0, 1001)
+    fp = np.trapezoid(collision_probability(below[None, :], bands, rows), below, axis=1)
+    fn = np.trapezoid(1.0 - collision_probability(above[None, :], bands, rows), above, axis=1)
+    best = int(np.argmin(false_positive_weight * fp + false_negative_weight * fn))  # first minimum, like datasketch
+    return int(pairs[best, 0]), int(pairs[best, 1])
