@@ -93,13 +93,19 @@ launch_export_runtime_env() {
     export OMP_NUM_THREADS="${OMP_NUM_THREADS:-$(( per_rank > 0 ? per_rank : 1 ))}"
 }
 
-# The program each rank runs, as an absolute path for `torchrun --no-python`.
-launch_command_path() {
+# What torchrun starts on every rank, as torchrun arguments: LAUNCH_COMMAND (a program on PATH or a path) when set,
+# else the refact-train console script, else the same app as a module (an environment without the console script).
+launch_program_args() {
     local cmd="${LAUNCH_COMMAND:-refact-train}" path
     path="$(command -v "$cmd" || true)"
-    [ -n "$path" ] || launch_die "'$cmd' is not on PATH. Fix: pip install -e . in the repository" \
-        "(or activate the environment that has it) before launching."
-    echo "$path"
+    if [ -n "$path" ]; then
+        printf '%s\n' --no-python "$path"
+    elif [ -z "${LAUNCH_COMMAND:-}" ] && python3 -c 'import refact_train.cli.train' 2>/dev/null; then
+        printf '%s\n' --module refact_train.cli.train
+    else
+        launch_die "'$cmd' is not on PATH. Fix: pip install -e . in the repository (or activate the environment" \
+            "that has it) before launching."
+    fi
 }
 
 # Explain a failed torchrun from its output ($1 = log file) in terms of what the user can fix.
@@ -129,8 +135,12 @@ launch_torchrun() {
     local nnodes="$1" addr="$2" port="$3" is_host="$4" run_id="$5" log_dir="$6"
     shift 6
     [ "${1:-}" = "--" ] && shift
-    local cmd agent_log rc=0
-    cmd="$(launch_command_path)"
+    local agent_log rc=0 program_lines
+    local -a program
+    program_lines="$(launch_program_args)" || exit $?
+    mapfile -t program <<< "$program_lines"
+    local -a LAUNCH_TORCHRUN=(torchrun)
+    command -v torchrun >/dev/null 2>&1 || LAUNCH_TORCHRUN=(python3 -m torch.distributed.run)
     mkdir -p "$log_dir" || launch_die "cannot create the log directory $log_dir"
     agent_log="$log_dir/agent-node${LAUNCH_NODE_RANK:-0}.log"
     launch_log "torchrun: $nnodes node(s) x $NPROC_PER_NODE process(es) on $LAUNCH_DEVICE," \
@@ -141,11 +151,11 @@ launch_torchrun() {
     trap '_launch_forward INT' INT
     (
         trap '' USR1
-        exec torchrun --nnodes="$nnodes" --nproc-per-node="$NPROC_PER_NODE" \
+        exec "${LAUNCH_TORCHRUN[@]}" --nnodes="$nnodes" --nproc-per-node="$NPROC_PER_NODE" \
             --rdzv-backend=c10d --rdzv-endpoint="$addr:$port" --rdzv-id="$run_id" \
             --rdzv-conf="join_timeout=${RDZV_TIMEOUT:-900},is_host=$is_host" \
             --log-dir="$log_dir/ranks" --redirects=3 --tee=3 \
-            --no-python "$cmd" "$@"
+            "${program[@]}" "$@"
     ) > >(tee -a "$agent_log") 2>&1 &
     LAUNCH_TORCHRUN_PID=$!
     # `wait` returns early (status > 128) whenever a trapped signal arrives: keep waiting while torchrun lives.

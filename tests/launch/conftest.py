@@ -55,3 +55,18 @@ def slurm(slurm_cluster: SlurmCluster) -> SlurmCluster:
     slurm_cluster.run("scancel", "--user", "root", check=False)
     yield slurm_cluster
     slurm_cluster.run("scancel", "--user", "root", check=False)
+
+
+@pytest.fixture(scope="session")
+def raw_corpus(tmp_path_factory) -> Path:
+    from corpus import write_raw_corpus
+
+    return write_raw_corpus(tmp_path_factory.mktemp("raw"))
+
+
+@pytest.fixture(scope="session")
+def corpus_dir(tmp_path_factory, raw_corpus) -> Path:
+    """`refact-pipeline` output (documents + token shards) of the small corpus, made by the local run."""
+    from corpus import run_local_pipeline
+
+    return run_local_pipeline(raw_corpus, tmp_path_factory.mktemp("corpus") / "out")
