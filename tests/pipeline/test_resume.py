@@ -1,0 +1,64 @@
+"""Kill `refact-pipeline` (SIGKILL) in the middle of a stage, twice, resume it, and get the uninterrupted output."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pyarrow.parquet as pq
+
+from data_pipeline.cli import main
+
+from corpus import build_corpus
+
+ARGS = ["progress=false", "workers=1", "ingest.files_per_shard=3", "exact_dedup.buckets=4"]
+
+
+def rows(directory: Path) -> list[tuple]:
+    table = pq.read_table(str(directory)).to_pylist()
+    return sorted(tuple(sorted(r.items())) for r in table)
+
+
+def run_until(args: list[str], marker_glob: str, out: Path, timeout: float = 120) -> None:
+    """Start the pipeline in a subprocess; SIGKILL it as soon as a unit marker matching `marker_glob` appears."""
+    proc = subprocess.Popen([sys.executable, "-m", "data_pipeline.cli", *args], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, start_new_session=True)
+    deadline = time.monotonic() + timeout
+    try:
+        while not list(out.glob(marker_glob)):
+            assert proc.poll() is None, f"the run ended before it could be killed: {proc.stderr.read().decode()}"
+            assert time.monotonic() < deadline, "no marker appeared in time"
+            time.sleep(0.002)
+        os.killpg(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait()
+        proc.stderr.close()
+    assert proc.returncode == -signal.SIGKILL
+
+
+def test_kill_mid_stage_and_resume(tmp_path):
+    corpus = tmp_path / "corpus"
+    build_corpus(corpus, set())
+    reference, resumed = tmp_path / "reference", tmp_path / "resumed"
+    assert main([f"input={corpus}", f"output={reference}", *ARGS]) == 0
+
+    args = [f"input={corpus}", f"output={resumed}", *ARGS]
+    # 1) killed inside the one-step quality stage
+    run_until(args, "stages/02_quality/markers/filter/*.done", resumed)
+    assert not (resumed / "stages" / "02_quality" / "_SUCCESS").exists()
+    # 2) resumed, and killed again inside the second step of exact dedup
+    run_until(args, "stages/06_exact_dedup/markers/resolve/*.done", resumed)
+    assert (resumed / "stages" / "02_quality" / "_SUCCESS").exists()
+    assert not (resumed / "stages" / "06_exact_dedup" / "_SUCCESS").exists()
+    # 3) resumed to the end: finished units are not redone
+    quality_shard = next((resumed / "stages" / "02_quality" / "documents").glob("part-*.parquet"))
+    mtime = quality_shard.stat().st_mtime_ns
+    assert main(args) == 0
+    assert quality_shard.stat().st_mtime_ns == mtime
+
+    assert rows(resumed / "documents") == rows(reference / "documents")
+    assert rows(resumed / "dropped") == rows(reference / "dropped")
+    stats = [json.loads((d / "stats.json").read_text())["stages"] for d in (reference, resumed)]
+    assert stats[0] == stats[1]
