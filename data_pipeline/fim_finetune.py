@@ -13,6 +13,7 @@ prefix + middle + suffix is always the document.
 """
 from __future__ import annotations
 
+from bisect import bisect_right
 from itertools import accumulate
 
 import numpy as np
@@ -39,17 +40,20 @@ def _is_blank(line: str) -> bool:
     return line.strip() == ""
 
 
-def _pick_row(lengths: np.ndarray, rng: np.random.Generator) -> int:
-    """Row index drawn with probability proportional to its length (the release's softmax of log-lengths)."""
-    cumulative = np.cumsum(lengths)
-    return int(np.searchsorted(cumulative, rng.random() * cumulative[-1], side="right"))
+def _pick_row(starts: list[int], n_rows: int, rng: np.random.Generator) -> int:
+    """Row drawn with probability proportional to its length (the release's softmax of log-lengths): the row that
+    holds a uniformly drawn character of the first `n_rows` rows."""
+    return bisect_right(starts, rng.random() * starts[n_rows], 0, n_rows) - 1
 
 
 def _pick_splitter(rng: np.random.Generator, cfg: FimConfig) -> str:
     if rng.random() < cfg.empty_middle_rate:
         return "empty_middle"
-    probs = np.asarray(cfg.splitter_probs, dtype=float)
-    return SPLITTERS[int(rng.choice(len(SPLITTERS), p=probs / probs.sum()))]
+    target = rng.random() * sum(cfg.splitter_probs)
+    for kind, cumulative in zip(SPLITTERS, accumulate(cfg.splitter_probs)):
+        if target < cumulative and cumulative > 0:
+            return kind
+    return next(k for k, p in zip(reversed(SPLITTERS), reversed(cfg.splitter_probs)) if p > 0)
 
 
 def _block_end(lines: list[str], row: int, n_rows: int, rng: np.random.Generator, max_rows: int) -> int:
@@ -68,8 +72,8 @@ def split_lines(text: str, rng: np.random.Generator, cfg: FimConfig, cut_end: bo
     n_rows = len(lines) - 1 if cut_end and len(lines) > 1 else len(lines)
     if n_rows == 0:
         return FimSplit(text, "", "", kind=kind)
-    starts = [0, *accumulate(len(line) for line in lines)]
-    row = _pick_row(np.fromiter((len(line) for line in lines[:n_rows]), dtype=np.float64, count=n_rows), rng)
+    starts = [0, *accumulate(map(len, lines))]
+    row = _pick_row(starts, n_rows, rng)
     line, start = lines[row], starts[row]
     content = _content_len(line)
 
