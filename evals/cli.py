@@ -31,6 +31,15 @@ TASKS: dict[str, Callable[[EvalContext, Any], dict]] = {
     "heldout_fim": run_heldout_fim,
     "perplexity": run_perplexity,
 }
+DATA_TASKS = ("heldout_fim", "perplexity")
+
+
+def compose_config(overrides: list[str]) -> DictConfig:
+    """The config `refact-eval OVERRIDES...` would run with (for tests and notebooks)."""
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(Path(config_dir()) / "eval"), version_base=None):
+        return compose(config_name="eval", overrides=overrides)
 
 
 def run(cfg: DictConfig) -> dict:
@@ -39,6 +48,10 @@ def run(cfg: DictConfig) -> dict:
     unknown = [t for t in tasks if t not in TASKS]
     if unknown:
         raise ValueError(f"tasks={tasks}: unknown {unknown}; choose from {sorted(TASKS)}")
+    needs_data = [t for t in tasks if t in DATA_TASKS]
+    if needs_data and not cfg.data:  # fail before the model is loaded
+        raise ValueError(f"tasks {needs_data} need data=DIR: a refact-pipeline output directory (with heldout/ and "
+                         f"shards/); or drop them from tasks=[...]")
     if cfg.cpu_threads:
         torch.set_num_threads(int(cfg.cpu_threads))
     device = pick_device(cfg.device)
