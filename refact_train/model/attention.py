@@ -77,8 +77,17 @@ def reference_attention(q, k, v, slopes, *, dropout_p=0.0, key_padding_mask=None
     return torch.matmul(probs, v.float()).to(q.dtype)
 
 
+@functools.lru_cache(maxsize=8)
+def _causal_alibi_bias(slopes: tuple[float, ...], q_len: int, k_len: int, dtype: torch.dtype, device: str):
+    # Same for every layer and every step of a given shape: built once, not n_layer times per forward.
+    return alibi_bias(torch.tensor(slopes, device=device), q_len, k_len, dtype=dtype)
+
+
 def _sdpa(q, k, v, slopes, dropout_p, key_padding_mask):
-    bias = alibi_bias(slopes, q.shape[2], k.shape[2], key_padding_mask=key_padding_mask, dtype=q.dtype)
+    if key_padding_mask is None:
+        bias = _causal_alibi_bias(tuple(slopes.tolist()), q.shape[2], k.shape[2], q.dtype, str(q.device))
+    else:
+        bias = alibi_bias(slopes, q.shape[2], k.shape[2], key_padding_mask=key_padding_mask, dtype=q.dtype)
     return F.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=dropout_p, enable_gqa=True)
 
 
