@@ -86,6 +86,13 @@ class StageContext:
         return self.work_dir / "_SUCCESS"
 
 
+def check_section_keys(section: dict[str, Any] | None, known: Iterable[str], name: str) -> None:
+    """A key nobody reads is a typo: stop before any work and name it (Hydra catches `key=v`, not `+key=v`)."""
+    unknown = sorted(set(section or {}) - set(known) - {"enabled"})
+    if unknown:
+        raise ValueError(f"{name}: unknown key(s) {unknown}; known keys are {sorted(set(known))}")
+
+
 def shard_units(ctx: StageContext) -> list[str]:
     """One unit per input shard, named by its index: output shard i holds what survives of input shard i."""
     return [f"{i:05d}" for i in range(len(ctx.input_shards))]

@@ -16,7 +16,7 @@ import pyarrow.parquet as pq
 import xxhash
 
 from data_pipeline.records import read_documents
-from data_pipeline.stage import ShardOutput, Stage, StageContext, Step, shard_units, temp_path
+from data_pipeline.stage import ShardOutput, Stage, StageContext, Step, check_section_keys, shard_units, temp_path
 from data_pipeline.stats import UnitStats
 
 HASH_SCHEMA = pa.schema([("hash", pa.binary(16)), ("id", pa.string()), ("shard", pa.int32())])
@@ -121,6 +121,7 @@ class ExactFilterStep(Step):
 
 
 def build_stage(section: dict[str, Any]) -> Stage:
+    check_section_keys(section, ("normalize", "buckets"), "exact_dedup")
     normalise("", section.get("normalize", "lines"))  # a bad mode fails before any work
     return Stage("exact_dedup", [HashStep(), ResolveStep(), ExactFilterStep()])
 

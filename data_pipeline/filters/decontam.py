@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from data_pipeline.records import Document
-from data_pipeline.stage import Stage, filter_stage
+from data_pipeline.stage import Stage, check_section_keys, filter_stage
 
 
 def normalise_whitespace(text: str) -> str:
@@ -78,6 +78,7 @@ class DecontamFilter:
 
     @classmethod
     def from_config(cls, section: dict[str, Any]) -> "DecontamFilter":
+        check_section_keys(section, ("humaneval", "extra_files", "extra_fields", "min_chars"), "decontam")
         min_chars = int(section.get("min_chars", 40))
         raw: dict[str, list[str]] = {}
         if section.get("humaneval", True):

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from data_pipeline.records import Document
-from data_pipeline.stage import Stage, filter_stage
+from data_pipeline.stage import Stage, check_section_keys, filter_stage
 
 DEFAULT_PERMISSIVE = ("MIT", "Apache-2.0", "BSD-2-Clause", "BSD-3-Clause", "ISC", "Unlicense", "CC0-1.0", "Zlib",
                       "Python-2.0")
@@ -41,6 +41,8 @@ class LicenseFilter:
 
     @classmethod
     def from_config(cls, section: dict[str, Any]) -> "LicenseFilter":
+        check_section_keys(section, ("permissive", "allow_unknown", "allow_unknown_sources", "source_licenses"),
+                           "license")
         return cls(
             permissive=frozenset(_key(s) for s in section.get("permissive", DEFAULT_PERMISSIVE)),
             allow_unknown=bool(section.get("allow_unknown", False)),

@@ -8,11 +8,14 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from data_pipeline.records import Document
-from data_pipeline.stage import ShardOutput, Stage, StageContext, Step, temp_path
+from data_pipeline.stage import ShardOutput, Stage, StageContext, Step, check_section_keys, temp_path
 from data_pipeline.stats import UnitStats
 from data_pipeline.sources import tables
 from data_pipeline.sources.files import FileRules, Skipped, list_files, read_files
 
+INGEST_KEYS = ("format", "source", "use_git", "max_file_bytes", "minified_line_chars", "fallback_encoding",
+               "vendored_dirs", "generated_globs", "files_per_shard", "shard_bytes", "rows_per_shard", "records_kind",
+               "fields", "hf_split")
 FORMATS = ("auto", "files", "jsonl", "parquet", "hf_disk", "hf_files")
 JSONL_SUFFIXES = (".jsonl", ".json", ".ndjson")
 
@@ -60,6 +63,10 @@ def source_names(paths: list[Path], section: dict[str, Any]) -> list[str]:
 def validate_inputs(pipeline_cfg: dict[str, Any]) -> list[tuple[Path, str, str]]:
     """(path, format, source) for every input; raises InputError naming the bad one before any work."""
     section = pipeline_cfg.get("ingest", {}) or {}
+    try:
+        check_section_keys(section, INGEST_KEYS, "ingest")
+    except ValueError as exc:
+        raise InputError(str(exc)) from exc
     paths = input_paths(pipeline_cfg)
     forced = section.get("format", "auto")
     formats = [detect_format(p, forced) for p in paths]

@@ -1,5 +1,6 @@
 """`refact-pipeline` on a corpus built here: exactly which documents survive, and why the others do not."""
 import json
+import subprocess
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -98,6 +99,22 @@ def test_wrong_key_and_missing_input_stop_before_any_work(tmp_path, capsys):
     assert "nope" in capsys.readouterr().err
     assert main([f"input={tmp_path}", f"output={tmp_path / 'o3'}", "stage=qualty"]) == 2
     assert "qualty" in capsys.readouterr().err
+    assert main([f"input={tmp_path}", f"output={tmp_path / 'o5'}", "+license.alow_unknown=true"]) == 2
+    assert "alow_unknown" in capsys.readouterr().err
     with pytest.raises(SystemExit, match="input="):
         main([f"output={tmp_path / 'o4'}"])
-    assert not any((tmp_path / name).exists() for name in ("o1", "o2", "o3"))
+    assert not any((tmp_path / name).exists() for name in ("o1", "o2", "o3", "o5"))
+
+
+def test_console_script_with_a_tokenizer_path(run, tmp_path):
+    """The installed command, as docs/pipeline.md shows it: a JSONL file and an existing tokenizer."""
+    out, _, _ = run
+    jsonl = Path(json.loads((out / "pipeline_config.json").read_text())["input"][1])
+    result = subprocess.run(["refact-pipeline", f"input={jsonl}", f"output={tmp_path / 'out'}",
+                             f"tokenizer={out / 'tokenizer'}", "holdout.fraction=0.5", "progress=false"],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "4 documents in, 2 kept" in result.stdout
+    manifest = read_manifest(tmp_path / "out" / "shards")
+    assert manifest.counts["train"]["documents"] + manifest.counts["valid"]["documents"] == 2
+    assert (tmp_path / "out" / "heldout").is_dir()
