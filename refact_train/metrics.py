@@ -103,7 +103,8 @@ class ProgressBar:
 
     def log(self, record: dict) -> None:
         self.bar.update(record["step"] - self.bar.n)
-        self.bar.set_postfix(loss=f"{record['loss']:.4f}", lr=f"{record['lr']:.2e}",
+        loss = record["loss"]
+        self.bar.set_postfix(loss=loss if isinstance(loss, str) else f"{loss:.4f}", lr=f"{record['lr']:.2e}",
                              tok_s=f"{record['tokens_per_s']:.0f}", refresh=False)
 
     def close(self) -> None:

@@ -47,6 +47,8 @@ class Trainer:
         self.optim_cfg = OptimConfig.from_dict(cfg["optim"])
         self.dropout_cfg = EarlyDropoutConfig(**cfg["early_dropout"])
         self.max_steps = int(tcfg["max_steps"])
+        # stop (with a checkpoint) after this step while keeping max_steps' schedule: time-limited jobs, tests
+        self.stop_after = int(tcfg["stop_after"]) if tcfg.get("stop_after") else None
         self.precision = self._precision(tcfg.get("precision", "auto"))
         self.signal_received: int | None = None
 
@@ -198,14 +200,15 @@ class Trainer:
                     raise NonFiniteLossError(
                         f"{st.nan_steps} steps with a NaN/inf loss (train.max_nan_steps={max_nan}): stopping; the last "
                         f"good checkpoint in {self.run_dir / 'checkpoints'} is untouched")
-                stop = self._stop_requested()
+                stop = self._stop_requested() or st.step == self.stop_after
                 if st.step % ckpt_every == 0 or st.step == self.max_steps or stop:
                     path = self.writer.save(st)
                     if self.env.is_main:
                         log(f"[checkpoint] {path}")
                     self._maybe_export(st.step, final=st.step == self.max_steps)
                 if stop:
-                    log(f"[train] signal {self.signal_received}: checkpoint written, exiting for requeue")
+                    why = f"signal {self.signal_received}" if self.signal_received else "train.stop_after"
+                    log(f"[train] {why}: checkpoint written at step {st.step}, exiting")
                     break
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
@@ -230,8 +233,13 @@ class Trainer:
 
 
 def train(cfg: dict) -> TrainerState:
+    threads = torch.get_num_threads()
+    if cfg["train"].get("cpu_threads"):
+        # On a busy CPU, OpenMP threads that spin against other processes can be 10x slower than one thread.
+        torch.set_num_threads(int(cfg["train"]["cpu_threads"]))
     trainer = Trainer(cfg)
     try:
         return trainer.run()
     finally:
         trainer.close()
+        torch.set_num_threads(threads)

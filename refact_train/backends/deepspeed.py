@@ -22,6 +22,14 @@ class DeepSpeedBackend(Backend):
 
     def setup(self):
         import deepspeed
+        import deepspeed.ops
+        if self.env.device.type == "cpu" and not self.cfg.get("cpu_shm_comm", False):
+            # On CPU DeepSpeed JIT-compiles a shared-memory all-reduce (minutes on a small machine, and a stale build
+            # lock from a killed run blocks every later run). gloo is enough for CPU runs: mark the op unavailable,
+            # which also skips DeepSpeed's op probing (its only reader is comm/torch.py's build_shm_op).
+            if "__compatible_ops__" not in vars(deepspeed.ops):
+                deepspeed.ops.__compatible_ops__ = {}
+            deepspeed.ops.__compatible_ops__["deepspeed_shm_comm"] = False
         init_process_group(self.env)
         deepspeed.init_distributed(dist_backend="nccl" if self.env.device.type == "cuda" else "gloo")
 
@@ -86,8 +94,29 @@ class DeepSpeedBackend(Backend):
                 sd[name] = b.detach().cpu().clone()
         return sd if self.env.is_main else None
 
+    def _relink_optimizer_fragments(self) -> None:
+        """DeepSpeed links each parameter to its optimizer-state fragment once, after the first step of the first
+        param group, so a lazily initialised client optimizer (Lion, AdamW) with two groups (decay / no decay) leaves
+        the second group unlinked; link again now that every group has state."""
+        opt = self.engine.optimizer
+        if hasattr(opt, "_hp_optimizer_states_linked") and hasattr(opt, "_lazy_init_hp_params_optimizer_state"):
+            opt._hp_optimizer_states_linked = False
+            opt._lazy_init_hp_params_optimizer_state()
+
+    def _ensure_optimizer_state(self) -> None:
+        """Create the client optimizer's (still lazy) state as zeros so that a full state can be set into it."""
+        keys = _state_keys(self._client_optimizer)
+        for group in self._client_optimizer.param_groups:
+            for p in group["params"]:
+                st = self._client_optimizer.state[p]
+                for k in keys:
+                    st.setdefault(k, torch.zeros_like(p))
+                if "exp_avg_sq" in keys:
+                    st.setdefault("step", torch.tensor(0.0))
+
     def _full_optimizer_state(self) -> dict | None:
         from deepspeed.utils import safe_get_full_optimizer_state
+        self._relink_optimizer_fragments()
         keys = _state_keys(self._client_optimizer)
         out = {}
         for name, p in self._named_params():
@@ -98,6 +127,9 @@ class DeepSpeedBackend(Backend):
                     entry[k] = t.detach().float().cpu().clone()
             if self.env.is_main:
                 out[name] = entry
+        steps = [st["step"] for st in self._client_optimizer.state.values() if "step" in st]
+        if self.env.is_main and steps:
+            out["__step__"] = torch.as_tensor(steps[0]).clone()
         return out if self.env.is_main else None
 
     def save_state(self, ckpt_dir: Path) -> None:
@@ -128,6 +160,13 @@ class DeepSpeedBackend(Backend):
         from deepspeed.utils import safe_set_full_fp32_param, safe_set_full_optimizer_state
         model_sd = torch.load(ckpt_dir / "model.pt", map_location="cpu", mmap=True, weights_only=True)
         optim_sd = _name_keyed_optimizer_state(ckpt_dir) if load_optimizer else None
+        if optim_sd is not None:
+            self._ensure_optimizer_state()
+            self._relink_optimizer_fragments()
+            if "__step__" in optim_sd:
+                for st in self._client_optimizer.state.values():
+                    if "step" in st:
+                        st["step"] = optim_sd["__step__"].clone()
         for name, p in self._named_params():
             safe_set_full_fp32_param(p, model_sd[name].to(self.env.device))
             if optim_sd is not None and name in optim_sd:

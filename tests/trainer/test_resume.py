@@ -1,0 +1,99 @@
+"""Exact resume (single process, bitwise), kill -9 at a random point, corrupt checkpoints, NaN handling."""
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from helpers import TINY, cli_env, losses, metrics, train_inprocess, weights
+from refact_train.checkpoint import latest_valid, verify
+
+# FIM on and early dropout across the stop point: the data RNG and the dropout RNG both have to resume exactly.
+RESUME = ["train.max_steps=6", "checkpoint.every=3", "data.fim.rate=0.5", "early_dropout.rate=0.1",
+          "early_dropout.until_step=5"]
+
+
+@pytest.fixture(scope="module")
+def reference_run(corpus_dir, tmp_path_factory):
+    run = tmp_path_factory.mktemp("ref")
+    train_inprocess(RESUME + [f"data.path={corpus_dir}", f"run_dir={run}"])
+    return run
+
+
+def test_loss_falls_single(reference_run):
+    ls = losses(reference_run)
+    assert ls[6] < ls[1] - 0.1, ls
+
+
+def test_stop_and_resume_is_bitwise_identical(reference_run, corpus_dir, tmp_path):
+    common = RESUME + [f"data.path={corpus_dir}", f"run_dir={tmp_path}"]
+    state = train_inprocess(common + ["train.stop_after=2"])
+    assert state.step == 2
+    state = train_inprocess(common)  # resume=auto picks step-2
+    assert state.step == 6
+    ref, got = weights(reference_run, 6), weights(tmp_path, 6)
+    assert all(torch.equal(ref[k], got[k]) for k in ref)
+    assert losses(tmp_path) == losses(reference_run)
+    dropout = {r["step"]: r["dropout"] for r in metrics(tmp_path)}
+    assert dropout == {1: 0.1, 2: 0.1, 3: 0.1, 4: 0.1, 5: 0.1, 6: 0.0}
+
+
+def test_kill_9_at_a_random_point_then_resume(reference_run, corpus_dir, tmp_path):
+    """SIGKILL anywhere (even mid-checkpoint); the rerun resumes from the newest intact checkpoint, bitwise."""
+    overrides = RESUME + [f"data.path={corpus_dir}", f"run_dir={tmp_path}", "checkpoint.every=1"]
+    args = [sys.executable, "-m", "refact_train.cli.train"] + TINY + overrides
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=cli_env())
+    ckpts = tmp_path / "checkpoints"
+    deadline = time.time() + 120
+    while time.time() < deadline and not (ckpts.is_dir() and any(p.name.startswith("step-") for p in ckpts.iterdir())):
+        time.sleep(0.05)
+    time.sleep(random.uniform(0.0, 1.0))
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    killed_at = [p.name for p in ckpts.iterdir()]
+    assert train_inprocess(overrides).step == 6  # the same command again (in-process: saves an interpreter start)
+    got, ref = weights(tmp_path, 6), weights(reference_run, 6)
+    assert all(torch.equal(ref[k], got[k]) for k in ref), f"checkpoints when killed: {killed_at}"
+
+
+def test_corrupt_and_incomplete_checkpoints_are_skipped(reference_run, tmp_path, capsys):
+    import shutil
+    run = tmp_path / "run"
+    shutil.copytree(reference_run / "checkpoints", run / "checkpoints")
+    newest = run / "checkpoints" / "step-00000006"
+    with open(newest / "model.pt", "r+b") as f:  # truncated by a crash of the filesystem, say
+        f.truncate(100)
+    (run / "checkpoints" / "step-00000009").mkdir()  # a step dir without its completion marker
+    assert "truncated" in verify(newest)
+    found = latest_valid(run / "checkpoints")
+    assert found.name == "step-00000003"
+    err = capsys.readouterr().err
+    assert "step-00000009" in err and "step-00000006" in err
+
+
+def test_flipped_byte_is_detected(reference_run, tmp_path):
+    import shutil
+    ckpt = tmp_path / "c"
+    shutil.copytree(reference_run / "checkpoints" / "step-00000003", ckpt)
+    data = bytearray((ckpt / "optimizer.pt").read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    (ckpt / "optimizer.pt").write_bytes(bytes(data))
+    assert "hash" in verify(ckpt)
+
+
+def test_nan_loss_skips_steps_then_stops_with_last_good_checkpoint(corpus_dir, tmp_path):
+    """An absurd lr makes the weights overflow after step 1: later losses are NaN/inf, skipped, then the run stops."""
+    from refact_train.trainer import NonFiniteLossError
+    with pytest.raises(NonFiniteLossError):
+        train_inprocess([f"data.path={corpus_dir}", f"run_dir={tmp_path}", "train.max_steps=20", "checkpoint.every=1",
+                         "optim.lr=1e38", "optim.clip_grad=0", "train.max_nan_steps=2", "optim.schedule=constant"])
+    rows = metrics(tmp_path)
+    skipped = [r for r in rows if r["skipped"]]
+    assert len(skipped) == 3 and all(r["loss"] in ("nan", "inf", "-inf") for r in skipped)
+    last_good = latest_valid(tmp_path / "checkpoints")
+    assert last_good is not None and verify(last_good) is None
+    assert int(last_good.name.split("-")[1]) < skipped[-1]["step"]
