@@ -1,0 +1,106 @@
+"""Manifest validation: clear errors for the ways a shard directory goes wrong; uint32 shards read back."""
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from data_pipeline.packing import ShardWriter
+from data_pipeline.shard_manifest import Manifest, ManifestError, TokenizerInfo, write_manifest
+from data_pipeline.shards import build_shards, open_split, open_split_documents, read_manifest
+
+
+@pytest.fixture()
+def built(tmp_path, inputs, tokenizer):
+    build_shards(inputs, tmp_path / "out", tokenizer)
+    return tmp_path / "out"
+
+
+def _edit(out, change) -> None:
+    path = out / "shards" / "manifest.json"
+    raw = json.loads(path.read_text())
+    change(raw)
+    path.write_text(json.dumps(raw))
+
+
+def test_reads_from_output_dir_or_shards_dir(built, tokenizer):
+    assert read_manifest(built).counts == read_manifest(built / "shards", tokenizer.sha256).counts
+
+
+def test_missing_shard_file_is_named(built):
+    (built / "shards" / "train-00000.bin").unlink()
+    with pytest.raises(ManifestError, match="train-00000.bin: missing"):
+        read_manifest(built)
+
+
+def test_truncated_shard_is_reported(built):
+    path = built / "shards" / "train-00000.bin"
+    path.write_bytes(path.read_bytes()[:-2])
+    with pytest.raises(ManifestError, match="truncated"):
+        open_split(built, "train")
+
+
+def test_wrong_dtype_is_reported(built):
+    _edit(built, lambda raw: raw.update(dtype="uint32"))
+    with pytest.raises(ManifestError, match="wrong dtype"):
+        read_manifest(built)
+    _edit(built, lambda raw: raw.update(dtype="int8"))
+    with pytest.raises(ManifestError, match="dtype 'int8' is not one of"):
+        read_manifest(built)
+
+
+def test_dtype_too_small_for_the_vocabulary(built):
+    _edit(built, lambda raw: raw["tokenizer"].update(vocab_size=70_000))
+    with pytest.raises(ManifestError, match="cannot hold the ids of a 70000-entry vocabulary"):
+        read_manifest(built)
+
+
+def test_tokenizer_hash_mismatch(built):
+    with pytest.raises(ManifestError, match="tokenizer sha256"):
+        read_manifest(built, tokenizer_sha256="0" * 64)
+
+
+def test_stale_counts_and_bad_index(built):
+    _edit(built, lambda raw: raw["counts"]["train"].update(documents=1))
+    with pytest.raises(ManifestError, match=r"counts\['train'\]"):
+        read_manifest(built)
+    _edit(built, lambda raw: raw["counts"]["train"].update(documents=raw["splits"]["train"][0]["documents"]))
+    read_manifest(built)
+    np.save(built / "shards" / "train-00000.idx.npy", np.array([0, 5], dtype=np.int64))
+    with pytest.raises(ManifestError, match="train-00000.idx.npy: 2 offsets"):
+        read_manifest(built)
+
+
+def test_wrong_format_and_missing_dir(built, tmp_path):
+    _edit(built, lambda raw: raw.update(format="megatron"))
+    with pytest.raises(ManifestError, match="format 'megatron'"):
+        read_manifest(built)
+    with pytest.raises(ManifestError, match="no token shards"):
+        read_manifest(tmp_path / "elsewhere")
+
+
+def test_unknown_split(built):
+    with pytest.raises(ManifestError, match="no split 'test'"):
+        open_split(built, "test")
+
+
+def test_uint32_shards_round_trip(tmp_path, built):
+    """Vocabularies over 65536 entries write uint32; ids above 65535 survive the writer and the readers."""
+    d = tmp_path / "big" / "shards"
+    writer = ShardWriter(d, "train", np.uint32, eot_id=0, max_tokens=10)
+    docs = [np.array([70_000, 5, 65_536], dtype=np.uint32), np.array([1, 2, 3, 4, 5, 6, 7], dtype=np.uint32),
+            np.array([99_999], dtype=np.uint32)]
+    for doc in docs:
+        writer.add(doc)
+    shards = writer.close()
+    assert [s.documents for s in shards] == [1, 2]  # 4 + 8 > 10 rolls over (no document straddles two shards)
+    shutil.copy(built / "shards" / "tokenizer.json", d / "tokenizer.json")
+    write_manifest(Manifest(d, TokenizerInfo("x" * 64, 100_000, 100_032), "uint32", 0, {}, {"train": shards},
+                            {"train": {"tokens": 14, "documents": 3}}, {}))
+    arrays = open_split(tmp_path / "big", "train")
+    assert [a.dtype for a in arrays] == [np.uint32] * 2
+    assert np.concatenate(arrays).tolist() == [70_000, 5, 65_536, 0, 1, 2, 3, 4, 5, 6, 7, 0, 99_999, 0]
+    (tokens, index) = open_split_documents(tmp_path / "big", "train")[1]
+    assert index.tolist() == [0, 8, 10] and tokens[index[1]:index[2]].tolist() == [99_999, 0]

@@ -1,0 +1,58 @@
+"""Mixture math: weights from shares, deterministic repeat/subsample, config errors."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from data_pipeline.mixing import HoldoutConfig, MixtureConfig, compute_weights, copies
+
+
+def test_explicit_weights_and_default():
+    cfg = MixtureConfig(by="source", weights={"wiki": 2.0, "books": 0.25}, default_weight=1.0)
+    weights, missing = compute_weights({"wiki": 100, "books": 400, "stack": 50}, cfg)
+    assert weights == {"wiki": 2.0, "books": 0.25, "stack": 1.0} and missing == []
+
+
+def test_shares_give_the_target_split_and_keep_the_total():
+    cfg = MixtureConfig(shares={"text": 0.5, "code": 0.5})
+    before = {"text": 1_000, "code": 9_000}
+    weights, _ = compute_weights(before, cfg)
+    after = {g: weights[g] * t for g, t in before.items()}
+    assert after["text"] == pytest.approx(5_000) and after["code"] == pytest.approx(5_000)
+    assert weights["text"] == pytest.approx(5.0) and weights["code"] == pytest.approx(5 / 9)
+
+
+def test_shares_renormalise_over_present_groups_with_a_warning():
+    cfg = MixtureConfig(shares={"text": 0.5, "code": 0.5})
+    with pytest.warns(UserWarning, match="no tokens of \\['text'\\]"):
+        weights, missing = compute_weights({"code": 700}, cfg)
+    assert weights == {"code": pytest.approx(1.0)} and missing == ["text"]
+
+
+def test_shares_must_name_every_group():
+    with pytest.raises(ValueError, match=r"also has \['wiki'\]"):
+        compute_weights({"code": 5, "wiki": 5}, MixtureConfig(by="source", shares={"code": 1.0}))
+
+
+@pytest.mark.parametrize("weight", [0.25, 1.0, 2.3, 3.0])
+def test_copies_average_the_weight_and_are_deterministic(weight):
+    ids = [f"doc-{i}" for i in range(20_000)]
+    n = np.array([copies(i, weight, seed=1) for i in ids])
+    assert abs(n.mean() - weight) < 0.015
+    assert set(np.unique(n)) <= {int(np.floor(weight)), int(np.ceil(weight))}
+    assert (n == np.array([copies(i, weight, seed=1) for i in ids])).all()
+    if weight % 1:
+        assert (n != np.array([copies(i, weight, seed=2) for i in ids])).any()  # the seed changes the draw
+
+
+def test_config_errors_name_the_key():
+    with pytest.raises(ValueError, match="either `weights` or `shares`"):
+        MixtureConfig(weights={"code": 1}, shares={"code": 1})
+    with pytest.raises(ValueError, match="mixture.by"):
+        MixtureConfig(by="lang")
+    with pytest.raises(ValueError, match=r"unknown key\(s\) \['weight'\]"):
+        MixtureConfig.from_dict({"weight": {"code": 1}})
+    with pytest.raises(ValueError, match="holdout.fraction"):
+        HoldoutConfig(fraction=2)
+    with pytest.raises(ValueError, match=">= 0"):
+        MixtureConfig(weights={"code": -1})
