@@ -1,0 +1,78 @@
+"""Computer-science topic filter: keep natural-language documents whose topic score reaches the threshold.
+
+The scorer is pluggable: anything with `score(text: str) -> float` (higher = more computer science) built by the
+config's `topic.scorer` node through Hydra's `instantiate` (`_target_` plus its arguments). The default is the
+shipped logistic-regression model (`data_pipeline.filters.topic_model`), whose precision and recall on a held-out
+labelled set are in docs/filters.md. A stronger classifier replaces it by naming its own `_target_`.
+Drop reason: `off_topic:<score to 2 decimals>`. Config: configs/pipeline/topic/.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Mapping, Protocol, runtime_checkable
+
+from data_pipeline.records import Document
+
+DEFAULT_SCORER = {"_target_": "data_pipeline.filters.topic_model.load_logreg_scorer", "path": None}
+
+
+@runtime_checkable
+class TopicScorer(Protocol):
+    def score(self, text: str) -> float:
+        """How much `text` is about computer science, in the units the configured threshold uses."""
+        ...
+
+
+def build_scorer(node: Mapping[str, Any] | None) -> TopicScorer:
+    """A scorer from a config node with `_target_` (Hydra instantiate); the shipped model when node is None."""
+    from hydra.utils import instantiate
+
+    node = dict(node or DEFAULT_SCORER)
+    if "_target_" not in node:
+        raise ValueError(f"topic.scorer needs a `_target_` (a callable that returns a scorer), got keys {sorted(node)}")
+    scorer = instantiate(node, _convert_="all")
+    if not isinstance(scorer, TopicScorer):
+        raise TypeError(f"topic.scorer._target_={node['_target_']} returned {type(scorer).__name__}, "
+                        f"which has no score(text) -> float method")
+    return scorer
+
+
+@dataclass(frozen=True)
+class TopicFilter:
+    scorer: TopicScorer
+    threshold: float
+    kinds: tuple[str, ...] = ("text",)
+    min_words: int = 20
+    short_text: str = "keep"  # keep | drop
+
+    def __post_init__(self) -> None:
+        if self.short_text not in ("keep", "drop"):
+            raise ValueError(f"topic.short_text must be 'keep' or 'drop', got {self.short_text!r}")
+
+    @classmethod
+    def from_config(cls, cfg: Mapping[str, Any]) -> "TopicFilter":
+        """Build from the `topic` config section (the whole pipeline config is accepted too)."""
+        section = dict(cfg.get("topic", cfg))
+        section.pop("enabled", None)
+        known = {"scorer", "threshold", "kinds", "min_words", "short_text"}
+        unknown = set(section) - known
+        if unknown:
+            raise ValueError(f"topic: unknown config keys {sorted(unknown)}; known keys are {sorted(known)}")
+        if "threshold" not in section:
+            raise ValueError("topic.threshold is missing: set it in configs/pipeline/topic/default.yaml")
+        scorer = build_scorer(section.pop("scorer", None))
+        if "kinds" in section:
+            section["kinds"] = tuple(section["kinds"])
+        return cls(scorer=scorer, threshold=float(section.pop("threshold")), **section)
+
+    def __call__(self, doc: Document) -> str | None:
+        return self.filter(doc)
+
+    def filter(self, doc: Document) -> str | None:
+        """None keeps `doc`; otherwise the drop reason."""
+        if doc.kind not in self.kinds:
+            return None
+        if len(doc.text.split()) < self.min_words:
+            return None if self.short_text == "keep" else "off_topic:too_short"
+        score = self.scorer.score(doc.text)
+        return None if score >= self.threshold else f"off_topic:{score:.2f}"
