@@ -8,6 +8,7 @@ that RLIMIT_NPROC binds and every leftover process of the run can be found and k
 """
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
 import os
@@ -56,7 +57,8 @@ class SandboxConfig:
     private_tmp: bool = True
     private_tmp_dirs: tuple[str, ...] = ("/tmp", "/var/tmp", "/dev/shm", "/run/lock", "/var/lock")
     private_tmp_mb: int = 64
-    uid_base: int = 64200  # as root, worker slot i runs as uid/gid uid_base + i (must not be a real account)
+    uid_base: int = 64200  # as root, each worker slot runs as a uid of its own from [uid_base, uid_base + uid_count)
+    uid_count: int = 256  # uids of accounts are skipped; a lock file per uid keeps concurrent sandboxes apart
     python: str = sys.executable
     python_flags: tuple[str, ...] = ("-I", "-S")
     # Imported before privileges are dropped (as root the interpreter's files may be unreadable afterwards).
@@ -177,34 +179,55 @@ class Sandbox:
         self.config = config or SandboxConfig()
         self.is_root = os.geteuid() == 0
         self.workers = self.config.workers or os.cpu_count() or 1
-        self._slots: queue.Queue[int] = queue.Queue()
-        for i in range(self.workers):
-            self._slots.put(i)
+        self._slots: queue.Queue[int | None] = queue.Queue()
+        self._uid_locks: list = []
+        self.uids: list[int] = self._claim_uids() if self.is_root else []  # as root: the uid of each worker slot
         if self.is_root:
-            self._check_uids()
+            for uid in self.uids:
+                self._slots.put(uid)
             become_subreaper()
         else:
+            for _ in range(self.workers):
+                self._slots.put(None)
             log.warning("sandbox: not running as root, so programs keep your uid: the process limit counts your own "
                         "processes too and leftover processes are found by process group only")
         self._isolation_logged = False
         self.last_isolation: dict | None = None  # what the latest run achieved (network, private tmp, uid)
 
-    def _check_uids(self) -> None:
-        for slot in range(self.workers):
-            uid = self.config.uid_base + slot
+    def _claim_uids(self) -> list[int]:
+        """One free uid per worker: not an account's, and not held by another sandbox (in this or another process),
+        since `kill_uid` kills every process of the uid after each program."""
+        lock_dir = Path(tempfile.gettempdir()) / "refact-sandbox-uids"
+        lock_dir.mkdir(mode=0o700, exist_ok=True)
+        claimed = []
+        for uid in range(self.config.uid_base, self.config.uid_base + self.config.uid_count):
+            if len(claimed) == self.workers:
+                break
             try:
-                user = pwd.getpwuid(uid).pw_name
+                pwd.getpwuid(uid)
+                continue  # a real account
             except KeyError:
+                pass
+            f = open(lock_dir / f"{uid}.lock", "w")
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                f.close()
                 continue
-            raise SandboxError(f"sandbox uid {uid} belongs to the account {user!r}; set sandbox.uid_base to a free "
-                               f"range of {self.workers} uids (configs/eval.yaml)")
+            self._uid_locks.append(f)  # held (open) as long as this sandbox lives
+            claimed.append(uid)
+        if len(claimed) < self.workers:
+            raise SandboxError(f"only {len(claimed)} free sandbox uids in [{self.config.uid_base}, "
+                               f"{self.config.uid_base + self.config.uid_count}) for {self.workers} workers; raise "
+                               f"sandbox.uid_count or move sandbox.uid_base (configs/eval/eval.yaml)")
+        return claimed
 
     def run(self, source: str) -> ExecutionResult:
-        slot = self._slots.get()
+        uid = self._slots.get()
         try:
-            return self._run_in_slot(source, slot)
+            return self._run_in_slot(source, uid)
         finally:
-            self._slots.put(slot)
+            self._slots.put(uid)
 
     def run_many(self, sources: Sequence[str], desc: str = "sandbox") -> list[ExecutionResult]:
         if not sources:
@@ -213,9 +236,8 @@ class Sandbox:
             futures = [pool.submit(self.run, s) for s in sources]
             return [f.result() for f in tqdm(futures, desc=desc, unit="prog", leave=False)]
 
-    def _run_in_slot(self, source: str, slot: int) -> ExecutionResult:
+    def _run_in_slot(self, source: str, uid: int | None) -> ExecutionResult:
         cfg, limits = self.config, self.config.limits
-        uid = cfg.uid_base + slot if self.is_root else None
         nonce = secrets.token_hex(16)
         workdir = Path(tempfile.mkdtemp(prefix="refact-sandbox-"))
         logdir = Path(tempfile.mkdtemp(prefix="refact-sandbox-log-"))  # root-owned: the child only holds the fds

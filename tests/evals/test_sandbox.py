@@ -41,8 +41,16 @@ def test_fork_bomb_is_capped_and_cleaned_up(sandbox):
     result = sandbox.run(bomb)
     assert not result.passed and "BlockingIOError" in result.stderr
     if sandbox.is_root:  # every process of the slot uids was killed and reaped
-        for slot in range(sandbox.workers):
-            assert _processes_of_uid(sandbox.config.uid_base + slot) == {}
+        for uid in sandbox.uids:
+            assert _processes_of_uid(uid) == {}
+
+
+def test_concurrent_sandboxes_get_disjoint_uids(sandbox):
+    if not sandbox.is_root:
+        pytest.skip("uids are only switched when running as root")
+    other = Sandbox(SandboxConfig(limits=LIMITS, workers=2))
+    assert len(set(other.uids) | set(sandbox.uids)) == 4
+    assert other.run("import os\nassert os.getuid() != 0\n").passed
 
 
 def test_memory_hog_is_capped(sandbox):
