@@ -17,7 +17,7 @@ import os
 import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -29,7 +29,7 @@ from data_pipeline.records import Document, write_documents
 from data_pipeline.shard_manifest import (FORMAT, Manifest, ManifestError, TokenizerInfo, open_split,
                                           open_split_documents, read_manifest, shards_dir, write_manifest)
 
-__all__ = ["build_shards", "read_manifest", "open_split", "open_split_documents", "shards_dir", "Manifest",
+__all__ = ["build_shards", "write_shards", "read_manifest", "open_split", "open_split_documents", "shards_dir", "Manifest",
            "ManifestError", "MixtureConfig", "HoldoutConfig", "ShardConfig", "FORMAT"]
 
 UNIT_ROWS = 50_000  # documents per tokenize unit: row groups are merged up to this many rows
@@ -127,9 +127,9 @@ def _init_worker() -> None:
     os.environ["TOKENIZERS_PARALLELISM"] = "false"  # the processes are the parallelism
 
 
-def _run_pass1(jobs: list[_Job], workers: int) -> list[dict[str, Any]]:
+def _run_pass1(jobs: list[_Job], workers: int, progress: bool) -> list[dict[str, Any]]:
     results: list[dict[str, Any]] = []
-    bar = tqdm(total=len(jobs), desc="tokenize", unit="unit")
+    bar = tqdm(total=len(jobs), desc="tokenize", unit="unit", disable=not progress)
     if workers <= 1 or len(jobs) <= 1:
         for job in jobs:
             results.append(_tokenize_unit(job))
@@ -198,9 +198,61 @@ def _replace_dir(tmp: Path, final: Path) -> None:
     tmp.rename(final)
 
 
+def write_shards(directory: str | Path, splits: Mapping[str, Iterable[Sequence[int] | np.ndarray]], tokenizer: Any,
+                 *, mixture: dict[str, Any] | None = None, extra: dict[str, Any] | None = None,
+                 max_tokens_per_shard: int = ShardConfig.max_tokens_per_shard, progress: bool = True) -> Manifest:
+    """Pack already-tokenized documents (no EOT; the writer adds it) into a shards directory with its manifest.
+
+    `splits` maps a split name ("train", "valid") to its documents in stream order. Writes the tokenizer copy, the
+    shard files and, last, `manifest.json`; returns the validated manifest.
+    """
+    d = Path(directory)
+    tokenizer.save(d)
+    dtype = np.dtype(tokenizer.token_dtype)
+    infos: dict[str, list[ShardInfo]] = {}
+    for name, docs in splits.items():
+        writer = ShardWriter(d, name, dtype, tokenizer.eot_id, max_tokens_per_shard)
+        for tokens in tqdm(docs, desc=f"pack {name}", unit="doc", disable=not progress):
+            writer.add(np.asarray(tokens))
+        infos[name] = writer.close()
+    manifest = Manifest(
+        directory=d,
+        tokenizer=TokenizerInfo(tokenizer.sha256, tokenizer.vocab_size, tokenizer.padded_vocab_size),
+        dtype=dtype.name,
+        eot_id=tokenizer.eot_id,
+        mixture=mixture or {"weights": {}, "by": "kind", "tokens_before": {}, "tokens_after": {}},
+        splits=infos,
+        counts={name: {"tokens": sum(s.tokens for s in shards), "documents": sum(s.documents for s in shards)}
+                for name, shards in infos.items()},
+        extra=extra or {},
+    )
+    write_manifest(manifest)
+    return read_manifest(d, tokenizer_sha256=tokenizer.sha256)
+
+
+def _train_order(data: list[_UnitData], w: np.ndarray, mixture: MixtureConfig,
+                 shuffle: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(unit, document) of every train copy in stream order, and the train tokens per group after mixing."""
+    unit_of, doc_of = [np.empty(0, np.int64)], [np.empty(0, np.int64)]
+    after = np.zeros(len(w), dtype=np.int64)
+    for k, d in enumerate(data):
+        wd = w[d.group]
+        n_copies = np.floor(wd).astype(np.int64) + (d.mix_u < wd - np.floor(wd))
+        n_copies[d.heldout] = 0
+        np.add.at(after, d.group, n_copies * (np.diff(d.starts) + 1))
+        docs = np.repeat(np.arange(len(d.mix_u)), n_copies)
+        unit_of.append(np.full(len(docs), k, dtype=np.int64))
+        doc_of.append(docs)
+    units, docs = np.concatenate(unit_of), np.concatenate(doc_of)
+    if shuffle:
+        order = np.random.default_rng([mixture.seed, 0x5A4D]).permutation(len(docs))
+        units, docs = units[order], docs[order]
+    return units, docs, after
+
+
 def build_shards(document_files: Sequence[str | Path], out_dir: str | Path, tokenizer: Any,
                  mixture_cfg: MixtureConfig | None = None, holdout_cfg: HoldoutConfig | None = None,
-                 workers: int = 1, shard_cfg: ShardConfig | None = None) -> Manifest:
+                 workers: int = 1, shard_cfg: ShardConfig | None = None, progress: bool = True) -> Manifest:
     """Tokenize and pack document shards into `out_dir/shards/` (+ held-out records in `out_dir/heldout/`).
 
     `out_dir` is the pipeline's output directory. Returns the written, validated manifest.
@@ -213,71 +265,47 @@ def build_shards(document_files: Sequence[str | Path], out_dir: str | Path, toke
     for d in (shards_tmp, heldout_tmp, work):
         shutil.rmtree(d, ignore_errors=True)
     work.mkdir(parents=True)
-    tokenizer.save(shards_tmp)
-    tokenizer_file = str(shards_tmp / "tokenizer.json")
-    dtype = np.dtype(tokenizer.token_dtype)
+    tokenizer.save(work / "tokenizer")
 
     units = _units(document_files)
-    jobs = [_Job(u, tokenizer_file, str(work), mixture.by, mixture.seed, holdout) for u in units]
-    results = _run_pass1(jobs, workers)
+    jobs = [_Job(u, str(work / "tokenizer" / "tokenizer.json"), str(work), mixture.by, mixture.seed, holdout)
+            for u in units]
+    results = _run_pass1(jobs, workers, progress)
     names = sorted({g for r in results for g in r["groups"]})
-    data = _load_units(work, results, dtype, names)
+    data = _load_units(work, results, np.dtype(tokenizer.token_dtype), names)
     _select_heldout(data, holdout)
 
-    # Mixture: weights from the train tokens per group (a document's tokens + its EOT).
+    # Mixture: weights from the train tokens per group (a document's tokens + its EOT), then copies per document.
     before = np.zeros(len(names), dtype=np.int64)
     for d in data:
         np.add.at(before, d.group[~d.heldout], np.diff(d.starts)[~d.heldout] + 1)
     weights, missing = compute_weights({g: int(t) for g, t in zip(names, before)}, mixture)
     w = np.asarray([weights[g] for g in names] or [0.0])
-    unit_of, doc_of = [], []
-    for k, d in enumerate(data):
-        wd = w[d.group]
-        n_copies = np.floor(wd).astype(np.int64) + (d.mix_u < wd - np.floor(wd))
-        n_copies[d.heldout] = 0
-        docs = np.repeat(np.arange(len(d.mix_u)), n_copies)
-        unit_of.append(np.full(len(docs), k, dtype=np.int32))
-        doc_of.append(docs)
-    unit_of_all = np.concatenate(unit_of) if unit_of else np.empty(0, np.int32)
-    doc_of_all = np.concatenate(doc_of) if doc_of else np.empty(0, np.int64)
-    if shard_cfg.shuffle:
-        order = np.random.default_rng([mixture.seed, 0x5A4D]).permutation(len(doc_of_all))
-        unit_of_all, doc_of_all = unit_of_all[order], doc_of_all[order]
+    unit_of, doc_of, after = _train_order(data, w, mixture, shard_cfg.shuffle)
 
-    after = np.zeros(len(names), dtype=np.int64)
-    train = ShardWriter(shards_tmp, "train", dtype, tokenizer.eot_id, shard_cfg.max_tokens_per_shard)
-    for k, i in tqdm(zip(unit_of_all.tolist(), doc_of_all.tolist()), total=len(doc_of_all), desc="pack train",
-                     unit="doc"):
-        d = data[k]
-        train.add(d.tokens[d.starts[i]:d.starts[i + 1]])
-        after[d.group[i]] += d.starts[i + 1] - d.starts[i] + 1
-    valid = ShardWriter(shards_tmp, "valid", dtype, tokenizer.eot_id, shard_cfg.max_tokens_per_shard)
-    for d in data:
-        for i in np.flatnonzero(d.heldout).tolist():
-            valid.add(d.tokens[d.starts[i]:d.starts[i + 1]])
-    splits: dict[str, list[ShardInfo]] = {"train": train.close(), "valid": valid.close()}
+    def train_docs() -> Iterator[np.ndarray]:
+        for k, i in zip(unit_of.tolist(), doc_of.tolist()):
+            yield data[k].tokens[data[k].starts[i]:data[k].starts[i + 1]]
+
+    def valid_docs() -> Iterator[np.ndarray]:
+        for d in data:
+            for i in np.flatnonzero(d.heldout).tolist():
+                yield d.tokens[d.starts[i]:d.starts[i + 1]]
+
+    mixture_record = {
+        "weights": {g: weights[g] for g in names}, "by": mixture.by,
+        "tokens_before": {g: int(t) for g, t in zip(names, before)},
+        "tokens_after": {g: int(t) for g, t in zip(names, after)},
+        "requested": {"weights": dict(mixture.weights), "shares": dict(mixture.shares),
+                      "default_weight": mixture.default_weight},
+        "missing_groups": missing, "seed": mixture.seed}
     n_heldout = _write_heldout_records(units, data, heldout_tmp)
-
-    manifest = Manifest(
-        directory=shards_tmp,
-        tokenizer=TokenizerInfo(tokenizer.sha256, tokenizer.vocab_size, tokenizer.padded_vocab_size),
-        dtype=dtype.name,
-        eot_id=tokenizer.eot_id,
-        mixture={"weights": {g: weights[g] for g in names}, "by": mixture.by,
-                 "tokens_before": {g: int(t) for g, t in zip(names, before)},
-                 "tokens_after": {g: int(t) for g, t in zip(names, after)},
-                 "requested": {"weights": dict(mixture.weights), "shares": dict(mixture.shares),
-                               "default_weight": mixture.default_weight},
-                 "missing_groups": missing, "seed": mixture.seed},
-        splits=splits,
-        counts={name: {"tokens": sum(s.tokens for s in shards), "documents": sum(s.documents for s in shards)}
-                for name, shards in splits.items()},
-        extra={"inputs": [str(p) for p in document_files], "documents_in": int(sum(len(d.mix_u) for d in data)),
-               "holdout": {**asdict(holdout), "kinds": list(holdout.kinds), "documents": n_heldout},
-               "shards": asdict(shard_cfg)},
-    )
+    extra = {"inputs": [str(p) for p in document_files], "documents_in": int(sum(len(d.mix_u) for d in data)),
+             "holdout": {**asdict(holdout), "kinds": list(holdout.kinds), "documents": n_heldout},
+             "shards": asdict(shard_cfg)}
+    write_shards(shards_tmp, {"train": train_docs(), "valid": valid_docs()}, tokenizer, mixture=mixture_record,
+                 extra=extra, max_tokens_per_shard=shard_cfg.max_tokens_per_shard, progress=progress)
     del data  # release the memory maps before the scratch directory goes
-    write_manifest(manifest)
     _replace_dir(shards_tmp, out / "shards")
     if heldout_tmp.exists():
         _replace_dir(heldout_tmp, out / "heldout")

@@ -104,3 +104,15 @@ def test_uint32_shards_round_trip(tmp_path, built):
     assert np.concatenate(arrays).tolist() == [70_000, 5, 65_536, 0, 1, 2, 3, 4, 5, 6, 7, 0, 99_999, 0]
     (tokens, index) = open_split_documents(tmp_path / "big", "train")[1]
     assert index.tolist() == [0, 8, 10] and tokens[index[1]:index[2]].tolist() == [99_999, 0]
+
+
+def test_write_shards_packs_pretokenized_documents(tmp_path, tokenizer):
+    from data_pipeline.shards import write_shards
+
+    docs = {"train": [tokenizer.encode("def f():\n    return 1\n"), [], tokenizer.encode("x = 2")],
+            "valid": [tokenizer.encode("print('ok')")]}
+    m = write_shards(tmp_path / "shards", docs, tokenizer, max_tokens_per_shard=8, progress=False)
+    assert m.counts["train"]["documents"] == 3 and m.counts["valid"]["documents"] == 1
+    flat = np.concatenate(open_split(tmp_path, "train")).tolist()
+    assert flat == docs["train"][0] + [0] + [0] + docs["train"][2] + [0]  # an empty document is a lone EOT
+    assert read_manifest(tmp_path, tokenizer.sha256).tokenizer.vocab_size == tokenizer.vocab_size
