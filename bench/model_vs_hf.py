@@ -31,6 +31,7 @@ def main() -> None:
     ap.add_argument("--seq", type=int, default=512)
     ap.add_argument("--batch", type=int, default=4)
     ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--compile", action="store_true", help="also time ours under torch.compile (train.compile=true)")
     args = ap.parse_args()
 
     from transformers import AutoModelForCausalLM
@@ -53,20 +54,26 @@ def main() -> None:
     def hf_loss(m, x):
         return m(x, use_cache=False).logits.float().logsumexp(-1).mean()
 
-    step_time(ours, ids, ours_loss, 1)  # warm-up
-    step_time(hf, ids, hf_loss, 1)
-    t_ours, t_hf = [], []
-    for _ in range(args.repeats):  # interleaved rounds
-        t_ours.append(step_time(ours, ids, ours_loss, 1))
-        t_hf.append(step_time(hf, ids, hf_loss, 1))
+    candidates = {"ours": (ours, ours_loss), "HF export": (hf, hf_loss)}
+    if args.compile:
+        candidates["ours compiled"] = (torch.compile(ours), ours_loss)
+    for model, loss_fn in candidates.values():  # warm-up (and compilation)
+        step_time(model, ids, loss_fn, 1)
+    times = {name: [] for name in candidates}
+    for _ in range(args.repeats):  # interleaved rounds: noise hits every candidate alike
+        for name, (model, loss_fn) in candidates.items():
+            times[name].append(step_time(model, ids, loss_fn, 1))
     tokens = args.batch * args.seq
-    ours_tps = tokens / sorted(t_ours)[len(t_ours) // 2]
-    hf_tps = tokens / sorted(t_hf)[len(t_hf) // 2]
+    tps = {name: tokens / sorted(t)[len(t) // 2] for name, t in times.items()}
+    ours_tps, hf_tps = tps["ours"], tps["HF export"]
     print(f"shape: n_embd {args.n_embd}, heads {args.heads}, layers {args.layers}, vocab {args.vocab}, "
           f"batch {args.batch} x seq {args.seq}, fp32, {torch.get_num_threads()} threads")
     print(f"ours fwd+bwd: {ours_tps:,.0f} tokens/s")
     print(f"HF export fwd+bwd: {hf_tps:,.0f} tokens/s")
     print(f"ratio ours/HF: {ours_tps / hf_tps:.2f}x (target >= 1.3x)")
+    if "ours compiled" in tps:
+        print(f"ours under torch.compile fwd+bwd: {tps['ours compiled']:,.0f} tokens/s; "
+              f"ratio compiled/HF: {tps['ours compiled'] / hf_tps:.2f}x")
 
 
 if __name__ == "__main__":
