@@ -55,6 +55,9 @@ def check_options(cfg: dict[str, Any], stage_names: list[str]) -> None:
         raise PipelineError("give task=i and n_tasks=N together (SLURM array task i of N)")
     if task is not None and not (0 <= int(task) < int(n_tasks)):
         raise PipelineError(f"task={task} must be within [0, n_tasks={n_tasks})")
+    tok = cfg.get("tokenizer") or {}
+    if stage == TOKENIZE and not (tok.get("path") or tok.get("train")):
+        raise PipelineError("stage=tokenize needs tokenizer=PATH or tokenizer.train=true")
 
 
 def content_config(cfg: dict[str, Any]) -> dict[str, Any]:

@@ -9,8 +9,12 @@ LICENSE_FILE = re.compile(r"^(licen[cs]e|copying|unlicense)([.-][\w.-]*)?$", re.
 SPDX_HEADER = re.compile(r"SPDX-License-Identifier:\s*([A-Za-z0-9.+()\- ]+?)\s*(?:\*/|-->|$)", re.MULTILINE)
 HEADER_CHARS = 4096  # SPDX headers sit at the top of a file
 
+TITLE_CHARS = 1500  # copyleft titles are matched near the top only: permissive texts often *mention* the GPL
+_COPYLEFT = ("AGPL-3.0", "LGPL-3.0", "LGPL-2.1", "GPL-3.0", "GPL-2.0", "MPL-2.0", "EPL-2.0", "EPL-1.0")
+
 # (SPDX id, phrases that must all occur), first match wins: specific texts before the ones they contain.
 _TEXT_RULES: list[tuple[str, tuple[str, ...]]] = [
+    ("Python-2.0", ("python software foundation license",)),
     ("AGPL-3.0", ("gnu affero general public license",)),
     ("LGPL-3.0", ("gnu lesser general public license", "version 3")),
     ("LGPL-2.1", ("gnu lesser general public license", "version 2.1")),
@@ -21,7 +25,6 @@ _TEXT_RULES: list[tuple[str, tuple[str, ...]]] = [
     ("EPL-2.0", ("eclipse public license", "2.0")),
     ("EPL-1.0", ("eclipse public license",)),
     ("Apache-2.0", ("apache license", "version 2.0")),
-    ("Python-2.0", ("python software foundation license",)),
     ("BSL-1.0", ("boost software license",)),
     ("Unlicense", ("free and unencumbered software released into the public domain",)),
     ("CC0-1.0", ("cc0 1.0 universal",)),
@@ -59,7 +62,8 @@ def license_from_text(text: str) -> str | None:
         return header
     flat = " ".join(text.lower().replace("\u2019", "'").split())
     for spdx, phrases in _TEXT_RULES:
-        if all(p in flat for p in phrases):
+        haystack = flat[:TITLE_CHARS] if spdx in _COPYLEFT else flat
+        if all(p in haystack for p in phrases):
             return spdx
     stripped = text.strip()
     if stripped and len(stripped) < 40 and re.fullmatch(r"[A-Za-z0-9.+\-]+", stripped):

@@ -39,6 +39,14 @@ def test_license_text_detection(text, spdx):
     assert license_from_text(text) == spdx
 
 
+def test_real_license_files_that_mention_other_licences():
+    import sysconfig
+    from pathlib import Path
+    python_license = (Path(sysconfig.get_paths()["stdlib"]) / "LICENSE.txt").read_text()
+    assert "GPL" in python_license and license_from_text(python_license) == "Python-2.0"
+    assert license_from_text(MIT + "\nThis is not the GNU General Public License version 3.") == "MIT"
+
+
 def test_spdx_header_and_nearest_license_file(tmp_path):
     assert spdx_from_header("/* SPDX-License-Identifier: MIT OR Apache-2.0 */\nint x;") == "MIT OR Apache-2.0"
     assert spdx_from_header("# SPDX-License-Identifier: GPL-2.0-or-later\n") == "GPL-2.0"

@@ -1,0 +1,120 @@
+"""Whole-pipeline throughput (MB of input per CPU-second, one worker) and peak memory at two corpus sizes.
+
+Corpus: real files on this machine: the Python standard library's modules (code, PSF licence via its LICENSE.txt)
+plus the Markdown files of the installed packages (text), copied into a temporary tree; the large corpus is a
+superset of the small one. Every measurement runs `refact-pipeline` in a fresh process with workers=1 and reads
+that process's own CPU time and peak RSS, so other load on the machine changes wall time, not these numbers.
+
+Baseline, measured in the same run: the ingest stage alone (read + decode + write Parquet), i.e. the floor any
+pipeline pays. Also measured: the streaming stages alone (no dedup), whose peak memory must not grow with size.
+
+    python bench/pipeline_throughput.py [--small-mb 5] [--large-mb 20]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import sysconfig
+import tempfile
+from pathlib import Path
+
+CHILD = r"""
+import json, resource, sys, time
+from data_pipeline.cli import main
+t = time.perf_counter()
+rc = main(sys.argv[1:])
+wall = time.perf_counter() - t
+u = resource.getrusage(resource.RUSAGE_SELF)
+print("RESULT " + json.dumps({"rc": rc, "wall": wall, "cpu": u.ru_utime + u.ru_stime, "peak_kb": u.ru_maxrss}))
+"""
+
+CONFIGS = {
+    "ingest only (baseline)": ["license.enabled=false", "quality.enabled=false", "english.enabled=false",
+                               "topic.enabled=false", "decontam.enabled=false", "exact_dedup.enabled=false",
+                               "near_dedup.enabled=false"],
+    "streaming stages (no dedup)": ["exact_dedup.enabled=false", "near_dedup.enabled=false"],
+    "whole pipeline": [],
+}
+
+
+def candidate_files() -> list[tuple[Path, Path]]:
+    """(source file, relative destination) pairs: stdlib modules, then packages' Markdown, in a fixed order."""
+    stdlib = Path(sysconfig.get_paths()["stdlib"])
+    site = Path(sysconfig.get_paths()["purelib"])
+    skip = {"test", "tests", "idlelib", "site-packages", "__pycache__", "lib2to3"}
+    code = sorted(p for p in stdlib.rglob("*.py") if not skip & set(p.relative_to(stdlib).parts))
+    text = sorted(site.rglob("*.md"))
+    out = [(p, Path("stdlib") / p.relative_to(stdlib)) for p in code]
+    out += [(p, Path("docs") / p.relative_to(site)) for p in text]
+    # interleave code and text so that both sizes hold both kinds in the same proportion
+    return sorted(out, key=lambda pair: hash(str(pair[1])) % 1000003)
+
+
+def build_corpus(root: Path, target_bytes: int, files: list[tuple[Path, Path]]) -> int:
+    stdlib = Path(sysconfig.get_paths()["stdlib"])
+    (root / "stdlib").mkdir(parents=True)
+    shutil.copy(stdlib / "LICENSE.txt", root / "stdlib" / "LICENSE.txt")
+    total = 0
+    for src, rel in files:
+        if total >= target_bytes:
+            break
+        try:
+            data = src.read_bytes()
+        except OSError:
+            continue
+        dst = root / rel
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        dst.write_bytes(data)
+        total += len(data)
+    return total
+
+
+def measure(corpus: Path, out: Path, extra: list[str]) -> dict:
+    args = [f"input={corpus}", f"output={out}", "workers=1", "progress=false", "license.allow_unknown=true", *extra]
+    proc = subprocess.run([sys.executable, "-c", CHILD, *args], capture_output=True, text=True)
+    line = next((l for l in proc.stdout.splitlines() if l.startswith("RESULT ")), None)
+    if proc.returncode != 0 or line is None:
+        raise SystemExit(f"pipeline run failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
+    result = json.loads(line[len("RESULT "):])
+    stats = json.loads((out / "stats.json").read_text())
+    result["kept"] = stats["output"]["documents"]
+    result["docs_in"] = stats["input"]["documents"]
+    shutil.rmtree(out)
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--small-mb", type=float, default=5)
+    parser.add_argument("--large-mb", type=float, default=20)
+    args = parser.parse_args()
+    files = candidate_files()
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for label, mb in (("small", args.small_mb), ("large", args.large_mb)):
+            corpus = Path(tmp) / f"corpus-{label}"
+            nbytes = build_corpus(corpus, int(mb * 1e6), files)
+            for name, extra in CONFIGS.items():
+                r = measure(corpus, Path(tmp) / "out", extra)
+                r.update(size=label, mb=nbytes / 1e6, config=name)
+                rows.append(r)
+                print(f"{label:5s} {nbytes / 1e6:6.1f} MB  {name:28s}  {r['docs_in']:6d} docs in, {r['kept']:6d} kept  "
+                      f"cpu {r['cpu']:6.1f} s  wall {r['wall']:6.1f} s  "
+                      f"{nbytes / 1e6 / r['cpu']:5.2f} MB/s per core  peak {r['peak_kb'] / 1024:6.0f} MiB", flush=True)
+    by = {(r["size"], r["config"]): r for r in rows}
+    print()
+    for size in ("small", "large"):
+        base, whole = by[(size, "ingest only (baseline)")], by[(size, "whole pipeline")]
+        print(f"{size}: whole pipeline {whole['mb'] / whole['cpu']:.2f} MB/s per core = "
+              f"{base['cpu'] / whole['cpu']:.2f}x the ingest-only baseline ({base['mb'] / base['cpu']:.2f} MB/s)")
+    for name in CONFIGS:
+        s, l = by[("small", name)], by[("large", name)]
+        print(f"peak memory {name}: {s['peak_kb'] / 1024:.0f} MiB at {s['mb']:.0f} MB -> {l['peak_kb'] / 1024:.0f} MiB "
+              f"at {l['mb']:.0f} MB (x{l['peak_kb'] / s['peak_kb']:.2f} for x{l['mb'] / s['mb']:.1f} data)")
+
+
+if __name__ == "__main__":
+    main()
