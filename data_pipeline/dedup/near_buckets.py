@@ -5,6 +5,7 @@ keeps the documents whose band falls in its key partition, sorts the bands bytew
 holding two or more documents, the edges (document, first document of the bucket). Documents sharing a bucket agree
 on all `rows` values of that band: the LSH candidate rule of BigCode and datatrove. Memory per unit is about
 `rows * 4 + 16` bytes per document of the corpus divided by `bucket_partitions`; units run on any machine.
+With `verify_jaccard` the candidates are checked against the full signatures first (near_verify.py).
 """
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from data_pipeline.dedup.near_files import (
     save_npy_atomic,
     signature_path,
 )
+from data_pipeline.dedup.near_verify import SignatureLookup, verified_edges
 from data_pipeline.stage import StageContext, Step
 from data_pipeline.stats import UnitStats
 
@@ -36,25 +38,33 @@ def band_partition(band_values: np.ndarray, partitions: int) -> np.ndarray:
     return (h % np.uint64(partitions)).astype(np.int64)
 
 
-def bucket_edges(band_values: np.ndarray, doc_index: np.ndarray) -> tuple[np.ndarray, int]:
-    """Edges (document, first document of its bucket) for buckets of size >= 2, and the number of such buckets.
+def bucket_groups(band_values: np.ndarray, doc_index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Documents of the buckets holding two or more, grouped by bucket: (members, bucket id per member).
 
-    `doc_index` must be increasing, so a stable sort puts each bucket's smallest document first."""
+    Buckets are runs of equal band values after a stable bytewise sort; `doc_index` must be increasing, so each
+    bucket lists its documents in input order (its first member is its smallest)."""
     if len(doc_index) < 2:
-        return np.empty((0, 2), np.int64), 0
+        return np.empty(0, np.int64), np.empty(0, np.int64)
     rows = np.ascontiguousarray(band_values)
     keys = rows.view(np.dtype((np.void, rows.dtype.itemsize * rows.shape[1]))).ravel()
     order = np.argsort(keys, kind="stable")
     sorted_keys = keys[order]
     starts_new = np.ones(len(order), dtype=bool)
     starts_new[1:] = sorted_keys[1:] != sorted_keys[:-1]
-    bucket_id = np.cumsum(starts_new) - 1
-    first_member = doc_index[order][starts_new][bucket_id]
-    members = doc_index[order]
-    dup = ~starts_new
-    edges = np.stack([members[dup], first_member[dup]], axis=1)
-    n_buckets = int(np.unique(bucket_id[dup]).size) if dup.any() else 0
-    return edges, n_buckets
+    bucket = np.cumsum(starts_new) - 1
+    sizes = np.bincount(bucket)
+    shared = sizes[bucket] >= 2
+    return doc_index[order][shared], bucket[shared]
+
+
+def first_member_edges(members: np.ndarray, bucket: np.ndarray) -> np.ndarray:
+    """BigCode's rule: every member of a bucket is linked to the bucket's first member."""
+    if len(members) == 0:
+        return np.empty((0, 2), np.int64)
+    is_first = np.ones(len(members), dtype=bool)
+    is_first[1:] = bucket[1:] != bucket[:-1]
+    first = members[is_first][np.cumsum(is_first) - 1]
+    return np.stack([members[~is_first], first[~is_first]], axis=1)
 
 
 def load_band(ctx: StageContext, shard: int, band: int, rows: int) -> tuple[np.ndarray, np.ndarray]:
@@ -81,10 +91,17 @@ def build_bucket_unit(ctx: StageContext, band: int, partition: int, cfg: NearDed
         index_parts.append(index)
     values = np.concatenate(values_parts) if values_parts else np.empty((0, rows), np.uint32)
     index = np.concatenate(index_parts) if index_parts else np.empty(0, np.int64)
-    edges, n_buckets = bucket_edges(values, index)
-    save_npy_atomic(bucket_path(ctx, bucket_unit(band, partition)), edges)
+    members, bucket = bucket_groups(values, index)
     stats = UnitStats()
-    stats.extra = {"bucket_edges": int(len(edges)), "duplicate_buckets": n_buckets}
+    n_buckets = int(len(np.unique(bucket)))
+    if cfg.verify_jaccard:
+        edges, unchecked = verified_edges(members, bucket, SignatureLookup(ctx).estimate, cfg.threshold)
+        stats.extra["candidates_unlinked"] = int(len(members) - n_buckets - len(edges))  # failed the estimate
+        stats.extra["candidates_unchecked"] = unchecked
+    else:
+        edges = first_member_edges(members, bucket)
+    save_npy_atomic(bucket_path(ctx, bucket_unit(band, partition)), edges)
+    stats.extra.update(bucket_edges=int(len(edges)), duplicate_buckets=n_buckets)
     return stats
 
 

@@ -32,6 +32,7 @@ class NearDedupConfig:
     rows: int | None = None
     false_positive_weight: float = 0.5
     false_negative_weight: float = 0.5
+    verify_jaccard: bool = True  # link bucket members only when their signature estimate >= threshold
     bucket_partitions: int = 1  # split each band's buckets by key: memory of one bucket unit / partitions
     batch_size: int = 256  # documents hashed together
     report_clusters: int = 10  # largest clusters listed in stats, with example ids and paths

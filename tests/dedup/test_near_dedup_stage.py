@@ -31,9 +31,10 @@ def outputs(ctx: StageContext) -> tuple[list[list[str]], dict[str, str]]:
     return kept, dropped
 
 
-def test_end_to_end_exact_clusters(tmp_path):
-    ctx, expected = make_ctx(tmp_path)
-    assert run_stage(build_stage({}), ctx, workers=2, log=lambda _: None).complete
+@pytest.mark.parametrize("verify", [True, False])
+def test_end_to_end_exact_clusters(tmp_path, verify):
+    ctx, expected = make_ctx(tmp_path, cfg={"verify_jaccard": verify})
+    assert run_stage(build_stage(ctx.cfg), ctx, workers=2, log=lambda _: None).complete
     kept, dropped = outputs(ctx)
     assert dropped == {d: f"near_duplicate_of:{k}" for d, k in expected.items()}
     assert kept == [["a0", "u00", "c1", "short0", "half0"], ["u10", "b0", "empty"], ["short1", "half1", "u20"]]
