@@ -64,7 +64,8 @@ def fim_tokens(doc_tokens: Sequence[int], rng: np.random.Generator, cfg: FimConf
 
     Draw order per document, after `apply_fim`'s rate draw: the split points, then PSM/SPM (as Megatron's `permute`).
     """
-    split = split_text(_decode(tokenizer, doc_tokens), rng, cfg, cut_end=cut_end)
+    ids_list = doc_tokens.tolist() if isinstance(doc_tokens, np.ndarray) else list(doc_tokens)  # fast list indexing
+    split = split_text(_decode(tokenizer, ids_list), rng, cfg, cut_end=cut_end)
     order = "spm" if rng.random() < cfg.spm_rate else "psm"
     ids, sentinels = _layout(_encode(tokenizer, split.prefix), _encode(tokenizer, split.middle),
                              _encode(tokenizer, split.suffix), order, cfg.spm_variant, tokenizer)
