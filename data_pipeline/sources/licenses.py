@@ -12,9 +12,22 @@ HEADER_CHARS = 4096  # SPDX headers sit at the top of a file
 TITLE_CHARS = 1500  # copyleft titles are matched near the top only: permissive texts often *mention* the GPL
 _COPYLEFT = ("AGPL-3.0", "LGPL-3.0", "LGPL-2.1", "GPL-3.0", "GPL-2.0", "MPL-2.0", "EPL-2.0", "EPL-1.0")
 
-# (SPDX id, phrases that must all occur), first match wins: specific texts before the ones they contain.
+# (SPDX id, phrases that must all occur), first match wins.
 _TEXT_RULES: list[tuple[str, tuple[str, ...]]] = [
+    # permissive grants first: their phrases are specific, while permissive files often *mention* the GPL
     ("Python-2.0", ("python software foundation license",)),
+    ("Apache-2.0", ("apache license", "version 2.0")),
+    ("BSL-1.0", ("boost software license",)),
+    ("Unlicense", ("free and unencumbered software released into the public domain",)),
+    ("CC0-1.0", ("cc0 1.0 universal",)),
+    ("ISC", ("permission to use, copy, modify, and/or distribute this software for any purpose",)),
+    ("ISC", ("permission to use, copy, modify, and distribute this software for any purpose", "isc")),
+    ("MIT", ("permission is hereby granted, free of charge, to any person obtaining a copy",)),
+    ("Zlib", ("provided 'as-is', without any express or implied warranty",
+              "permission is granted to anyone to use this software for any purpose")),
+    ("BSD-3-Clause", ("redistribution and use in source and binary forms", "neither the name")),
+    ("BSD-3-Clause", ("redistribution and use in source and binary forms", "may not be used to endorse")),
+    ("BSD-2-Clause", ("redistribution and use in source and binary forms",)),
     ("AGPL-3.0", ("gnu affero general public license",)),
     ("LGPL-3.0", ("gnu lesser general public license", "version 3")),
     ("LGPL-2.1", ("gnu lesser general public license", "version 2.1")),
@@ -24,19 +37,7 @@ _TEXT_RULES: list[tuple[str, tuple[str, ...]]] = [
     ("MPL-2.0", ("mozilla public license", "2.0")),
     ("EPL-2.0", ("eclipse public license", "2.0")),
     ("EPL-1.0", ("eclipse public license",)),
-    ("Apache-2.0", ("apache license", "version 2.0")),
-    ("BSL-1.0", ("boost software license",)),
-    ("Unlicense", ("free and unencumbered software released into the public domain",)),
-    ("CC0-1.0", ("cc0 1.0 universal",)),
     ("CC-BY-NC-4.0", ("attribution-noncommercial",)),
-    ("ISC", ("permission to use, copy, modify, and/or distribute this software for any purpose",)),
-    ("ISC", ("permission to use, copy, modify, and distribute this software for any purpose", "isc")),
-    ("MIT", ("permission is hereby granted, free of charge, to any person obtaining a copy",)),
-    ("Zlib", ("provided 'as-is', without any express or implied warranty",
-              "permission is granted to anyone to use this software for any purpose")),
-    ("BSD-3-Clause", ("redistribution and use in source and binary forms", "neither the name")),
-    ("BSD-3-Clause", ("redistribution and use in source and binary forms", "may not be used to endorse")),
-    ("BSD-2-Clause", ("redistribution and use in source and binary forms",)),
     ("WTFPL", ("do what the fuck you want to public license",)),
 ]
 
