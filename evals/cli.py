@@ -61,8 +61,7 @@ def run(cfg: DictConfig) -> dict:
         raise ValueError(f"{cfg.model} has no tokenizer.json: pass tokenizer=PATH")
     model.eval()
     out = Path(cfg.out)
-    gen_cfg = GenerationConfig(batch_size=int(cfg.generation.batch_size), top_p=float(cfg.generation.top_p),
-                               use_cache=bool(cfg.generation.use_cache))
+    gen_cfg = GenerationConfig(**OmegaConf.to_container(cfg.generation, resolve=True))
     ctx = EvalContext(model=model, tokenizer=tokenizer, generator=BatchGenerator(model, gen_cfg, seed=int(cfg.seed)),
                       sandbox_config=SandboxConfig.from_dict(OmegaConf.to_container(cfg.sandbox, resolve=True)),
                       out_dir=out.parent / f"{out.stem}_samples", limit=cfg.limit, seed=int(cfg.seed),

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Callable, Sequence
 
 import torch
 from tqdm.auto import tqdm
@@ -18,6 +18,7 @@ class GenerationConfig:
     temperature: float = 0.0  # 0: greedy
     top_p: float = 1.0
     use_cache: bool = True
+    stop_check_tokens: int = 64  # with stop sequences: generate this many tokens, drop the rows that stopped, go on
 
 
 @dataclass
@@ -52,23 +53,54 @@ class BatchGenerator:
         return list(prompt[-keep:]) if len(prompt) > keep else list(prompt)
 
     def run(self, prompts: Sequence[Sequence[int]], stop_token_ids: Sequence[int], desc: str = "generate",
-            max_new_tokens: int | None = None, temperature: float | None = None) -> list[list[int]]:
+            max_new_tokens: int | None = None, temperature: float | None = None,
+            stop_sequences: Sequence[str] = (), decode: Callable[[list[int]], str] | None = None) -> list[list[int]]:
+        """Generated ids per prompt (stop token excluded). With `stop_sequences` (and `decode`), generation goes in
+        rounds of `stop_check_tokens` and a row stops once its text contains a stop sequence, instead of running to
+        `max_new_tokens` (the caller still cuts the text at the stop sequence)."""
         cfg = self.config
         max_new = cfg.max_new_tokens if max_new_tokens is None else max_new_tokens
         temp = cfg.temperature if temperature is None else temperature
+        start = time.perf_counter()
+        if not stop_sequences:
+            out = self._generate(prompts, stop_token_ids, max_new, temp, desc, round_index=0)
+        else:
+            if decode is None:
+                raise ValueError("BatchGenerator.run: stop_sequences need decode= (ids -> text)")
+            out = [[] for _ in prompts]
+            active = list(range(len(prompts)))
+            for round_index in range(max_new):
+                if not active:
+                    break
+                # every active row has produced the same number of tokens so far (none stopped early)
+                step = min(cfg.stop_check_tokens, max_new - len(out[active[0]]))
+                new = self._generate([list(prompts[i]) + out[i] for i in active], stop_token_ids, step, temp,
+                                     f"{desc} (round {round_index + 1})", round_index)
+                still = []
+                for i, ids in zip(active, new):
+                    out[i] += ids
+                    ended = len(ids) < step or len(out[i]) >= max_new  # a stop token, or the budget is spent
+                    if not ended and not any(stop in decode(out[i]) for stop in stop_sequences):
+                        still.append(i)
+                active = still
+        self.stats.prompts += len(prompts)
+        self.stats.new_tokens += sum(len(ids) for ids in out)
+        self.stats.seconds += time.perf_counter() - start
+        return out
+
+    def _generate(self, prompts: Sequence[Sequence[int]], stop_token_ids: Sequence[int], max_new: int, temp: float,
+                  desc: str, round_index: int) -> list[list[int]]:
         fitted = [self.fit_prompt(p, max_new) for p in prompts]
         order = sorted(range(len(fitted)), key=lambda i: len(fitted[i]))
-        out: list[list[int] | None] = [None] * len(fitted)
-        start = time.perf_counter()
-        batches = [order[i:i + cfg.batch_size] for i in range(0, len(order), cfg.batch_size)]
+        out: list[list[int]] = [[] for _ in fitted]
+        batch_size = self.config.batch_size
+        batches = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
         for b, rows in enumerate(tqdm(batches, desc=desc, unit="batch", leave=False)):
             longest = max(len(fitted[i]) for i in rows)
+            seed = None if temp <= 0 else (self.seed * 1_000_003 + round_index) * 1_000_003 + b
             generated = generate(self.model, [fitted[i] for i in rows], self.room(longest, max_new),
-                                 temperature=temp, top_p=cfg.top_p, stop_token_ids=tuple(stop_token_ids),
-                                 use_cache=cfg.use_cache, seed=None if temp <= 0 else self.seed * 1_000_003 + b)
+                                 temperature=temp, top_p=self.config.top_p, stop_token_ids=tuple(stop_token_ids),
+                                 use_cache=self.config.use_cache, seed=seed)
             for i, ids in zip(rows, generated):
                 out[i] = ids
-                self.stats.new_tokens += len(ids)
-        self.stats.prompts += len(fitted)
-        self.stats.seconds += time.perf_counter() - start
-        return [ids or [] for ids in out]
+        return out

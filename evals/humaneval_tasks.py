@@ -46,10 +46,11 @@ def run_humaneval(ctx: EvalContext, cfg: Mapping[str, Any]) -> dict:
     n = _samples_per_problem(cfg, "humaneval")
     tok = ctx.tokenizer
     rows = [p for p in problems for _ in range(n)]
+    stops = list(cfg["stop_sequences"])
     outputs = ctx.generator.run([tok.encode(p.prompt) for p in rows], stop_token_ids=[tok.eot_id],
                                 desc="humaneval generate", max_new_tokens=int(cfg["max_new_tokens"]),
-                                temperature=float(cfg["temperature"]))
-    completions = [truncate_at_stop(tok.decode(o), list(cfg["stop_sequences"])) for o in outputs]
+                                temperature=float(cfg["temperature"]), stop_sequences=stops, decode=tok.decode)
+    completions = [truncate_at_stop(tok.decode(o), stops) for o in outputs]
     results, counts = _score(ctx, [p.task_id for p in rows], [build_program(p, c) for p, c in zip(rows, completions)],
                              "humaneval execute")
     ctx.write_samples("humaneval_samples.jsonl", (

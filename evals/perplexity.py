@@ -44,9 +44,10 @@ def window_nll(model: torch.nn.Module, windows: list[np.ndarray], batch_size: in
             ids[row, :len(w)] = torch.from_numpy(w)
             mask[row, :len(w)] = True
         ids, mask = ids.to(device), mask.to(device)
-        logits = model(ids[:, :-1]).float()
-        nll = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), ids[:, 1:].reshape(-1), reduction="none")
-        total += float((nll * mask[:, 1:].reshape(-1)).sum())
+        logits = model(ids[:, :-1])
+        for row in range(len(batch)):  # one row at a time in fp32: [T, vocab] floats, not [B, T, vocab]
+            nll = F.cross_entropy(logits[row].float(), ids[row, 1:], reduction="none")
+            total += float((nll * mask[row, 1:]).sum())
         targets.extend(w[1:] for w in batch)
     return total, targets
 

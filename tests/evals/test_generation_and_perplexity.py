@@ -47,3 +47,23 @@ def test_padded_batches_give_the_same_nll_as_single_windows(tiny_model_dir, one_
             expected += float(F.cross_entropy(logits[0], ids[0, 1:], reduction="sum"))
     assert abs(batched - expected) <= 1e-4 * expected
     assert [t.tolist() for t in targets] == [w[1:].tolist() for w in windows]
+
+
+def test_stop_sequences_end_rows_early_without_changing_the_text(tiny_model_dir, one_thread):
+    from data_pipeline.tokenizer import load_tokenizer
+    from evals.humaneval import truncate_at_stop
+
+    model, _ = load_hf_checkpoint(tiny_model_dir)
+    tok = load_tokenizer(tiny_model_dir)
+    prompts = [tok.encode("def f(x):\n"), tok.encode("import os\n\nclass A:\n    pass\n")]
+    full = BatchGenerator(model, GenerationConfig(batch_size=2, max_new_tokens=24)).run(prompts, [-1])
+    # a stop string that the first row's greedy text reaches after ~10 tokens; the second row may never meet it
+    stop = tok.decode(full[0][9:11])
+    gen = BatchGenerator(model, GenerationConfig(batch_size=2, max_new_tokens=24, stop_check_tokens=4))
+    rounds = gen.run(prompts, [-1], stop_sequences=[stop], decode=tok.decode)
+    assert len(rounds[0]) < 24 and stop in tok.decode(rounds[0])  # stopped in the round that produced the stop
+    for a, b in zip(rounds, full):
+        assert b[:len(a)] == a  # continuing from prompt + generated gives the same greedy tokens
+        assert truncate_at_stop(tok.decode(a), [stop]) == truncate_at_stop(tok.decode(b), [stop])
+    plain = BatchGenerator(model, GenerationConfig(batch_size=2, max_new_tokens=24, stop_check_tokens=4))
+    assert plain.run(prompts, [-1], stop_sequences=["\x00 never"], decode=tok.decode) == full
