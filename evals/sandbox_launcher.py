@@ -158,6 +158,8 @@ def main():
     source = request.pop("source")
     try:
         status = isolate(request)
+        if "/tmp" in status["private_tmp"]:
+            os.chdir("/tmp")  # work in the fresh, size-capped tmpfs rather than on the host's disk
         preimport(list(request["preimport"]) + stdlib_imports(source))
         uid = request["uid"]
         apply_limits(request["limits"], uid)

@@ -80,6 +80,15 @@ def test_world_writable_tmp_is_private(sandbox):
     assert not os.path.exists(marker)  # ... which the host never sees
 
 
+def test_disk_filler_is_capped(sandbox):
+    # 200 MB at most (1 MB files, under the 1 MB file-size limit of LIMITS); the private /tmp tmpfs holds 64 MB.
+    filler = "for i in range(200):\n    open(f'junk{i}', 'wb').write(bytes((1 << 20) - 1))\n"
+    result = sandbox.run(filler)
+    if "/tmp" not in result.isolation.get("private_tmp", []):
+        pytest.skip(f"no private /tmp here: {result.isolation.get('reasons')}")
+    assert not result.passed and "No space left on device" in result.stderr
+
+
 def test_network_is_unreachable(sandbox):
     server = socket.socket()
     server.bind(("127.0.0.1", 0))
