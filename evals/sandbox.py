@@ -1,10 +1,11 @@
 """Execute untrusted (model-written) Python programs, each in its own limited, isolated subprocess.
 
-Per program: a fresh temporary directory (the private tmpfs /tmp when namespaces work); wall-clock timeout, CPU-time, address-space, process-count, file-size and
-open-file limits; a scrubbed environment; a new network namespace and private tmpfs over the world-writable
-directories where the kernel allows it; as root, a drop to an unprivileged uid of its own (one per worker slot, so
-that RLIMIT_NPROC binds and every leftover process of the run can be found and killed). The child-side steps live in
-`evals/sandbox_launcher.py`; this module starts it, enforces the wall clock, cleans up and reads the verdict.
+Per program: a fresh temporary directory (the private tmpfs /tmp when namespaces work); wall-clock timeout, CPU-time,
+address-space, process-count, file-size and open-file limits; a scrubbed environment; a new network namespace and
+private tmpfs over the world-writable directories where the kernel allows it; as root, a drop to an unprivileged uid
+of its own (one per worker slot, so that RLIMIT_NPROC binds and every leftover process of the run can be found and
+killed). The child-side steps live in `evals/sandbox_launcher.py`; this module starts it, enforces the wall clock,
+cleans up and reads the verdict.
 """
 from __future__ import annotations
 
