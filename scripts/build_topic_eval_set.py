@@ -24,7 +24,7 @@ from tqdm import tqdm
 from data_pipeline.filters.topic_eval import sources
 from data_pipeline.filters.topic_eval.dataset import build_examples, write_examples
 
-DEBIAN_PACKAGES = ("fortunes", "dict-devil", "dict-foldoc", "python3.11-doc", "r-cran-janeaustenr")
+DEBIAN_PACKAGES = ("fortunes", "dict-devil", "dict-foldoc", "dict-gcide", "python3.11-doc", "r-cran-janeaustenr")
 GENSIM = "gensim==4.4.0"
 GENSIM_FILES = (
     "gensim/test/test_data/enwiki-latest-pages-articles1.xml-p000000010p000030302-shortened.bz2",
@@ -46,11 +46,12 @@ def fetch_debian(cache: Path) -> Path:
     for package in DEBIAN_PACKAGES:
         if not list(debs.glob(f"{package}_*.deb")):
             subprocess.run(["apt-get", "download", package], cwd=debs, check=True)
-    marker = root / ".unpacked"
-    if not marker.exists():
-        for deb in sorted(debs.glob("*.deb")):
+    root.mkdir(parents=True, exist_ok=True)
+    for deb in sorted(debs.glob("*.deb")):
+        marker = root / f".unpacked-{deb.name}"
+        if not marker.exists():
             subprocess.run(["dpkg", "-x", str(deb), str(root)], check=True)
-        marker.touch()
+            marker.touch()
     return root
 
 
@@ -92,6 +93,7 @@ def main(argv: list[str] | None = None) -> int:
         "austen_novels": sources.austen_novels(deb / "usr/lib/R/site-library/janeaustenr/data/Rdata.rdb"),
         "fortunes": sources.fortunes(deb / "usr/share/games/fortunes"),
         "devils_dictionary": sources.devils_dictionary(dicts / "devil.dict.dz"),
+        "gcide": sources.gcide(dicts / "gcide.dict.dz"),
         "wikipedia": sources.wikipedia(gensim_data / GENSIM_FILES[0].rsplit("/", 1)[1]),
         "newsgroups": sources.newsgroups(gensim_data / "mini_newsgroup"),
         "lee_news": sources.lee_news(gensim_data / "lee_background.cor"),
