@@ -121,5 +121,6 @@ def run_heldout_fim(ctx: EvalContext, cfg: Mapping[str, Any]) -> dict:
         "documents": len(docs), "tasks": len(tasks), "skipped_no_middle": skipped, "order": cfg["order"],
         "exact_match": sum(em) / len(tasks), "edit_similarity": sum(es) / len(tasks),
         "by_splitter": {k: {"tasks": len(ix), "exact_match": sum(em[i] for i in ix) / len(ix),
-                            "edit_similarity": sum(es[i] for i in ix) / len(ix)} for k, ix in sorted(by_splitter.items())},
+                            "edit_similarity": sum(es[i] for i in ix) / len(ix)}
+                        for k, ix in sorted(by_splitter.items())},
     }

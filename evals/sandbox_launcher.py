@@ -95,7 +95,8 @@ def stdlib_imports(source):
             names.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
             names.add(node.module)
-    return sorted(n for n in names if n.split(".")[0] in sys.stdlib_module_names and n.split(".")[0] not in NEVER_PREIMPORT)
+    tops = {n: n.split(".")[0] for n in names}
+    return sorted(n for n, top in tops.items() if top in sys.stdlib_module_names and top not in NEVER_PREIMPORT)
 
 
 def preimport(modules):

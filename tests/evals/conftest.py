@@ -1,5 +1,6 @@
 """Fixtures of the evals tests: a tiny exported model (random weights, a BPE tokenizer trained with train_bpe on a
-small corpus, written by save_hf_checkpoint) and a pipeline output dir (documents -> build_shards: heldout/, shards/)."""
+small corpus, written by save_hf_checkpoint) and a pipeline output dir (documents -> build_shards: heldout/,
+shards/)."""
 from __future__ import annotations
 
 from pathlib import Path

@@ -37,7 +37,7 @@ def test_sleeping_program_hits_the_wall_clock(sandbox):
 
 def test_fork_bomb_is_capped_and_cleaned_up(sandbox):
     # Bounded: 300 forks at most, each child sleeps 3 s and exits. With the process limit the 17th fork fails.
-    bomb = ("import os, time\nfor i in range(300):\n    if os.fork() == 0:\n        time.sleep(3)\n        os._exit(0)\n")
+    bomb = "import os, time\nfor i in range(300):\n    if os.fork() == 0:\n        time.sleep(3)\n        os._exit(0)\n"
     result = sandbox.run(bomb)
     assert not result.passed and "BlockingIOError" in result.stderr
     if sandbox.is_root:  # every process of the slot uids was killed and reaped
@@ -112,7 +112,8 @@ def test_early_exit_and_fake_output_do_not_pass(sandbox):
     wrong = "    return True\n"
     early_exit = build_program(problem, wrong).replace("\ndef check(", "\nimport sys\nsys.exit(0)\ndef check(", 1)
     hard_exit = build_program(problem, "    import os\n    os._exit(0)\n" + wrong)
-    fake = build_program(problem, wrong).replace("\ndef check(", "\nprint('pass')\nimport os\nos._exit(0)\ndef check(", 1)
+    fake = build_program(problem, wrong).replace("\ndef check(", "\nprint('pass')\nimport os\nos._exit(0)\ndef check(",
+                                                 1)
     results = sandbox.run_many([early_exit, hard_exit, fake])
     assert [r.passed for r in results] == [False, False, False]
     assert results[0].status == "failed" and "sys.exit(0)" in results[0].stderr
