@@ -90,8 +90,10 @@ class DeepSpeedBackend(Backend):
             if self.env.is_main:
                 sd[name] = full.detach().float().cpu().clone()
         if self.env.is_main:
+            persistent = set(self.module.state_dict().keys())
             for name, b in self.module.named_buffers():
-                sd[name] = b.detach().cpu().clone()
+                if name in persistent:
+                    sd[name] = b.detach().cpu().clone()
         return sd if self.env.is_main else None
 
     def _relink_optimizer_fragments(self) -> None:

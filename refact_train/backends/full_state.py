@@ -30,5 +30,21 @@ def load_full_state(model: nn.Module, optimizer: torch.optim.Optimizer | None, c
     model_sd = torch.load(ckpt_dir / "model.pt", map_location="cpu", mmap=True, weights_only=True)
     set_model_state_dict(model, model_sd, options=_LOAD)
     if optimizer is not None:
-        optim_sd = torch.load(ckpt_dir / "optimizer.pt", map_location="cpu", mmap=True, weights_only=True)
+        if (ckpt_dir / "optimizer.pt").is_file():
+            optim_sd = torch.load(ckpt_dir / "optimizer.pt", map_location="cpu", mmap=True, weights_only=True)
+        else:  # a DeepSpeed checkpoint: its name-keyed full optimizer state
+            optim_sd = from_name_keyed(model, optimizer, torch.load(ckpt_dir / "optimizer_full.pt",
+                                                                    map_location="cpu", weights_only=True))
         set_optimizer_state_dict(model, optimizer, optim_sd, options=_LOAD)
+
+
+def from_name_keyed(model: nn.Module, optimizer: torch.optim.Optimizer, named: dict) -> dict:
+    """{param name: {state key: tensor}} (+ "__step__") -> a full optimizer state dict for this optimizer."""
+    template = get_optimizer_state_dict(model, optimizer, options=_SAVE)  # param_groups keyed by parameter name
+    step = named.pop("__step__", None)
+    state = {}
+    for name, entry in named.items():
+        state[name] = dict(entry)
+        if step is not None:
+            state[name]["step"] = step.clone()
+    return {"state": state, "param_groups": template["param_groups"]}
