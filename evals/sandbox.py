@@ -306,12 +306,13 @@ class Sandbox:
             kill_uid(uid)
 
     def _parse_setup(self, verdict: list[str], exit_code: int | None, stderr: str) -> dict:
-        setup = [line for line in verdict if line.startswith(("setup ", "setup-error "))]
-        if exit_code == SETUP_FAILED_EXIT or (setup and setup[0].startswith("setup-error")):
-            raise SandboxError(f"sandbox set-up failed: {setup[0] if setup else 'no message'}; stderr: {stderr[-500:]}")
-        if not setup:
-            return {}
-        isolation = json.loads(setup[0][len("setup "):])
+        # Only the first line is the launcher's: the program runs after it and may write anything (or exit with 97).
+        first = verdict[0] if verdict else ""
+        if first.startswith("setup-error ") or (not first and exit_code == SETUP_FAILED_EXIT):
+            raise SandboxError(f"sandbox set-up failed: {first or 'no message'}; stderr: {stderr[-500:]}")
+        if not first.startswith("setup "):
+            return {}  # killed (wall clock) before the set-up finished
+        isolation = json.loads(first[len("setup "):])
         self.last_isolation = isolation
         if not self._isolation_logged:
             self._isolation_logged = True

@@ -114,8 +114,11 @@ def test_early_exit_and_fake_output_do_not_pass(sandbox):
     hard_exit = build_program(problem, "    import os\n    os._exit(0)\n" + wrong)
     fake = build_program(problem, wrong).replace("\ndef check(", "\nprint('pass')\nimport os\nos._exit(0)\ndef check(",
                                                  1)
-    results = sandbox.run_many([early_exit, hard_exit, fake])
-    assert [r.passed for r in results] == [False, False, False]
+    # 97 is the launcher's "set-up failed" code: from the program it is an ordinary failure, not a sandbox error
+    setup_code = build_program(problem, "    import os\n    os._exit(97)\n")
+    results = sandbox.run_many([early_exit, hard_exit, fake, setup_code])
+    assert [r.passed for r in results] == [False, False, False, False]
+    assert results[3].status == "failed" and results[3].exit_code == 97
     assert results[0].status == "failed" and "sys.exit(0)" in results[0].stderr
     assert results[1].status == "no_verdict" and results[2].status == "no_verdict"
 
