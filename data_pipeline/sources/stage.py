@@ -73,7 +73,8 @@ def validate_inputs(pipeline_cfg: dict[str, Any]) -> list[tuple[Path, str, str]]
     return list(zip(paths, formats, source_names(paths, section)))
 
 
-def plan_items(path: Path, fmt: str, source: str, section: dict[str, Any]) -> list[dict[str, Any]]:
+def plan_items(path: Path, fmt: str, source: str, section: dict[str, Any],
+               cache_dir: str | None = None) -> list[dict[str, Any]]:
     """The work items (one per output shard) of one input."""
     shard_bytes = int(section.get("shard_bytes", 64 << 20))
     base = {"format": fmt, "path": str(path), "source": source}
@@ -101,7 +102,8 @@ def plan_items(path: Path, fmt: str, source: str, section: dict[str, Any]) -> li
         return [{**base, **r} for r in tables.plan_parquet(path, rows)]
     loader = "disk" if fmt == "hf_disk" else "files"
     split = section.get("hf_split")
-    return [{**base, "loader": loader, "split": split, **r} for r in tables.plan_hf(path, loader, split, rows)]
+    return [{**base, "loader": loader, "split": split, "cache_dir": cache_dir, **r}
+            for r in tables.plan_hf(path, loader, split, rows, cache_dir)]
 
 
 def read_item(item: dict[str, Any], section: dict[str, Any]) -> Iterator[Document | Skipped]:
@@ -117,7 +119,7 @@ def read_item(item: dict[str, Any], section: dict[str, Any]) -> Iterator[Documen
         return tables.read_parquet(path, item["row_groups"], item["first_row"], source=source, fields=fields,
                                    default_kind=kind)
     return tables.read_hf(path, item["loader"], item["split"], item["start"], item["end"], source=source,
-                          fields=fields, default_kind=kind)
+                          fields=fields, default_kind=kind, cache_dir=item.get("cache_dir"))
 
 
 class PlanStep(Step):
@@ -132,7 +134,7 @@ class PlanStep(Step):
         names: list[str] = []
         per_source: dict[str, int] = {}
         for path, fmt, source in validate_inputs(ctx.pipeline_cfg):
-            items = plan_items(path, fmt, source, ctx.cfg)
+            items = plan_items(path, fmt, source, ctx.cfg, cache_dir=str(ctx.work_dir / "hf_cache"))
             per_source[source] = len(items)
             for item in items:
                 name = f"{len(names):05d}"

@@ -153,14 +153,15 @@ def is_saved_dataset(path: Path) -> bool:
     return path.is_dir() and any((path / n).exists() for n in ("state.json", "dataset_dict.json"))
 
 
-def load_hf(path: Path, loader: str, split: str | None):
-    """A `datasets.Dataset`: `load_from_disk` (saved) or `load_dataset` of a local folder/data files."""
+def load_hf(path: Path, loader: str, split: str | None, cache_dir: str | None = None):
+    """A `datasets.Dataset`: `load_from_disk` (saved) or `load_dataset` of a local folder of data files (its Arrow
+    cache goes to `cache_dir`, the pipeline's output directory, not the user's home)."""
     import datasets
 
     if loader == "disk":
         ds = datasets.load_from_disk(str(path))
     else:
-        ds = datasets.load_dataset(str(path), split=split or "train")
+        ds = datasets.load_dataset(str(path), split=split or "train", cache_dir=cache_dir)
     if isinstance(ds, datasets.DatasetDict):
         if split is None:
             if len(ds) != 1:
@@ -170,14 +171,15 @@ def load_hf(path: Path, loader: str, split: str | None):
     return ds
 
 
-def plan_hf(path: Path, loader: str, split: str | None, rows_per_item: int) -> list[dict[str, Any]]:
-    n = len(load_hf(path, loader, split))
+def plan_hf(path: Path, loader: str, split: str | None, rows_per_item: int,
+            cache_dir: str | None = None) -> list[dict[str, Any]]:
+    n = len(load_hf(path, loader, split, cache_dir))
     return [{"start": s, "end": min(s + rows_per_item, n)} for s in range(0, n, rows_per_item)]
 
 
 def read_hf(path: Path, loader: str, split: str | None, start: int, end: int, *, source: str,
-            fields: dict[str, list[str]], default_kind: str) -> Iterator[Document | Skipped]:
-    ds = load_hf(path, loader, split)
+            fields: dict[str, list[str]], default_kind: str, cache_dir: str | None = None) -> Iterator[Document | Skipped]:
+    ds = load_hf(path, loader, split, cache_dir)
     for offset in range(start, end, 1024):
         batch = ds[offset: min(offset + 1024, end)]
         columns = list(batch)

@@ -118,3 +118,25 @@ def test_console_script_with_a_tokenizer_path(run, tmp_path):
     manifest = read_manifest(tmp_path / "out" / "shards")
     assert manifest.counts["train"]["documents"] + manifest.counts["valid"]["documents"] == 2
     assert (tmp_path / "out" / "heldout").is_dir()
+
+
+def rows(directory: Path) -> list[tuple]:
+    return sorted(tuple(sorted(r.items())) for r in pq.read_table(str(directory)).to_pylist())
+
+
+def test_one_stage_as_slurm_array_tasks(run, tmp_path, capsys):
+    """`stage=NAME task=i n_tasks=N`: each task does its share; together they equal the local run's stage."""
+    out, _, _ = run
+    inputs = json.loads((out / "pipeline_config.json").read_text())["input"]
+    arr = tmp_path / "array"
+    args = [f"input=[{inputs[0]},{inputs[1]}]", f"output={arr}", "workers=1", "progress=false",
+            "ingest.files_per_shard=8"]
+    assert main([*args, "stage=license", "task=0", "n_tasks=2"]) == 2
+    assert "needs stage 'ingest' complete first" in capsys.readouterr().err
+    for stage in ("ingest", "license"):
+        for task in (0, 1):
+            assert main([*args, f"stage={stage}", f"task={task}", "n_tasks=2"]) == 0
+    for sub in ("00_ingest", "01_license"):
+        assert (arr / "stages" / sub / "_SUCCESS").exists()
+        assert rows(arr / "stages" / sub / "documents") == rows(out / "stages" / sub / "documents")
+    assert not (arr / "stats.json").exists()  # later stages have not run

@@ -158,3 +158,20 @@ def test_format_detection_errors_name_the_path(tmp_path):
     (tmp_path / "x.csv").write_text("a,b")
     with pytest.raises(InputError, match="x.csv"):
         detect_format(tmp_path / "x.csv")
+
+
+def test_local_files_hf_dataset_through_the_ingest_stage(tmp_path):
+    from data_pipeline.runner import run_stage
+    from data_pipeline.sources.stage import build_stage
+    from data_pipeline.stage import StageContext
+    from data_pipeline.records import read_documents
+
+    (tmp_path / "ds" / "data").mkdir(parents=True)
+    (tmp_path / "ds" / "data" / "train.jsonl").write_text(
+        "\n".join(json.dumps({"text": f"row {i}", "id": i}) for i in range(7)) + "\n")
+    cfg = {"input": str(tmp_path / "ds"), "ingest": {"format": "hf_files", "rows_per_shard": 3}}
+    ctx = StageContext("ingest", 0, tmp_path / "out", (), cfg["ingest"], cfg)
+    assert run_stage(build_stage(cfg["ingest"]), ctx, progress=False).complete
+    docs = [d for p in sorted(ctx.documents_dir.glob("part-*.parquet")) for d in read_documents(p)]
+    assert [d.id for d in docs] == [f"ds/{i}" for i in range(7)] and len(list(ctx.documents_dir.iterdir())) == 3
+    assert (ctx.work_dir / "hf_cache").is_dir()  # the Arrow cache stays inside the output directory
