@@ -43,8 +43,14 @@ def identify(text: str, allowed: tuple[str, ...]) -> LanguageGuess:
     return LanguageGuess(top, sum(p for lang, p in ranked if lang in allowed))
 
 
-def letter_count(text: str) -> int:
-    return sum(ch.isalpha() for ch in text)
+def has_letters(text: str, n: int) -> bool:
+    """Whether `text` holds at least n letters; reads only as far as needed (documents can be megabytes)."""
+    count = 0
+    for start in range(0, len(text), 4096):
+        count += sum(map(str.isalpha, text[start:start + 4096]))
+        if count >= n:
+            return True
+    return count >= n
 
 
 def prose_of_text(text: str) -> str:
@@ -98,11 +104,11 @@ class EnglishFilter:
             if not self.check_code_comments:
                 return None
             comments = "\n".join(extract_comments(doc.text, doc.lang))
-            if letter_count(comments) < self.code_min_chars:
+            if not has_letters(comments, self.code_min_chars):
                 return None  # too little natural language to judge
             return self.judge(comments[: self.max_chars])
         text = prose_of_text(doc.text) if self.strip_code_blocks else doc.text
-        if letter_count(text) < self.min_chars:
+        if not has_letters(text, self.min_chars):
             return None if self.short_text == "keep" else "not_english:too_short"
         return self.judge(text[: self.max_chars])
 
