@@ -84,7 +84,7 @@ def _causal_alibi_bias(slopes: tuple[float, ...], q_len: int, k_len: int, dtype:
 
 
 def _sdpa(q, k, v, slopes, dropout_p, key_padding_mask):
-    if key_padding_mask is None:
+    if key_padding_mask is None and not torch.compiler.is_compiling():  # compiled: the bias is fused into the graph
         bias = _causal_alibi_bias(tuple(slopes.tolist()), q.shape[2], k.shape[2], q.dtype, str(q.device))
     else:
         bias = alibi_bias(slopes, q.shape[2], k.shape[2], key_padding_mask=key_padding_mask, dtype=q.dtype)
