@@ -1,7 +1,7 @@
 """Documents -> token shards: hold out, tokenize in parallel, mix, pack (api.md, "Token shards").
 
 `build_shards` runs in two passes:
-1. tokenize: worker processes turn units of the input Parquet shards (runs of row groups) into scratch token files
+1. tokenize: worker processes (fork) turn units of the input Parquet shards (runs of row groups) into scratch token files
    plus per-document metadata (token count, group, the hashes that decide holdout and mixture copies);
 2. pack: the main process picks the held-out documents (valid split, also written as document records under
    `DIR/heldout/`), computes the mixture weights from the train token counts, and writes every train document
@@ -123,10 +123,6 @@ def _tokenize_unit(job: _Job) -> dict[str, Any]:
     return {"index": job.unit.index, "groups": list(groups), "documents": len(lengths)}
 
 
-def _init_worker() -> None:
-    os.environ["TOKENIZERS_PARALLELISM"] = "false"  # the processes are the parallelism
-
-
 def _run_pass1(jobs: list[_Job], workers: int, progress: bool) -> list[dict[str, Any]]:
     results: list[dict[str, Any]] = []
     bar = tqdm(total=len(jobs), desc="tokenize", unit="unit", disable=not progress)
@@ -135,11 +131,21 @@ def _run_pass1(jobs: list[_Job], workers: int, progress: bool) -> list[dict[str,
             results.append(_tokenize_unit(job))
             bar.update()
     else:
-        ctx = multiprocessing.get_context("spawn")  # no fork after torch/tokenizers threads started
-        with ctx.Pool(min(workers, len(jobs)), initializer=_init_worker) as pool:
-            for result in pool.imap_unordered(_tokenize_unit, jobs):
-                results.append(result)
-                bar.update()
+        # fork, as the pipeline runner does: no re-import of the caller's __main__ (a script without a main guard
+        # would otherwise recurse). The processes are the parallelism: the workers' tokenizers run single-threaded,
+        # and setting this before the fork also keeps HF tokenizers from warning about it.
+        previous = os.environ.get("TOKENIZERS_PARALLELISM")
+        os.environ["TOKENIZERS_PARALLELISM"] = "false"
+        try:
+            with multiprocessing.get_context("fork").Pool(min(workers, len(jobs))) as pool:
+                for result in pool.imap_unordered(_tokenize_unit, jobs):
+                    results.append(result)
+                    bar.update()
+        finally:
+            if previous is None:
+                os.environ.pop("TOKENIZERS_PARALLELISM", None)
+            else:
+                os.environ["TOKENIZERS_PARALLELISM"] = previous
     bar.close()
     return sorted(results, key=lambda r: r["index"])
 
@@ -196,6 +202,19 @@ def _replace_dir(tmp: Path, final: Path) -> None:
     if final.exists():
         shutil.rmtree(final)
     tmp.rename(final)
+
+
+class _Counted:
+    """An iterable with a known length (for the progress bar) that is produced lazily."""
+
+    def __init__(self, items: Iterable[np.ndarray], n: int):
+        self.items, self.n = items, n
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        return iter(self.items)
+
+    def __len__(self) -> int:
+        return self.n
 
 
 def write_shards(directory: str | Path, splits: Mapping[str, Iterable[Sequence[int] | np.ndarray]], tokenizer: Any,
@@ -303,8 +322,10 @@ def build_shards(document_files: Sequence[str | Path], out_dir: str | Path, toke
     extra = {"inputs": [str(p) for p in document_files], "documents_in": int(sum(len(d.mix_u) for d in data)),
              "holdout": {**asdict(holdout), "kinds": list(holdout.kinds), "documents": n_heldout},
              "shards": asdict(shard_cfg)}
-    write_shards(shards_tmp, {"train": train_docs(), "valid": valid_docs()}, tokenizer, mixture=mixture_record,
-                 extra=extra, max_tokens_per_shard=shard_cfg.max_tokens_per_shard, progress=progress)
+    n_valid = int(sum(d.heldout.sum() for d in data))
+    write_shards(shards_tmp, {"train": _Counted(train_docs(), len(doc_of)), "valid": _Counted(valid_docs(), n_valid)},
+                 tokenizer, mixture=mixture_record, extra=extra, max_tokens_per_shard=shard_cfg.max_tokens_per_shard,
+                 progress=progress)
     del data  # release the memory maps before the scratch directory goes
     _replace_dir(shards_tmp, out / "shards")
     if heldout_tmp.exists():
