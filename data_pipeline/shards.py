@@ -7,11 +7,12 @@
    `DIR/heldout/`), computes the mixture weights from the train token counts, and writes every train document
    `copies` times, in a seeded shuffled order, then the valid documents, then the manifest (last: it marks the
    build complete). Output goes to temporary directories renamed at the end, so a killed build leaves no
-   half-written `DIR/shards/`.
+   half-written `DIR/shards/`; a rerun with the same inputs and settings reuses the units pass 1 finished.
 Readers: `read_manifest`, `open_split`, `open_split_documents` (from `shard_manifest`, re-exported here).
 """
 from __future__ import annotations
 
+import json
 import multiprocessing
 import os
 import shutil
@@ -93,9 +94,13 @@ def _tokenizer(path: str) -> Any:
 
 
 def _tokenize_unit(job: _Job) -> dict[str, Any]:
-    """Pass 1 for one unit: `<work>/unit-NNNNN.bin` (tokens, no EOT) and `.npz` (per-document metadata)."""
-    tok = _tokenizer(job.tokenizer_file)
+    """Pass 1 for one unit: `<work>/unit-NNNNN.bin` (tokens, no EOT), `.npz` (per-document metadata) and, last,
+    `.json` (its completion marker: a rerun after an interruption skips the unit)."""
     base = Path(job.work_dir) / f"unit-{job.unit.index:05d}"
+    marker = Path(f"{base}.json")
+    if marker.is_file():
+        return json.loads(marker.read_text())
+    tok = _tokenizer(job.tokenizer_file)
     groups: dict[str, int] = {}
     lengths, group_ids, mix_u, hold_u, eligible = [], [], [], [], []
     batch: list[Document] = []
@@ -120,7 +125,10 @@ def _tokenize_unit(job: _Job) -> dict[str, Any]:
     np.savez(f"{base}.npz", lengths=np.asarray(lengths, dtype=np.int64), group=np.asarray(group_ids, dtype=np.int32),
              mix_u=np.asarray(mix_u, dtype=np.float64), hold_u=np.asarray(hold_u, dtype=np.float64),
              eligible=np.asarray(eligible, dtype=bool))
-    return {"index": job.unit.index, "groups": list(groups), "documents": len(lengths)}
+    result = {"index": job.unit.index, "groups": list(groups), "documents": len(lengths)}
+    Path(f"{base}.json.tmp").write_text(json.dumps(result))
+    os.replace(f"{base}.json.tmp", marker)
+    return result
 
 
 def _run_pass1(jobs: list[_Job], workers: int, progress: bool) -> list[dict[str, Any]]:
@@ -196,6 +204,22 @@ def _write_heldout_records(units: list[_Unit], data: list[_UnitData], out: Path)
         keep = [doc for doc, held in zip(_read_unit(unit), d.heldout) if held]
         written += write_documents(out / f"heldout-{unit.index:05d}.parquet", keep)
     return written
+
+
+def _prepare_work_dir(work: Path, tokenizer: Any, units: list[_Unit], mixture: MixtureConfig,
+                      holdout: HoldoutConfig) -> None:
+    """Keep the scratch of an interrupted build when it was made from the same inputs and settings, else start over."""
+    settings = {"tokenizer": tokenizer.sha256, "by": mixture.by, "mixture_seed": mixture.seed,
+                "holdout": {**asdict(holdout), "kinds": list(holdout.kinds)},
+                "units": [[u.path, list(u.row_groups), Path(u.path).stat().st_size, Path(u.path).stat().st_mtime_ns]
+                          for u in units]}
+    marker = work / "settings.json"
+    if marker.is_file() and json.loads(marker.read_text()) == settings:
+        return
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    tokenizer.save(work / "tokenizer")
+    marker.write_text(json.dumps(settings))
 
 
 def _replace_dir(tmp: Path, final: Path) -> None:
@@ -281,12 +305,10 @@ def build_shards(document_files: Sequence[str | Path], out_dir: str | Path, toke
     shard_cfg = shard_cfg or ShardConfig()
     out = Path(out_dir)
     shards_tmp, heldout_tmp, work = out / "shards.tmp", out / "heldout.tmp", out / "shards.work"
-    for d in (shards_tmp, heldout_tmp, work):
+    for d in (shards_tmp, heldout_tmp):
         shutil.rmtree(d, ignore_errors=True)
-    work.mkdir(parents=True)
-    tokenizer.save(work / "tokenizer")
-
     units = _units(document_files)
+    _prepare_work_dir(work, tokenizer, units, mixture, holdout)
     jobs = [_Job(u, str(work / "tokenizer" / "tokenizer.json"), str(work), mixture.by, mixture.seed, holdout)
             for u in units]
     results = _run_pass1(jobs, workers, progress)

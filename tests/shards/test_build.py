@@ -115,3 +115,32 @@ def test_worker_processes_give_the_same_shards(tmp_path, inputs, tokenizer):
     for split in ("train", "valid"):
         for s in one.splits[split]:
             assert (tmp_path / "one" / "shards" / s.file).read_bytes() == (tmp_path / "two" / "shards" / s.file).read_bytes()
+
+
+def test_interrupted_build_reuses_finished_units(tmp_path, inputs, tokenizer, monkeypatch):
+    import data_pipeline.shards as shards
+
+    cfg = (MixtureConfig(weights={"text": 2.0}, seed=2), HoldoutConfig(fraction=0.2))
+    fresh = build_shards(inputs, tmp_path / "fresh", tokenizer, *cfg)
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt("killed after pass 1")
+
+    monkeypatch.setattr(shards, "_load_units", killed)
+    with pytest.raises(KeyboardInterrupt):
+        build_shards(inputs, tmp_path / "out", tokenizer, *cfg)
+    assert not (tmp_path / "out" / "shards").exists() and len(list((tmp_path / "out" / "shards.work").glob("*.json"))) == 3
+    monkeypatch.undo()
+
+    calls = []
+    real_tokenizer = shards._tokenizer
+    monkeypatch.setattr(shards, "_tokenizer", lambda path: calls.append(path) or real_tokenizer(path))
+    resumed = build_shards(inputs, tmp_path / "out", tokenizer, *cfg)
+    assert calls == []  # both units came from the scratch of the interrupted run
+    assert resumed.counts == fresh.counts and resumed.mixture == fresh.mixture
+    for s in fresh.splits["train"]:
+        assert (tmp_path / "out" / "shards" / s.file).read_bytes() == (tmp_path / "fresh" / "shards" / s.file).read_bytes()
+    assert not (tmp_path / "out" / "shards.work").exists()
+    # other settings: the scratch is not reused
+    build_shards(inputs, tmp_path / "out", tokenizer, MixtureConfig(seed=3))
+    assert len(calls) == 2
