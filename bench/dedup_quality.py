@@ -43,7 +43,9 @@ BINS = (0.0, 0.5, 0.6, 0.65, 0.7, 0.75, 0.8, 0.9, 1.0001)
 
 def stdlib_files(n: int, rng: random.Random) -> list[tuple[str, str]]:
     root = Path(random.__file__).parent
-    files = sorted(p for p in root.rglob("*.py") if "test" not in str(p.relative_to(root)) and "site-packages" not in p.parts)
+    files = sorted(
+        p for p in root.rglob("*.py") if "test" not in str(p.relative_to(root)) and "site-packages" not in p.parts
+    )
     out = []
     for path in rng.sample(files, len(files)):
         text = path.read_text(errors="replace")

@@ -4,7 +4,7 @@ A unit reads one band (`rows` consecutive signature values) of every document of
 keeps the documents whose band falls in its key partition, sorts the bands bytewise and writes, for each bucket
 holding two or more documents, the edges (document, first document of the bucket). Documents sharing a bucket agree
 on all `rows` values of that band: the LSH candidate rule of BigCode and datatrove. Memory per unit is about
-`rows * 4 + 16` bytes per document of the corpus divided by `bucket_partitions`; units run on any machine.
+~2 x (`rows` x 4 + 8) bytes per document of the corpus divided by `bucket_partitions`; units run on any machine.
 With `verify_jaccard` the candidates are checked against the full signatures first (near_verify.py).
 """
 from __future__ import annotations

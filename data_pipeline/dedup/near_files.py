@@ -5,7 +5,7 @@ input list, row = position inside that shard), so "smallest index" is "first in 
 smallest `__id__`, and no step needs the documents' string ids until the very end.
 
 ```
-scratch/signatures/<shard>.sig.npy        uint32 [rows, num_perm]: every row of the shard (no-shingle rows all 0xFFFFFFFF)
+scratch/signatures/<shard>.sig.npy        uint32 [rows, num_perm], every row of the shard (no shingles: all 0xFFFFFFFF)
 scratch/signatures/<shard>.meta.parquet   id, path, source, shingles (int32; 0 = no shingles, not clustered)
 scratch/buckets/<unit>.npy                int64 [edges, 2]: (document, first document of its bucket) for one band
 scratch/clusters/<shard>.parquet          row, kept_id, kept_path: rows of the shard that duplicate an earlier document

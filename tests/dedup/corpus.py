@@ -26,7 +26,7 @@ def doc(doc_id: str, text: str) -> Document:
 
 
 def build_corpus(root: Path, seed: int = 0) -> tuple[list[Path], dict[str, str]]:
-    """Three shards; returns the shard paths and {dropped id: kept id} that near-dedup must produce.
+    """Four shards (the last empty); returns the shard paths and {dropped id: kept id} that near-dedup must produce.
 
     Clusters: a0 (shard 0) with a1 (shard 1, 2 words changed of 300) and a2 (shard 2, exact copy);
     b0 with b1 inside shard 1; c0 (shard 2) and c1 (shard 0): the kept one is the earlier in input order (c1).
@@ -44,6 +44,7 @@ def build_corpus(root: Path, seed: int = 0) -> tuple[list[Path], dict[str, str]]
         [doc("u10", random_text(rng, 250)), doc("a1", mutate(a, rng, 2)), doc("b0", b), doc("b1", mutate(b, rng, 3)),
          doc("empty", "")],
         [doc("a2", a), doc("c0", c), doc("short1", "x = 1"), doc("half1", overlap), doc("u20", random_text(rng, 80))],
+        [],  # an empty shard (a filter upstream dropped everything) is a valid input
     ]
     paths = []
     for i, docs in enumerate(shards):

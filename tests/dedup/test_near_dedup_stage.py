@@ -37,7 +37,7 @@ def test_end_to_end_exact_clusters(tmp_path, verify):
     assert run_stage(build_stage(ctx.cfg), ctx, workers=2, log=lambda _: None).complete
     kept, dropped = outputs(ctx)
     assert dropped == {d: f"near_duplicate_of:{k}" for d, k in expected.items()}
-    assert kept == [["a0", "u00", "c1", "short0", "half0"], ["u10", "b0", "empty"], ["short1", "half1", "u20"]]
+    assert kept == [["a0", "u00", "c1", "short0", "half0"], ["u10", "b0", "empty"], ["short1", "half1", "u20"], []]
     stats = json.loads(ctx.stats_path.read_text())
     assert (stats["docs_in"], stats["kept"], stats["dropped"]) == (15, 11, {"near_duplicate": 4})
     assert stats["extra"]["no_shingles"] == 3  # "x = 1" twice and "": kept, never clustered
