@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shared helpers for launch/torchrun.sh and launch/slurm/*: sourced, never run.
 #
 # Environment knobs (all optional):

@@ -13,6 +13,7 @@ shift 3
 node_rank="${SLURM_NODEID:?node.sh runs inside a Slurm job step (srun)}"
 nnodes="${SLURM_JOB_NUM_NODES:?}"
 export LAUNCH_NODE_RANK="$node_rank"
+# shellcheck disable=SC2034  # read by the log functions of common.sh
 LAUNCH_WHERE="node $node_rank/$nnodes $(hostname)"
 
 launch_resolve_processes  # a GPU mismatch stops this node (and, through srun --kill-on-bad-exit, the job) here

@@ -51,9 +51,12 @@ def test_pipeline_arrays_give_the_local_output_and_a_rerun_skips_finished_tasks(
     for name in local:
         assert local[name] == on_slurm[name], f"{name} differs between the local run and the Slurm arrays"
 
-    # The same command again: every task finds its units done (markers) and the outputs stay untouched.
+    # The same command again, this time run by bash as on a login node (no planning job): every task finds its
+    # units done (markers) and the outputs stay untouched.
     before = mtimes(out / "stages")
-    final, _ = submit_pipeline(slurm, raw_corpus, out, tmp_path / "resubmit.out")
+    result = slurm.run("bash", str(PIPELINE_SBATCH), f"input={raw_corpus}", f"output={out}", *PIPELINE_OPTIONS,
+                       env=dict(slurm.env, PIPELINE_TASKS="2"), cwd=tmp_path, timeout=120)
+    final = int(result.stdout.strip().splitlines()[-1].split()[-1])
     assert slurm.wait_job(final, timeout=600).state == "COMPLETED"
     assert mtimes(out / "stages") == before
     assert published_files(out) == on_slurm

@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -49,6 +51,7 @@ def test_gpu_mismatch_is_said_before_training_starts(tmp_path):
     assert not run_dir.exists(), "nothing may start before the check"
 
 
+@pytest.mark.slow
 def test_rendezvous_timeout_names_address_and_port(tmp_path):
     """The first node waits for a second one that never comes: the error names where it waited."""
     port = free_port()
@@ -68,3 +71,27 @@ def test_unreachable_first_node_names_address_and_port(tmp_path):
     result = run(["bash", NODE_SH, "127.0.0.1", port, tmp_path / "logs", f"run_dir={tmp_path}"], env=env)
     assert result.returncode == 2
     assert f"nothing answered at 127.0.0.1:{port}" in result.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.distributed
+def test_usr1_to_torchrun_sh_reaches_every_rank_and_exits_75(tmp_path):
+    out = tmp_path / "probe"
+    env = dict(os.environ, LAUNCH_DEVICE="cpu", LAUNCH_COMMAND=str(Path(__file__).parent / "rank_probe.py"))
+    proc = subprocess.Popen(["bash", str(TORCHRUN_SH), "--nproc", "2", f"out={out}", "wait_s=300",
+                             f"run_dir={tmp_path}"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)
+    try:
+        deadline = time.monotonic() + 180
+        while not ((out / "rank-0.json").exists() and (out / "rank-1.json").exists()):
+            assert proc.poll() is None and time.monotonic() < deadline, proc.stdout.read() if proc.poll() else ""
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGUSR1)
+        text, _ = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 75, text
+    assert (out / "signal-0").exists() and (out / "signal-1").exists()
+    assert "stopped on SIGUSR1" in text
