@@ -92,8 +92,10 @@ def apply_fim(tokens: Sequence[int] | np.ndarray, *, rng: np.random.Generator, c
     eot = tokenizer.eot_id
     ids: list[np.ndarray] = []
     masks: list[np.ndarray] = []
-    start = 0
+    start = produced = 0
     for end in [*np.flatnonzero(tokens == eot).tolist(), length]:
+        if produced >= length:  # the rest would be truncated away: skip its (costly) re-tokenization
+            break
         segment = tokens[start:end]
         if len(segment):
             if rng.random() < cfg.rate:
@@ -102,9 +104,11 @@ def apply_fim(tokens: Sequence[int] | np.ndarray, *, rng: np.random.Generator, c
                 seg_ids, seg_mask = segment.astype(np.int64), np.ones(len(segment), dtype=bool)
             ids.append(seg_ids)
             masks.append(seg_mask)
+            produced += len(seg_ids)
         if end < length:
             ids.append(np.array([eot], dtype=np.int64))
             masks.append(np.ones(1, dtype=bool))
+            produced += 1
         start = end + 1
     out = np.concatenate(ids)[:length] if ids else np.empty(0, dtype=np.int64)
     mask = np.concatenate(masks)[:length] if masks else np.empty(0, dtype=bool)
