@@ -98,10 +98,11 @@ def build_clusters(ctx: StageContext, cfg: NearDedupConfig) -> UnitStats:
     meta = lookup_meta(ctx, shown)
     report = cluster_report(nodes, roots, cfg, meta)
 
-    shard_of, row_of = split_index(nodes[removed])
+    shard_of, row_of = split_index(nodes[removed])  # nodes are sorted, so shards come in order, rows within them
     kept_roots = roots[removed]
+    bounds = np.searchsorted(shard_of, np.arange(len(ctx.input_shards) + 1))
     for shard in range(len(ctx.input_shards)):
-        mine = shard_of == shard
+        mine = slice(bounds[shard], bounds[shard + 1])
         kept = [meta[int(r)] for r in kept_roots[mine]]
         table = pa.table(
             {
