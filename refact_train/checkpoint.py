@@ -220,7 +220,8 @@ def load_model_from_checkpoint(path: str | Path, device: str = "cpu"):
     """
     from omegaconf import OmegaConf
 
-    from refact_train.build import build_model, merge_lora_state
+    from refact_train.build import build_model
+    from refact_train.lora import merge_lora_state
 
     ckpt = resolve_checkpoint_dir(path)
     cfg = OmegaConf.to_container(OmegaConf.load(ckpt / "config.yaml"), resolve=True)

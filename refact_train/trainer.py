@@ -225,7 +225,6 @@ class Trainer:
         if self.env.is_main:
             out = self.run_dir / "hf" / ("final" if final else f"step-{step:08d}")
             export_hf(sd, self.cfg, self.tokenizer, out)
-            log(f"[export] {out}")
         self.backend.barrier()
 
     def close(self) -> None:

@@ -108,13 +108,16 @@ class DeepSpeedBackend(Backend):
     def _ensure_optimizer_state(self) -> None:
         """Create the client optimizer's (still lazy) state as zeros so that a full state can be set into it."""
         keys = _state_keys(self._client_optimizer)
-        for group in self._client_optimizer.param_groups:
-            for p in group["params"]:
-                st = self._client_optimizer.state[p]
-                for k in keys:
-                    st.setdefault(k, torch.zeros_like(p))
-                if "exp_avg_sq" in keys:
-                    st.setdefault("step", torch.tensor(0.0))
+        zero = self.engine.optimizer
+        # the fp32 tensors the client optimizer steps: its groups' params (ZeRO-1/2) or ZeRO-3's flat partitions
+        tensors = [p for g in self._client_optimizer.param_groups for p in g["params"]]
+        tensors += list(getattr(zero, "fp32_partitioned_groups_flat", []))
+        for p in {id(t): t for t in tensors}.values():
+            st = self._client_optimizer.state[p]
+            for k in keys:
+                st.setdefault(k, torch.zeros_like(p))
+            if "exp_avg_sq" in keys:
+                st.setdefault("step", torch.tensor(0.0))
 
     def _full_optimizer_state(self) -> dict | None:
         from deepspeed.utils import safe_get_full_optimizer_state

@@ -1,0 +1,85 @@
+"""The loader: packed windows across shards, deterministic order, per-rank slices, FIM and loss masks, chat SFT."""
+import json
+
+import numpy as np
+import pytest
+
+from refact_train.data import DataConfig, PackedSamples, StepLoader, TokenStream, epoch_order, layout_for
+
+
+def test_stream_reads_across_shard_boundaries(corpus_dir):
+    s = TokenStream(corpus_dir)
+    first = len(s.arrays[0])
+    window = s.read(first - 5, 10)
+    assert list(window[:5]) == list(s.arrays[0][-5:]) and list(window[5:]) == list(s.arrays[1][:5])
+    assert s.read(0, len(s)).tolist() == np.concatenate([np.asarray(a) for a in s.arrays]).tolist()
+
+
+def test_samples_are_windows_of_the_stream_in_a_seeded_order(corpus_dir):
+    cfg = DataConfig(path=str(corpus_dir), seq_len=32, seed=7)
+    a, b = PackedSamples(cfg), PackedSamples(cfg)
+    ts = TokenStream(corpus_dir)
+    stream = ts.read(0, len(ts))
+    order = epoch_order(7, 0, a.n_samples)
+    assert sorted(order.tolist()) == list(range(a.n_samples))  # one epoch visits every window once
+    for g in range(0, a.n_samples, 7):
+        tokens, mask = a[g]
+        assert len(tokens) == 33 and mask.all()
+        assert np.array_equal(tokens, b[g][0])  # a pure function of (data, seed, g)
+        k = int(order[g])
+        assert np.array_equal(tokens, stream[k * 32:k * 32 + 33])
+    other = PackedSamples(DataConfig(path=str(corpus_dir), seq_len=32, seed=8))
+    assert any(not np.array_equal(a[g][0], other[g][0]) for g in range(5))
+    # the next epoch is another permutation of the same windows
+    assert not all(np.array_equal(a[g][0], a[g + a.n_samples][0]) for g in range(5))
+
+
+def test_each_rank_gets_its_slice_and_the_global_batch_is_independent_of_world_size(corpus_dir):
+    samples = PackedSamples(DataConfig(path=str(corpus_dir), seq_len=16))
+    one = StepLoader(samples, layout_for(8, 2, 1, 0)).step_batches(start=40)
+    two = [StepLoader(samples, layout_for(8, 2, 2, r)).step_batches(start=40) for r in range(2)]
+    idx_one = sorted(i for b in one for i in b.sample_indices)
+    idx_two = [i for rank in two for b in rank for i in b.sample_indices]
+    assert idx_one == sorted(idx_two) == list(range(40, 48))
+    assert not set(i for b in two[0] for i in b.sample_indices) & set(i for b in two[1] for i in b.sample_indices)
+    b = one[0]
+    assert b.input_ids.shape == (2, 16) and bool((b.input_ids[:, 1:] == b.labels[:, :-1]).all())
+    with pytest.raises(ValueError, match="global_batch"):
+        layout_for(10, 4, 2, 0)
+
+
+def test_fim_pretrain_samples_and_sentinel_mask(corpus_dir):
+    from refact_train.tokenizer import load_tokenizer
+    tok = load_tokenizer(corpus_dir / "shards" / "tokenizer.json")
+    fim = {"mode": "pretrain", "rate": 1.0, "loss_on_sentinels": False}
+    s = PackedSamples(DataConfig(path=str(corpus_dir), seq_len=128, seed=3, fim=fim), tok)
+    tokens, mask = s[5]
+    assert len(tokens) == len(mask) == 129
+    assert {tok.fim_prefix_id, tok.fim_suffix_id, tok.fim_middle_id} & set(tokens.tolist())
+    sentinels = np.isin(tokens, [tok.fim_prefix_id, tok.fim_suffix_id, tok.fim_middle_id])
+    assert not mask[sentinels].any()  # no loss on sentinels when configured so
+    assert not mask[tokens == tok.fim_pad_id].any()  # nor on padding
+    again, _ = PackedSamples(DataConfig(path=str(corpus_dir), seq_len=128, seed=3, fim=fim), tok)[5]
+    assert np.array_equal(tokens, again)
+
+
+def test_missing_shards_error_names_the_fix(tmp_path):
+    with pytest.raises(FileNotFoundError, match="refact-pipeline"):
+        TokenStream(tmp_path)
+
+
+def test_chat_sft_masks_assistant_turns_only(corpus_dir, tmp_path):
+    from refact_train.chat_sft import ChatSamples, encode_chat
+    from refact_train.tokenizer import load_tokenizer
+    tok = load_tokenizer(corpus_dir / "shards" / "tokenizer.json")
+    conv = [{"role": "system", "content": "You are a coder."}, {"role": "user", "content": "add two numbers"},
+            {"role": "assistant", "content": "def add(a, b):\n    return a + b"}]
+    ids, mask = encode_chat(conv, tok)
+    text_on = tok.decode([i for i, m in zip(ids, mask) if m])
+    text_off = tok.decode([i for i, m in zip(ids, mask) if not m])
+    assert "return a + b" in text_on and "add two numbers" not in text_on and "ASSISTANT" in text_off
+    assert ids.count(tok.empty_output_id) == 3 and ids[-1] == tok.eot_id and mask[-1]
+    path = tmp_path / "chat.jsonl"
+    path.write_text("\n".join(json.dumps({"messages": conv}) for _ in range(3)))
+    tokens, m = ChatSamples(path, tok, seq_len=256, seed=1)[0]
+    assert len(tokens) == 257 and (tokens[len(ids):] == tok.fim_pad_id).all() and not m[len(ids):].any()
