@@ -1,8 +1,9 @@
 """Whole-pipeline throughput (MB of input per CPU-second, one worker) and peak memory at two corpus sizes.
 
-Corpus: real files on this machine: the Python standard library's modules (code, PSF licence via its LICENSE.txt)
-plus the Markdown files of the installed packages (text), copied into a temporary tree; the large corpus is a
-superset of the small one. Every measurement runs `refact-pipeline` in a fresh process with workers=1 and reads
+Corpus: real files on this machine: the Python standard library's modules (code, PSF licence via its LICENSE.txt),
+the Python modules of the installed packages (code; their licences sit in dist-info, so they count as unknown and
+the bench sets license.allow_unknown=true) and the packages' Markdown files (text), copied into a temporary tree in
+a fixed pseudo-random order; the large corpus is a superset of the small one. Every measurement runs `refact-pipeline` in a fresh process with workers=1 and reads
 that process's own CPU time and peak RSS, so other load on the machine changes wall time, not these numbers.
 
 Baseline, measured in the same run: the ingest stage alone (read + decode + write Parquet), i.e. the floor any
@@ -37,6 +38,7 @@ CONFIGS = {
                                "near_dedup.enabled=false"],
     "streaming stages (no dedup)": ["exact_dedup.enabled=false", "near_dedup.enabled=false"],
     "whole pipeline": [],
+    "whole pipeline, English filter on text only": ["english.check_code_comments=false"],
 }
 
 
@@ -46,9 +48,10 @@ def candidate_files() -> list[tuple[Path, Path]]:
     site = Path(sysconfig.get_paths()["purelib"])
     skip = {"test", "tests", "idlelib", "site-packages", "__pycache__", "lib2to3"}
     code = sorted(p for p in stdlib.rglob("*.py") if not skip & set(p.relative_to(stdlib).parts))
+    packages = sorted(p for p in site.rglob("*.py") if not skip & set(p.relative_to(site).parts))
     text = sorted(site.rglob("*.md"))
     out = [(p, Path("stdlib") / p.relative_to(stdlib)) for p in code]
-    out += [(p, Path("docs") / p.relative_to(site)) for p in text]
+    out += [(p, Path("packages") / p.relative_to(site)) for p in packages + text]
     # interleave code and text so that both sizes hold both kinds in the same proportion
     return sorted(out, key=lambda pair: hash(str(pair[1])) % 1000003)
 
@@ -81,6 +84,7 @@ def measure(corpus: Path, out: Path, extra: list[str]) -> dict:
     result = json.loads(line[len("RESULT "):])
     stats = json.loads((out / "stats.json").read_text())
     result["kept"] = stats["output"]["documents"]
+    result["stage_cpu"] = {s["stage"]: sum(s["extra"].get("cpu_seconds", {}).values()) for s in stats["stages"]}
     result["docs_in"] = stats["input"]["documents"]
     shutil.rmtree(out)
     return result
@@ -107,9 +111,14 @@ def main() -> None:
     by = {(r["size"], r["config"]): r for r in rows}
     print()
     for size in ("small", "large"):
+        whole = by[(size, "whole pipeline")]
+        print(f"{size}: CPU seconds per stage (whole pipeline): "
+              + ", ".join(f"{k} {v:.1f}" for k, v in whole["stage_cpu"].items()))
+    for size in ("small", "large"):
         base, whole = by[(size, "ingest only (baseline)")], by[(size, "whole pipeline")]
         print(f"{size}: whole pipeline {whole['mb'] / whole['cpu']:.2f} MB/s per core = "
               f"{base['cpu'] / whole['cpu']:.2f}x the ingest-only baseline ({base['mb'] / base['cpu']:.2f} MB/s)")
+    print("(process CPU includes about 1-2 s of imports and start-up per run)")
     for name in CONFIGS:
         s, l = by[("small", name)], by[("large", name)]
         print(f"peak memory {name}: {s['peak_kb'] / 1024:.0f} MiB at {s['mb']:.0f} MB -> {l['peak_kb'] / 1024:.0f} MiB "

@@ -180,5 +180,8 @@ def write_pipeline_stats(root: Path, stages: list[tuple[int, Stage]], unavailabl
         "stages": per_stage,
         "stages_not_run": unavailable,
     }
+    for stage in per_stage:  # the duplicate clusters, where a reader of stats.json looks first
+        if "duplicate_clusters" in stage["extra"]:
+            stats["duplicate_clusters"] = stage["extra"]["duplicate_clusters"]
     write_json_atomic(root / "stats.json", stats)
     return stats

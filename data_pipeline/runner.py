@@ -11,6 +11,7 @@ import importlib
 import multiprocessing
 import os
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -75,10 +76,13 @@ def unit_done(ctx: StageContext, step: str, unit: str) -> bool:
 def execute_unit(stage: Stage, ctx: StageContext, step_index: int, unit: str) -> str:
     """Run one unit, then write its stats and (last) its marker."""
     step = stage.steps[step_index]
+    started = time.process_time()
     try:
         stats = step.run(ctx, unit)
     except Exception as exc:
         raise RuntimeError(f"stage {ctx.name!r} step {step.name!r} unit {unit}: {type(exc).__name__}: {exc}") from exc
+    # CPU seconds per step, summed over units in stats.json: where the time goes, whatever the machine's load
+    stats.extra["cpu_seconds"] = {step.name: round(time.process_time() - started, 3)}
     write_json_atomic(ctx.unit_stats_path(step.name, unit), stats.to_dict())
     marker = ctx.marker_path(step.name, unit)
     marker.parent.mkdir(parents=True, exist_ok=True)

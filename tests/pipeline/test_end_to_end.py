@@ -70,7 +70,8 @@ def test_stats_cover_every_stage_and_document(run):
         assert later["docs_in"] == earlier["kept"]
     ingest = stats["stages"][0]
     assert ingest["dropped"]["binary"] == 2 and len(ingest["examples"]["binary"]) == 2
-    near = stats["stages"][-1]["extra"]["duplicate_clusters"]
+    near = stats["duplicate_clusters"]
+    assert near == stats["stages"][-1]["extra"]["duplicate_clusters"]
     assert near["clusters"] == 1 and near["duplicates_removed"] == 1
 
 

@@ -81,6 +81,7 @@ def test_array_tasks_split_units_and_match_local_run(tmp_path):
     assert run_stage(stage, arr, task=1, n_tasks=2, progress=False).complete
     assert kept_ids(arr) == kept_ids(local)
     assert json.loads(arr.stats_path.read_text())["dropped"] == json.loads(local.stats_path.read_text())["dropped"]
+    assert set(json.loads(arr.stats_path.read_text())["extra"]["cpu_seconds"]) == {"filter"}
 
 
 def test_a_raising_filter_drops_the_document_not_the_run(tmp_path):
