@@ -105,8 +105,11 @@ class Trainer:
 
         def handler(signum, frame):
             self.signal_received = signum
-        for sig in (signal.SIGTERM, signal.SIGUSR1):
-            signal.signal(sig, handler)
+        self._previous_handlers = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGUSR1)}
+
+    def restore_signal_handlers(self) -> None:
+        for sig, h in getattr(self, "_previous_handlers", {}).items():
+            signal.signal(sig, h)
 
     def _stop_requested(self) -> bool:
         flag = torch.tensor([1.0 if self.signal_received else 0.0], device=self.env.device)
@@ -211,6 +214,7 @@ class Trainer:
                     log(f"[train] {why}: checkpoint written at step {st.step}, exiting")
                     break
         finally:
+            self.restore_signal_handlers()
             pool.shutdown(wait=True, cancel_futures=True)
             metrics.close()
         return self.state

@@ -97,3 +97,23 @@ def test_nan_loss_skips_steps_then_stops_with_last_good_checkpoint(corpus_dir, t
     last_good = latest_valid(tmp_path / "checkpoints")
     assert last_good is not None and verify(last_good) is None
     assert int(last_good.name.split("-")[1]) < skipped[-1]["step"]
+
+
+@pytest.mark.parametrize("sig", [signal.SIGUSR1, signal.SIGTERM])
+def test_preemption_signal_checkpoints_and_exits(corpus_dir, tmp_path, sig):
+    """SLURM sends SIGUSR1 (or SIGTERM) before preemption: finish the step, checkpoint, return; a rerun resumes."""
+    import threading
+    from refact_train.checkpoint import read_trainer_state
+    overrides = [f"data.path={corpus_dir}", f"run_dir={tmp_path}", "train.max_steps=500", "checkpoint.every=1000"]
+    metrics_file = tmp_path / "metrics.jsonl"
+
+    def send_when_training():
+        while not (metrics_file.is_file() and metrics_file.read_text().count("\n") >= 2):
+            time.sleep(0.02)
+        os.kill(os.getpid(), sig)
+    threading.Thread(target=send_when_training, daemon=True).start()
+    state = train_inprocess(overrides)
+    assert 2 <= state.step < 500
+    ckpt = latest_valid(tmp_path / "checkpoints")
+    assert ckpt is not None and read_trainer_state(ckpt).step == state.step
+    assert signal.getsignal(sig) is not None  # the previous handler is back
