@@ -72,7 +72,7 @@ class TopicFilter:
         """None keeps `doc`; otherwise the drop reason."""
         if doc.kind not in self.kinds:
             return None
-        if len(doc.text.split()) < self.min_words:
+        if len(doc.text.split(None, max(self.min_words - 1, 0))) < self.min_words:  # stops after min_words words
             return None if self.short_text == "keep" else "off_topic:too_short"
         score = self.scorer.score(doc.text)
         return None if score >= self.threshold else f"off_topic:{score:.2f}"
