@@ -54,26 +54,32 @@ class Skipped:
     meta: dict[str, Any] = field(default_factory=dict)
 
 
-def is_git_repository(root: Path) -> bool:
-    return (root / ".git").exists()
+def git_tracked_files(root: Path) -> list[str] | None:
+    """`git ls-files` of a repository (tracked files, as committed or staged); None when git cannot list it."""
+    try:
+        out = subprocess.run(["git", "-C", str(root), "ls-files", "-z", "--cached"], capture_output=True, check=True,
+                             timeout=600).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None  # no git binary or a broken repository: walk the tree instead
+    return [p for p in out.decode("utf-8", "surrogateescape").split("\0") if p]
 
 
 def list_files(root: Path, rules: FileRules) -> list[str]:
-    """Relative POSIX paths under `root`, sorted; tracked files only for a git repository when git is present."""
-    if rules.use_git and is_git_repository(root):
-        try:
-            out = subprocess.run(
-                ["git", "-C", str(root), "ls-files", "-z", "--cached"], capture_output=True, check=True, timeout=600
-            ).stdout
-            return sorted(p for p in out.decode("utf-8", "surrogateescape").split("\0") if p)
-        except (OSError, subprocess.SubprocessError):
-            pass  # no git binary or a broken repository: walk the tree instead
+    """Relative POSIX paths under `root`, sorted. Any git repository in the tree (the root or a cloned repository
+    below it) contributes its tracked files only, when `rules.use_git` and git can list it."""
     found: list[str] = []
     for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+        rel_dir = os.path.relpath(dirpath, root).replace(os.sep, "/")
+        prefix = "" if rel_dir == "." else rel_dir + "/"
+        if rules.use_git and ".git" in dirnames + filenames:
+            tracked = git_tracked_files(Path(dirpath))
+            if tracked is not None:
+                found += [prefix + p for p in tracked]
+                dirnames[:] = []
+                continue
         dirnames[:] = [d for d in dirnames if d not in VCS_DIRS]
-        rel_dir = os.path.relpath(dirpath, root)
         for name in filenames + [d for d in dirnames if os.path.islink(os.path.join(dirpath, d))]:
-            found.append(name if rel_dir == "." else f"{rel_dir}/{name}".replace(os.sep, "/"))
+            found.append(prefix + name)
     return sorted(found)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import subprocess
 from pathlib import Path
 
 MIT = """MIT License
@@ -125,10 +126,13 @@ def build_corpus(root: Path, stages: set[str]) -> dict[str, tuple[str, str]]:
     (repo / "data.xyz").write_text("plain words in a file with an unknown extension\n")
     os.symlink(repo / "src" / "missing.py", repo / "src" / "broken_link.py")
 
-    gpl = root / "repo_gpl"
+    gpl = root / "repo_gpl"  # a git repository: its untracked files are not part of it
     gpl.mkdir()
     (gpl / "COPYING").write_text(GPL3)
     (gpl / "main.py").write_text(python_module(6))
+    subprocess.run(["git", "init", "-q", str(gpl)], check=True)
+    subprocess.run(["git", "-C", str(gpl), "add", "COPYING", "main.py"], check=True)
+    (gpl / "untracked.py").write_text(python_module(9))
     unlicensed = root / "repo_none"
     unlicensed.mkdir()
     (unlicensed / "tool.py").write_text(python_module(7))
@@ -161,6 +165,16 @@ def build_corpus(root: Path, stages: set[str]) -> dict[str, tuple[str, str]]:
     if "topic" in stages:
         expected_drops["repo_mit/STORY.md"] = ("topic", "off_topic")
     return expected_drops
+
+
+def write_parquet(path: Path) -> None:
+    """A Parquet input in The Stack's column names: one permissive file, one under the GPL."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rows = [{"content": python_module(10), "max_stars_repo_path": "pkg/kept.py", "max_stars_repo_licenses": ["MIT"]},
+            {"content": python_module(11), "max_stars_repo_path": "pkg/gpl.py", "max_stars_repo_licenses": ["GPL-2.0"]}]
+    pq.write_table(pa.Table.from_pylist(rows), str(path))
 
 
 def write_jsonl(path: Path) -> None:

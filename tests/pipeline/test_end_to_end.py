@@ -9,11 +9,11 @@ import pytest
 from data_pipeline.cli import main
 from data_pipeline.shard_manifest import read_manifest
 
-from corpus import build_corpus, write_jsonl
+from corpus import build_corpus, write_jsonl, write_parquet
 
 CANDIDATES = {"repo_mit/README.md", "repo_mit/run_tool", "repo_mit/src/app.py", "repo_mit/src/latin1.py",
               "repo_mit/src/near_a.py", "repo_mit/src/util.js", "lib/snippet.py", "records.jsonl:2",
-              "repo_mit/src/preise.py", "repo_mit/STORY.md"}
+              "repo_mit/src/preise.py", "repo_mit/STORY.md", "pkg/kept.py"}
 ARGS = ["workers=2", "progress=false", "tokenizer.train=true", "tokenizer.vocab_size=320", "ingest.files_per_shard=8"]
 
 
@@ -32,9 +32,11 @@ def run(tmp_path_factory):
     corpus = root / "corpus"
     expected_drops = build_corpus(corpus, available_stages())
     write_jsonl(root / "records.jsonl")
+    write_parquet(root / "stack.parquet")
     out = root / "out"
-    assert main([f"input=[{corpus},{root / 'records.jsonl'}]", f"output={out}", *ARGS]) == 0
-    expected_drops.update({"records.jsonl:3": ("ingest", "corrupt_jsonl"), "records.jsonl:4": ("ingest", "missing_text")})
+    assert main([f"input=[{corpus},{root / 'records.jsonl'},{root / 'stack.parquet'}]", f"output={out}", *ARGS]) == 0
+    expected_drops.update({"records.jsonl:3": ("ingest", "corrupt_jsonl"), "records.jsonl:4": ("ingest", "missing_text"),
+                           "pkg/gpl.py": ("license", "not_permissive:GPL-2.0")})
     survivors = {p for p in CANDIDATES if p not in expected_drops}
     return out, expected_drops, survivors
 
@@ -87,7 +89,7 @@ def test_rerun_skips_everything_and_keeps_the_output(run, capsys):
     out, _, _ = run
     before = (out / "stats.json").read_text()
     inputs = json.loads((out / "pipeline_config.json").read_text())["input"]
-    assert main([f"input=[{inputs[0]},{inputs[1]}]", f"output={out}", *ARGS]) == 0
+    assert main([f"input=[{','.join(inputs)}]", f"output={out}", *ARGS]) == 0
     err = capsys.readouterr().err
     assert err.count("complete, skipped") >= 7
     assert json.loads((out / "stats.json").read_text())["stages"] == json.loads(before)["stages"]
@@ -115,7 +117,7 @@ def test_console_script_with_a_tokenizer_path(run, tmp_path):
                              f"tokenizer={out / 'tokenizer'}", "holdout.fraction=0.5", "progress=false"],
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
-    assert "4 documents in, 2 kept" in result.stdout
+    assert "4 documents in, 2 kept" in result.stdout, result.stdout
     manifest = read_manifest(tmp_path / "out" / "shards")
     assert manifest.counts["train"]["documents"] + manifest.counts["valid"]["documents"] == 2
     assert (tmp_path / "out" / "heldout").is_dir()
@@ -130,7 +132,7 @@ def test_one_stage_as_slurm_array_tasks(run, tmp_path, capsys):
     out, _, _ = run
     inputs = json.loads((out / "pipeline_config.json").read_text())["input"]
     arr = tmp_path / "array"
-    args = [f"input=[{inputs[0]},{inputs[1]}]", f"output={arr}", "workers=1", "progress=false",
+    args = [f"input=[{','.join(inputs)}]", f"output={arr}", "workers=1", "progress=false",
             "ingest.files_per_shard=8"]
     assert main([*args, "stage=license", "task=0", "n_tasks=2"]) == 2
     assert "needs stage 'ingest' complete first" in capsys.readouterr().err

@@ -101,6 +101,10 @@ def test_walk_skips_vcs_and_lists_git_tracked_files(tmp_path):
     subprocess.run(["git", "-C", str(repo), "add", "tracked.py"], check=True)
     assert list_files(repo, FileRules()) == ["tracked.py"]
     assert list_files(repo, FileRules(use_git=False)) == ["tracked.py", "untracked.py"]
+    # a directory of cloned repositories: each contributes its tracked files
+    assert list_files(tmp_path, FileRules(use_git=False)) == ["a.py", "repo/tracked.py", "repo/untracked.py"]
+    (tmp_path / ".git").rename(tmp_path / "not_a_repo")
+    assert list_files(tmp_path, FileRules()) == ["a.py", "not_a_repo/config", "repo/tracked.py"]
 
 
 def _docs(items):
