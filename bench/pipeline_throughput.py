@@ -20,6 +20,7 @@ import subprocess
 import sys
 import sysconfig
 import tempfile
+import zlib
 from pathlib import Path
 
 CHILD = r"""
@@ -53,7 +54,7 @@ def candidate_files() -> list[tuple[Path, Path]]:
     out = [(p, Path("stdlib") / p.relative_to(stdlib)) for p in code]
     out += [(p, Path("packages") / p.relative_to(site)) for p in packages + text]
     # interleave code and text so that both sizes hold both kinds in the same proportion
-    return sorted(out, key=lambda pair: hash(str(pair[1])) % 1000003)
+    return sorted(out, key=lambda pair: zlib.crc32(str(pair[1]).encode()))
 
 
 def build_corpus(root: Path, target_bytes: int, files: list[tuple[Path, Path]]) -> int:
