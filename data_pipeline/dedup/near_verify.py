@@ -1,7 +1,7 @@
 """Optional check of LSH candidates against the full signatures (`near_dedup.verify_jaccard`).
 
 Two documents that share one band are only candidates: at Jaccard 0.6 they still share a band with probability
-~0.2 under 25 x 10. With verification a member of a bucket is linked to the bucket's representative only when
+0.14 under 25 x 10. With verification a member of a bucket is linked to the bucket's representative only when
 their 256-value MinHash estimate reaches the threshold; members that fail stay in the bucket and are checked against
 the next representative (the first of them), round after round. It needs no text, only the signature files.
 Turned off, buckets link every member to the first one, exactly as BigCode's script does.
