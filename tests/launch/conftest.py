@@ -33,18 +33,32 @@ def _ensure_slurm_installed() -> str | None:
     return None
 
 
-@pytest.fixture(scope="session")
-def slurm_cluster():
+def _started_cluster(nodes: int):
     reason = _ensure_slurm_installed()
     if reason:
         print(f"\nSKIP slurm tests: {reason}", file=sys.stderr)
         pytest.skip(reason)
-    cluster = SlurmCluster()
+    cluster = SlurmCluster(nodes=nodes)
     try:
         cluster.start()
     except Exception:
         cluster.stop()
         raise
+    return cluster
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster():
+    """Node `localhost`: what most tests use."""
+    cluster = _started_cluster(nodes=1)
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture
+def slurm_two_nodes():
+    """A second cluster of two nodes (node1, node2: two slurmd on this host), for multi-node jobs."""
+    cluster = _started_cluster(nodes=2)
     yield cluster
     cluster.stop()
 
@@ -52,9 +66,9 @@ def slurm_cluster():
 @pytest.fixture
 def slurm(slurm_cluster: SlurmCluster) -> SlurmCluster:
     """The session's cluster with an empty queue (a test never inherits another test's jobs)."""
-    slurm_cluster.run("scancel", "--user", "root", check=False)
+    slurm_cluster.cancel_all()
     yield slurm_cluster
-    slurm_cluster.run("scancel", "--user", "root", check=False)
+    slurm_cluster.cancel_all()
 
 
 @pytest.fixture(scope="session")

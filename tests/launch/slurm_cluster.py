@@ -1,4 +1,5 @@
-"""A real single-node Slurm cluster on 127.0.0.1 for the launch tests: munged, slurmctld and `slurmd -N localhost`.
+"""A real Slurm cluster on 127.0.0.1 for the launch tests: munged, slurmctld and `slurmd -N localhost` (or several
+slurmd, one per node name, for multi-node jobs).
 
 Everything lives under one private directory (config, munge key and socket, state, spool, logs) and the daemons
 listen on free ports, so the cluster touches nothing system-wide and two test sessions can run side by side.
@@ -7,6 +8,7 @@ their sockets in this cluster's spool directory).
 """
 from __future__ import annotations
 
+import getpass
 import os
 import re
 import shutil
@@ -56,22 +58,40 @@ def detected_cpus() -> int:
     return int(match.group(1)) if match else os.cpu_count() or 1
 
 
-def slurm_conf_text(root: Path, ctld_port: int, slurmd_port: int, cpus: int, munge_socket: Path) -> str:
+@dataclass(frozen=True)
+class NodeSpec:
+    name: str
+    port: int
+    cpus: int
+    partition: str
+
+
+def slurm_conf_text(root: Path, ctld_port: int, nodes: list[NodeSpec], munge_socket: Path) -> str:
     # cred_expire also sets how long a requeued job waits before it may start again (default 120 s).
+    # The daemons run as whoever starts them (root in CI; another user can run jobs only as itself).
+    # Every node is a slurmd on this host (127.0.0.1) with its own port, spool directory and pid file (%n).
+    user = getpass.getuser()
+    node_lines = "\n".join(f"NodeName={n.name} NodeHostname=localhost NodeAddr=127.0.0.1 Port={n.port} "
+                           f"CPUs={n.cpus} RealMemory=4000 State=UNKNOWN" for n in nodes)
+    partitions = {}
+    for n in nodes:
+        partitions.setdefault(n.partition, []).append(n.name)
+    partition_lines = "\n".join(
+        f"PartitionName={name} Nodes={','.join(members)} Default={'YES' if i == 0 else 'NO'} MaxTime=INFINITE "
+        f"State=UP" for i, (name, members) in enumerate(partitions.items()))
     return f"""\
 ClusterName=refacttest
 SlurmctldHost=localhost(127.0.0.1)
 SlurmctldPort={ctld_port}
-SlurmdPort={slurmd_port}
 AuthType=auth/munge
 CredType=cred/munge
 AuthInfo=socket={munge_socket},cred_expire=10
-SlurmUser=root
-SlurmdUser=root
+SlurmUser={user}
+SlurmdUser={user}
 StateSaveLocation={root}/state
-SlurmdSpoolDir={root}/spool
+SlurmdSpoolDir={root}/spool/%n
 SlurmctldPidFile={root}/run/slurmctld.pid
-SlurmdPidFile={root}/run/slurmd.pid
+SlurmdPidFile={root}/run/slurmd-%n.pid
 ProctrackType=proctrack/linuxproc
 TaskPlugin=task/none
 SchedulerType=sched/builtin
@@ -85,8 +105,8 @@ ReturnToService=2
 MinJobAge=3600
 KillWait=10
 SlurmdParameters=config_overrides
-NodeName=localhost NodeHostname=localhost NodeAddr=127.0.0.1 CPUs={cpus} RealMemory=4000 State=UNKNOWN
-PartitionName=debug Nodes=localhost Default=YES MaxTime=INFINITE State=UP
+{node_lines}
+{partition_lines}
 """
 
 
@@ -101,7 +121,12 @@ def parse_scontrol_record(text: str) -> dict[str, str]:
 
 
 class SlurmCluster:
-    def __init__(self, root: Path | None = None):
+    """One node `localhost` with all CPUs (default), or `nodes=N` > 1: nodes node1..nodeN, one slurmd each on this
+    host, the CPUs shared out, for jobs that span nodes. The names node1.. do not resolve: multi-node jobs on this
+    cluster give MASTER_ADDR=127.0.0.1."""
+
+    def __init__(self, root: Path | None = None, nodes: int = 1):
+        self.node_count = nodes
         self.root = Path(root or tempfile.mkdtemp(prefix="slurm-"))  # short: unix socket paths are <= 107 bytes
         self.conf = self.root / "slurm.conf"
         self.procs: dict[str, subprocess.Popen] = {}
@@ -117,28 +142,36 @@ class SlurmCluster:
         key.write_bytes(os.urandom(1024))
         key.chmod(0o400)
         munge_socket = self.root / "munge-run" / "munge.socket"
-        self.conf.write_text(
-            slurm_conf_text(self.root, free_port(), free_port(), detected_cpus(), munge_socket)
-        )
+        cpus = detected_cpus()
+        if self.node_count == 1:
+            self.nodes = [NodeSpec("localhost", free_port(), cpus, "debug")]
+        else:
+            per_node = max(1, cpus // self.node_count)
+            self.nodes = [NodeSpec(f"node{i}", free_port(), per_node, "debug") for i in range(1, self.node_count + 1)]
+        for node in self.nodes:
+            (self.root / "spool" / node.name).mkdir(exist_ok=True)
+        self.conf.write_text(slurm_conf_text(self.root, free_port(), self.nodes, munge_socket))
         self._spawn("munged", [find_daemon("munged"), "--foreground", "--force", f"--socket={munge_socket}",
                                f"--key-file={key}", f"--pid-file={self.root}/run/munged.pid",
                                f"--seed-file={self.root}/run/munged.seed", f"--log-file={self.root}/log/munged.log"])
         self._wait_for(lambda: munge_socket.exists(), timeout, "munged socket")
         self._spawn("slurmctld", [find_daemon("slurmctld"), "-D", "-i", "-f", str(self.conf)])
-        self._spawn("slurmd", [find_daemon("slurmd"), "-D", "-N", "localhost", "-f", str(self.conf)])
-        self._wait_for(self._node_idle, timeout, "node 'localhost' to become idle")
+        for node in self.nodes:
+            self._spawn(f"slurmd-{node.name}", [find_daemon("slurmd"), "-D", "-N", node.name, "-f", str(self.conf)])
+        self._wait_for(self._nodes_idle, timeout, "every node to become idle")
         return self
 
     def stop(self) -> None:
         try:
             if "slurmctld" in self.procs and self.procs["slurmctld"].poll() is None:
-                self.run("scancel", "--user", "root", check=False)
+                self.cancel_all()
                 self._wait_for(lambda: not self.run("squeue", "-h", check=False).stdout.strip(), 20,
                                "jobs to end", raise_on_timeout=False)
         finally:
             for pid in self._step_daemon_pids():
                 _kill_tree(pid)
-            for name in ("slurmd", "slurmctld", "munged"):
+            daemons = [name for name in self.procs if name.startswith("slurmd-")] + ["slurmctld", "munged"]
+            for name in daemons:
                 proc = self.procs.pop(name, None)
                 if proc is not None and proc.poll() is None:
                     proc.send_signal(signal.SIGTERM)
@@ -155,6 +188,9 @@ class SlurmCluster:
         self.stop()
 
     # -- client commands --------------------------------------------------------------------------------------
+    def cancel_all(self) -> None:
+        self.run("scancel", "--user", getpass.getuser(), check=False)
+
     def run(self, *args: str, check: bool = True, env: dict | None = None, cwd=None, timeout: float = 60):
         result = subprocess.run(list(args), capture_output=True, text=True, env=env or self.env, cwd=cwd,
                                 timeout=timeout)
@@ -209,12 +245,13 @@ class SlurmCluster:
                                             stdin=subprocess.DEVNULL, cwd=self.root)
         log.close()
 
-    def _node_idle(self) -> bool:
+    def _nodes_idle(self) -> bool:
         for name, proc in self.procs.items():
             if proc.poll() is not None:
                 raise RuntimeError(f"{name} exited with {proc.returncode}:\n{self.logs()}")
-        result = self.run("sinfo", "-h", "-n", "localhost", "-o", "%t", check=False)
-        return result.returncode == 0 and result.stdout.strip() == "idle"
+        result = self.run("sinfo", "-h", "-N", "-o", "%N %t", check=False)
+        states = dict(line.split() for line in result.stdout.splitlines() if line.strip())
+        return result.returncode == 0 and all(states.get(n.name) == "idle" for n in self.nodes)
 
     def _step_daemon_pids(self) -> list[int]:
         """slurmstepd processes re-parent to init; ours are the ones with sockets in our spool directory."""

@@ -1,6 +1,7 @@
 """launch/slurm/train.sbatch on a real single-node Slurm: training to completion, and preemption + requeue."""
 from __future__ import annotations
 
+import json
 import sys
 import time
 from pathlib import Path
@@ -74,3 +75,22 @@ def test_preempted_job_checkpoints_requeues_and_ends_with_the_uninterrupted_weig
     assert reference.keys() == result.keys()
     for name in reference:
         assert torch.equal(reference[name], result[name]), f"{name} differs after preemption and resume"
+
+
+@pytest.mark.slow
+def test_sbatch_trains_across_two_nodes(slurm_two_nodes, corpus_dir, tmp_path):
+    """Two Slurm nodes (two slurmd on this host), one process each: one torchrun per node, c10d rendezvous hosted
+    by the first node, the second waiting for its port first."""
+    run_dir, out = tmp_path / "run", tmp_path / "two-nodes.out"
+    env = dict(slurm_two_nodes.env, LAUNCH_DEVICE="cpu", NPROC_PER_NODE="1", MASTER_ADDR="127.0.0.1")
+    job = slurm_two_nodes.sbatch("-N", "2", "--output", str(out), str(TRAIN_SBATCH),
+                                 *tiny_overrides(corpus_dir, run_dir, 4, 2), env=env, cwd=tmp_path)
+    info = slurm_two_nodes.wait_job(job, timeout=400)
+    text = read(out)
+    assert info.state == "COMPLETED", text
+    assert "2 node(s) [node[1-2]]" in text
+    assert checkpoint_steps(run_dir) == [2, 4]
+    state = json.loads((run_dir / "checkpoints" / "step-00000004" / "trainer_state.json").read_text())
+    assert state["world_size"] == 2
+    log_dir = run_dir / "logs" / f"slurm-{job}-r0"
+    assert (log_dir / "agent-node0.log").exists() and (log_dir / "agent-node1.log").exists()
