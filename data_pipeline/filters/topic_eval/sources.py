@@ -2,13 +2,13 @@
 
 Each reader yields `RawDoc`s: one text with its label (1 = computer science, 0 = not), its source name and its group
 (the unit that the train/test split keeps whole: one man page, one Python package, one novel, one newsgroup...).
-Where the text comes from (see docs/filters.md for the whole list and how to install it):
+Where the text comes from (docs/filters.md has the whole list and how the build script fetches it):
   positives: man pages (/usr/share/man), Python's documentation sources (Debian `python3.11-doc`), docstrings of
-             installed Python libraries, FOLDOC (Debian `dict-foldoc`), comp.* newsgroup posts and Wikipedia articles
-             in computing categories (gensim's test data);
+             installed Python libraries, FOLDOC (Debian `dict-foldoc`), Wikipedia articles in computing categories
+             (gensim's test data); comp.* newsgroup posts too, where the newsgroup sample has any;
   negatives: Jane Austen's novels (Debian `r-cran-janeaustenr`), fortunes (Debian `fortunes`, computer files left out),
-             The Devil's Dictionary (Debian `dict-devil`), GCIDE dictionary definitions (Debian `dict-gcide`), Wikipedia articles outside computing, non-computing
-             newsgroups and Lee's news articles (gensim's test data).
+             The Devil's Dictionary (Debian `dict-devil`), GCIDE definitions (Debian `dict-gcide`), Wikipedia
+             articles outside computing, non-computing newsgroups and Lee's news articles (gensim's test data).
 """
 from __future__ import annotations
 
