@@ -69,14 +69,21 @@ launch_resolve_processes() {
         gpu|cpu) ;;
         *) launch_die "LAUNCH_DEVICE=$LAUNCH_DEVICE: use gpu, cpu or auto" ;;
     esac
+    case "${requested:-1}" in
+        *[!0-9]*|0) launch_die "processes per node must be a positive integer, got '$requested'" \
+            "(NPROC_PER_NODE=${NPROC_PER_NODE:-unset}, Slurm GPUs on node=${slurm_gpus:-none})" ;;
+    esac
     if [ "$LAUNCH_DEVICE" = gpu ]; then
         requested="${requested:-$found}"
-        if [ "$requested" -lt 1 ] || [ "$found" -ne "$requested" ]; then
-            launch_die "GPU mismatch on $(hostname): requested $requested GPU process(es) per node" \
+        # Fewer GPUs than ranks is the classic "invalid device ordinal" / NCCL hang a few minutes in: say it now.
+        if [ "$found" -lt "${requested:-1}" ] || [ "$found" = 0 ]; then
+            launch_die "GPU mismatch on $(hostname): requested ${requested:-0} GPU process(es) per node" \
                 "(NPROC_PER_NODE=${NPROC_PER_NODE:-unset}, Slurm GPUs on node=${slurm_gpus:-none})" \
                 "but $found GPU(s) are visible (CUDA_VISIBLE_DEVICES=${CUDA_VISIBLE_DEVICES-unset})." \
                 "Fix: request as many GPUs as processes (sbatch --gpus-per-node=N, NPROC_PER_NODE=N)," \
                 "or set LAUNCH_DEVICE=cpu to train on CPUs with gloo."
+        elif [ "$found" -gt "$requested" ]; then
+            launch_log "note: $found GPUs visible on $(hostname), $requested process(es) use the first $requested"
         fi
     fi
     NPROC_PER_NODE="${requested:-1}"
