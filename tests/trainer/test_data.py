@@ -83,3 +83,14 @@ def test_chat_sft_masks_assistant_turns_only(corpus_dir, tmp_path):
     path.write_text("\n".join(json.dumps({"messages": conv}) for _ in range(3)))
     tokens, m = ChatSamples(path, tok, seq_len=256, seed=1)[0]
     assert len(tokens) == 257 and (tokens[len(ids):] == tok.fim_pad_id).all() and not m[len(ids):].any()
+
+
+def test_chat_sft_trains_through_the_trainer(corpus_dir, tmp_path):
+    from helpers import losses, train_inprocess
+    conv = [{"role": "user", "content": "print hello"}, {"role": "assistant", "content": "print('hello')"}]
+    path = tmp_path / "chat.jsonl"
+    path.write_text("\n".join(json.dumps({"messages": conv}) for _ in range(8)))
+    train_inprocess(["data=chat", f"data.path={path}", "data.seq_len=32", f"tokenizer={corpus_dir}/shards",
+                     f"run_dir={tmp_path / 'run'}", "train.max_steps=4", "checkpoint.every=4"])
+    ls = losses(tmp_path / "run")
+    assert ls[4] < ls[1]

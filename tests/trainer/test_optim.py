@@ -81,3 +81,12 @@ def test_early_dropout_switches_off_in_the_model_at_the_configured_step(corpus_d
     state4 = read_trainer_state(tmp_path / "checkpoints" / "step-00000004")
     assert (state2.dropout_phase, state2.dropout_rate) == ("early", 0.2)
     assert (state4.dropout_phase, state4.dropout_rate) == ("off", 0.0)
+
+
+def test_activation_checkpointing_gives_the_same_losses(corpus_dir, tmp_path):
+    from helpers import losses, train_inprocess
+    common = [f"data.path={corpus_dir}", "train.max_steps=2", "checkpoint.every=2"]
+    train_inprocess(common + [f"run_dir={tmp_path / 'plain'}"])
+    train_inprocess(common + [f"run_dir={tmp_path / 'ckpt'}", "train.activation_checkpointing=true"])
+    a, b = losses(tmp_path / "plain"), losses(tmp_path / "ckpt")
+    assert a.keys() == b.keys() and all(abs(a[k] - b[k]) < 1e-5 for k in a)

@@ -42,22 +42,29 @@ def test_stop_and_resume_is_bitwise_identical(reference_run, corpus_dir, tmp_pat
     assert dropout == {1: 0.1, 2: 0.1, 3: 0.1, 4: 0.1, 5: 0.1, 6: 0.0}
 
 
-def test_kill_9_at_a_random_point_then_resume(reference_run, corpus_dir, tmp_path):
+def test_kill_9_at_a_random_point_then_resume(corpus_dir, tmp_path):
     """SIGKILL anywhere (even mid-checkpoint); the rerun resumes from the newest intact checkpoint, bitwise."""
-    overrides = RESUME + [f"data.path={corpus_dir}", f"run_dir={tmp_path}", "checkpoint.every=1"]
-    args = [sys.executable, "-m", "refact_train.cli.train"] + TINY + overrides
+    steps = 40
+    overrides = RESUME + [f"data.path={corpus_dir}", "checkpoint.every=1", f"train.max_steps={steps}"]
+    train_inprocess(overrides + [f"run_dir={tmp_path / 'ref'}"])
+    run = tmp_path / "killed"
+    args = [sys.executable, "-m", "refact_train.cli.train"] + TINY + overrides + [f"run_dir={run}"]
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=cli_env())
-    ckpts = tmp_path / "checkpoints"
+    ckpts = run / "checkpoints"
     deadline = time.time() + 120
     while time.time() < deadline and not (ckpts.is_dir() and any(p.name.startswith("step-") for p in ckpts.iterdir())):
-        time.sleep(0.05)
-    time.sleep(random.uniform(0.0, 1.0))
+        time.sleep(0.01)
+    time.sleep(random.uniform(0.0, 0.5))
+    assert proc.poll() is None, "the run ended before the kill: make it longer"
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
-    killed_at = [p.name for p in ckpts.iterdir()]
-    assert train_inprocess(overrides).step == 6  # the same command again (in-process: saves an interpreter start)
-    got, ref = weights(tmp_path, 6), weights(reference_run, 6)
+    killed_at = sorted(p.name for p in ckpts.iterdir())
+    assert f"step-{steps:08d}" not in killed_at
+    assert train_inprocess(overrides + [f"run_dir={run}"]).step == steps  # the same command again (in-process)
+    got, ref = weights(run, steps), weights(tmp_path / "ref", steps)
     assert all(torch.equal(ref[k], got[k]) for k in ref), f"checkpoints when killed: {killed_at}"
+    # keep_last 3 (default), and a checkpoint half-written when killed is gone once that step is saved again
+    assert sorted(p.name for p in ckpts.iterdir()) == [f"step-{s:08d}" for s in range(steps - 2, steps + 1)]
 
 
 def test_corrupt_and_incomplete_checkpoints_are_skipped(reference_run, tmp_path, capsys):
