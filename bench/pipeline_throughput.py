@@ -8,6 +8,8 @@ that process's own CPU time and peak RSS, so other load on the machine changes w
 
 Baseline, measured in the same run: the ingest stage alone (read + decode + write Parquet), i.e. the floor any
 pipeline pays. Also measured: the streaming stages alone (no dedup), whose peak memory must not grow with size.
+A third corpus, the small one copied 4 times, separates corpus size from composition: a bigger corpus of distinct
+files also holds bigger single files, and the peak of a streaming stage follows its largest documents.
 
     python bench/pipeline_throughput.py [--small-mb 5] [--large-mb 20]
 """
@@ -98,15 +100,23 @@ def main() -> None:
     args = parser.parse_args()
     files = candidate_files()
     rows = []
+    by_size: dict[str, int] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        for label, mb in (("small", args.small_mb), ("large", args.large_mb)):
-            corpus = Path(tmp) / f"corpus-{label}"
-            nbytes = build_corpus(corpus, int(mb * 1e6), files)
-            for name, extra in CONFIGS.items():
+        for label, mb in (("small", args.small_mb), ("large", args.large_mb), ("small x4", None)):
+            corpus = Path(tmp) / f"corpus-{label.replace(' ', '')}"
+            if mb is None:  # the small corpus, four times, under different directory names
+                for i in range(4):
+                    shutil.copytree(Path(tmp) / "corpus-small", corpus / f"copy{i}")
+                nbytes = 4 * by_size["small"]
+            else:
+                nbytes = build_corpus(corpus, int(mb * 1e6), files)
+                by_size[label] = nbytes
+            configs = CONFIGS if mb is not None else {k: v for k, v in CONFIGS.items() if "streaming" in k}
+            for name, extra in configs.items():
                 r = measure(corpus, Path(tmp) / "out", extra)
                 r.update(size=label, mb=nbytes / 1e6, config=name)
                 rows.append(r)
-                print(f"{label:5s} {nbytes / 1e6:6.1f} MB  {name:28s}  {r['docs_in']:6d} docs in, {r['kept']:6d} kept  "
+                print(f"{label:8s} {nbytes / 1e6:6.1f} MB  {name:28s}  {r['docs_in']:6d} docs in, {r['kept']:6d} kept  "
                       f"cpu {r['cpu']:6.1f} s  wall {r['wall']:6.1f} s  "
                       f"{nbytes / 1e6 / r['cpu']:5.2f} MB/s per core  peak {r['peak_kb'] / 1024:6.0f} MiB", flush=True)
     by = {(r["size"], r["config"]): r for r in rows}
@@ -120,10 +130,13 @@ def main() -> None:
         print(f"{size}: whole pipeline {whole['mb'] / whole['cpu']:.2f} MB/s per core = "
               f"{base['cpu'] / whole['cpu']:.2f}x the ingest-only baseline ({base['mb'] / base['cpu']:.2f} MB/s)")
     print("(process CPU includes about 1-2 s of imports and start-up per run)")
-    for name in CONFIGS:
-        s, l = by[("small", name)], by[("large", name)]
-        print(f"peak memory {name}: {s['peak_kb'] / 1024:.0f} MiB at {s['mb']:.0f} MB -> {l['peak_kb'] / 1024:.0f} MiB "
-              f"at {l['mb']:.0f} MB (x{l['peak_kb'] / s['peak_kb']:.2f} for x{l['mb'] / s['mb']:.1f} data)")
+    for size in ("large", "small x4"):
+        for name in CONFIGS:
+            if (size, name) not in by:
+                continue
+            s, l = by[("small", name)], by[(size, name)]
+            print(f"peak memory {name}: {s['peak_kb'] / 1024:.0f} MiB at {s['mb']:.0f} MB -> {l['peak_kb'] / 1024:.0f} "
+                  f"MiB at {l['mb']:.0f} MB {size} (x{l['peak_kb'] / s['peak_kb']:.2f} for x{l['mb'] / s['mb']:.1f} data)")
 
 
 if __name__ == "__main__":
