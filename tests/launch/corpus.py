@@ -2,6 +2,7 @@
 so both dedup stages have work), and the options that make `refact-pipeline` keep them and shard them finely."""
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -50,8 +51,19 @@ def published_files(root: Path) -> dict[str, bytes]:
         for path in sorted((root / sub).rglob("*")):
             if path.is_file() and not path.name.startswith("."):
                 files[str(path.relative_to(root))] = _relocated(path, root)
-    files["stats.json"] = _relocated(root / "stats.json", root)
+    files["stats.json"] = _without_timings(_relocated(root / "stats.json", root))
     return files
+
+
+def _without_timings(data: bytes) -> bytes:
+    """stats.json also reports how long each step took (`cpu_seconds`): everything else must match."""
+    def strip(node):
+        if isinstance(node, dict):
+            return {k: strip(v) for k, v in node.items() if not k.endswith("seconds")}
+        if isinstance(node, list):
+            return [strip(v) for v in node]
+        return node
+    return json.dumps(strip(json.loads(data)), indent=1, sort_keys=True).encode()
 
 
 def _relocated(path: Path, root: Path) -> bytes:
