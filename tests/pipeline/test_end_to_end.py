@@ -95,6 +95,13 @@ def test_rerun_skips_everything_and_keeps_the_output(run, capsys):
     assert json.loads((out / "stats.json").read_text())["stages"] == json.loads(before)["stages"]
 
 
+def test_resuming_with_another_config_is_refused(run, capsys):
+    out, _, _ = run
+    inputs = json.loads((out / "pipeline_config.json").read_text())["input"]
+    assert main([f"input=[{','.join(inputs)}]", f"output={out}", *ARGS, "quality.code.max_line_length=50"]) == 2
+    assert "differs in: quality" in capsys.readouterr().err
+
+
 def test_wrong_key_and_missing_input_stop_before_any_work(tmp_path, capsys):
     assert main([f"input={tmp_path}", f"output={tmp_path / 'o1'}", "licence.allow_unknown=true"]) == 2
     assert "licence" in capsys.readouterr().err
