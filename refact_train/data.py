@@ -98,10 +98,13 @@ class TokenStream:
         return out
 
 
-@lru_cache(maxsize=4)
+@lru_cache(maxsize=2)
 def epoch_order(seed: int, epoch: int, n_samples: int) -> np.ndarray:
-    """The sample order of one epoch: a permutation drawn from (seed, epoch) only."""
-    return np.random.default_rng([seed, epoch, 0x5EED]).permutation(n_samples)
+    """The sample order of one epoch: a permutation drawn from (seed, epoch) only.
+
+    Held in memory: 4 bytes per sample (1.2T tokens at 4096 context: 1.2 GB per process)."""
+    order = np.random.default_rng([seed, epoch, 0x5EED]).permutation(n_samples)
+    return order.astype(np.uint32) if n_samples < 2 ** 32 else order
 
 
 class PackedSamples:
