@@ -73,7 +73,7 @@ def slurm(slurm_cluster: SlurmCluster) -> SlurmCluster:
 
 @pytest.fixture(scope="session")
 def raw_corpus(tmp_path_factory) -> Path:
-    from corpus import write_raw_corpus
+    from launch_corpus import write_raw_corpus
 
     return write_raw_corpus(tmp_path_factory.mktemp("raw"))
 
@@ -81,6 +81,6 @@ def raw_corpus(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def corpus_dir(tmp_path_factory, raw_corpus) -> Path:
     """`refact-pipeline` output (documents + token shards) of the small corpus, made by the local run."""
-    from corpus import run_local_pipeline
+    from launch_corpus import run_local_pipeline
 
     return run_local_pipeline(raw_corpus, tmp_path_factory.mktemp("corpus") / "out")

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from corpus import PIPELINE_OPTIONS, published_files  # noqa: E402
+from launch_corpus import PIPELINE_OPTIONS, published_files  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 PIPELINE_SBATCH = REPO / "launch" / "slurm" / "pipeline.sbatch"

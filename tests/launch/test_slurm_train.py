@@ -10,7 +10,7 @@ import pytest
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from training import checkpoint_steps, final_weights, logged_steps, tiny_overrides  # noqa: E402
+from launch_training import checkpoint_steps, final_weights, logged_steps, tiny_overrides  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 TRAIN_SBATCH = REPO / "launch" / "slurm" / "train.sbatch"

@@ -13,7 +13,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 from slurm_cluster import free_port  # noqa: E402
-from training import checkpoint_steps, logged_steps, tiny_overrides  # noqa: E402
+from launch_training import checkpoint_steps, logged_steps, tiny_overrides  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 TORCHRUN_SH = REPO / "launch" / "torchrun.sh"
