@@ -150,3 +150,14 @@ def test_one_stage_as_slurm_array_tasks(run, tmp_path, capsys):
         assert (arr / "stages" / sub / "_SUCCESS").exists()
         assert rows(arr / "stages" / sub / "documents") == rows(out / "stages" / sub / "documents")
     assert not (arr / "stats.json").exists()  # later stages have not run
+
+
+def test_unknown_licence_allowed_for_one_source(run, tmp_path):
+    """docs/pipeline.md: `license.allow_unknown_sources=[NAME]` keeps that source's unlicensed code."""
+    out, _, _ = run
+    inputs = json.loads((out / "pipeline_config.json").read_text())["input"]
+    args = [f"input=[{','.join(inputs)}]", f"output={tmp_path / 'o'}", "workers=1", "progress=false",
+            "license.allow_unknown_sources=[corpus]"]
+    assert main([*args, "stage=ingest"]) == 0 and main([*args, "stage=license"]) == 0
+    kept = {r["path"] for r in pq.read_table(str(tmp_path / "o" / "stages" / "01_license" / "documents")).to_pylist()}
+    assert "repo_none/tool.py" in kept and "repo_gpl/main.py" not in kept
