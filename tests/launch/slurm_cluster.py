@@ -127,6 +127,7 @@ class SlurmCluster:
 
     def __init__(self, root: Path | None = None, nodes: int = 1):
         self.node_count = nodes
+        self.owns_root = root is None  # a directory we made is removed by stop() (REFACT_KEEP_SLURM_DIR keeps it)
         self.root = Path(root or tempfile.mkdtemp(prefix="slurm-"))  # short: unix socket paths are <= 107 bytes
         self.conf = self.root / "slurm.conf"
         self.procs: dict[str, subprocess.Popen] = {}
@@ -180,6 +181,8 @@ class SlurmCluster:
                     except subprocess.TimeoutExpired:
                         proc.kill()
                         proc.wait(5)
+            if self.owns_root and not os.environ.get("REFACT_KEEP_SLURM_DIR"):
+                shutil.rmtree(self.root, ignore_errors=True)
 
     def __enter__(self) -> "SlurmCluster":
         return self.start()
