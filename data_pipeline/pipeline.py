@@ -3,6 +3,7 @@ tokenize + pack into DIR/shards when a tokenizer is given or trained."""
 from __future__ import annotations
 
 import json
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -14,7 +15,8 @@ from data_pipeline.stage import Stage, StageContext
 from data_pipeline.stats import write_json_atomic
 
 # Keys that say how to run, not what to produce: they may differ between a run and its resume.
-RUN_KEYS = ("stage", "step", "task", "n_tasks", "workers", "progress", "tokenizer", "mixture", "holdout", "shards")
+RUN_KEYS = ("stage", "step", "task", "n_tasks", "workers", "progress", "keep_intermediate", "tokenizer", "mixture",
+            "holdout", "shards")
 TOKENIZE = "tokenize"
 
 
@@ -118,6 +120,8 @@ def run_pipeline(cfg: dict[str, Any], log: Callable[[str], None] = print) -> Pip
             if not result.complete:
                 report.notes.append(f"{stage.name}: {result.note}")
                 return report
+            if not cfg.get("keep_intermediate", True) and task is None:
+                remove_intermediate(root, stages, previous, ctx)
         elif not ctx.success_path.exists():
             if selected in (TOKENIZE,) or _position(stages, selected) > index:
                 raise PipelineError(f"stage {selected!r} needs stage {stage.name!r} complete first; run stage={stage.name}")
@@ -137,6 +141,16 @@ def run_pipeline(cfg: dict[str, Any], log: Callable[[str], None] = print) -> Pip
         write_json_atomic(root / "stats.json", report.stats)
     report.complete = True
     return report
+
+
+def remove_intermediate(root: Path, stages: list[tuple[int, Stage]], previous: str | None, ctx: StageContext) -> None:
+    """keep_intermediate=false: once a stage is complete, its scratch files and its input (the previous stage's
+    documents) are no longer needed; markers and stats stay, so a rerun still skips both stages. Local runs only:
+    array tasks of the same stage may still be reading them."""
+    shutil.rmtree(ctx.work_dir / "scratch", ignore_errors=True)
+    if previous is not None:
+        index = _position(stages, previous)
+        shutil.rmtree(root / "stages" / f"{index:02d}_{previous}" / "documents", ignore_errors=True)
 
 
 def _position(stages: list[tuple[int, Stage]], name: str) -> int:

@@ -161,3 +161,18 @@ def test_unknown_licence_allowed_for_one_source(run, tmp_path):
     assert main([*args, "stage=ingest"]) == 0 and main([*args, "stage=license"]) == 0
     kept = {r["path"] for r in pq.read_table(str(tmp_path / "o" / "stages" / "01_license" / "documents")).to_pylist()}
     assert "repo_none/tool.py" in kept and "repo_gpl/main.py" not in kept
+
+
+def test_without_intermediate_files_the_output_is_the_same(run, tmp_path):
+    out, _, _ = run
+    inputs = json.loads((out / "pipeline_config.json").read_text())["input"]
+    lean = tmp_path / "lean"
+    args = [f"input=[{','.join(inputs)}]", f"output={lean}", "workers=1", "progress=false",
+            "ingest.files_per_shard=8", "keep_intermediate=false"]
+    assert main(args) == 0
+    stage_dirs = sorted((lean / "stages").iterdir())
+    assert [d.name for d in stage_dirs if (d / "documents").exists()] == [stage_dirs[-1].name]
+    assert not any((d / "scratch").exists() for d in stage_dirs)
+    assert rows(lean / "documents") == rows(out / "documents")
+    assert rows(lean / "dropped") == rows(out / "dropped")
+    assert main(args) == 0  # a rerun skips every stage although their inputs are gone
