@@ -66,6 +66,10 @@ def main(argv: list[str] | None = None) -> int:
     for note in report.notes:
         print(f"refact-pipeline: {note}", file=sys.stderr)
     if report.stats:
+        unknown = sum(s["dropped"].get("unknown", 0) for s in report.stats["stages"] if s["stage"] == "license")
+        if unknown:
+            print(f"refact-pipeline: {unknown} code files without a detected licence were dropped; keep them with "
+                  f"license.allow_unknown=true or license.allow_unknown_sources=[SOURCE]", file=sys.stderr)
         out = report.stats["output"]
         print(f"refact-pipeline: {report.stats['input']['documents']} documents in, {out['documents']} kept "
               f"({out['bytes']} bytes), {report.stats['dropped_total']} dropped; see {cfg['output']}/stats.json")
