@@ -83,13 +83,19 @@ def main() -> None:
     args = ap.parse_args()
     data = write_corpus(Path(tempfile.mkdtemp()) / "corpus")
     bare, trainer = [], []
-    for _ in range(args.rounds):
-        bare.append(bare_rate(data, args.steps))
-        trainer.append(trainer_rate(data, args.steps))
-    b, t = max(bare), max(trainer)
-    print(f"bare loop : {b:10,.0f} tokens/s (rounds: {', '.join(f'{x:,.0f}' for x in bare)})")
-    print(f"trainer   : {t:10,.0f} tokens/s (rounds: {', '.join(f'{x:,.0f}' for x in trainer)})")
-    print(f"trainer / bare = {t / b:.3f}   target >= 0.95: {'MET' if t / b >= 0.95 else 'NOT MET'}")
+    for i in range(args.rounds):  # alternate which goes first, so a drifting machine load favours neither
+        if i % 2:
+            trainer.append(trainer_rate(data, args.steps))
+            bare.append(bare_rate(data, args.steps))
+        else:
+            bare.append(bare_rate(data, args.steps))
+            trainer.append(trainer_rate(data, args.steps))
+    ratios = sorted(t / b for t, b in zip(trainer, bare))
+    median = ratios[len(ratios) // 2] if len(ratios) % 2 else sum(ratios[len(ratios) // 2 - 1:][:2]) / 2
+    print(f"bare loop : rounds {', '.join(f'{x:,.0f}' for x in bare)} tokens/s")
+    print(f"trainer   : rounds {', '.join(f'{x:,.0f}' for x in trainer)} tokens/s")
+    print(f"trainer / bare per round: {', '.join(f'{r:.3f}' for r in ratios)}; median {median:.3f}   "
+          f"target >= 0.95: {'MET' if median >= 0.95 else 'NOT MET'}")
 
 
 if __name__ == "__main__":
