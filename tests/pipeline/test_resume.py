@@ -13,7 +13,7 @@ from data_pipeline.cli import main
 
 from corpus import build_corpus
 
-ARGS = ["progress=false", "workers=1", "ingest.files_per_shard=3", "exact_dedup.buckets=4"]
+ARGS = ["progress=false", "workers=1", "ingest.files_per_shard=2", "exact_dedup.buckets=4"]
 
 
 def rows(directory: Path) -> list[tuple]:
@@ -21,9 +21,25 @@ def rows(directory: Path) -> list[tuple]:
     return sorted(tuple(sorted(r.items())) for r in table)
 
 
+# The real command, with units of the two stages the test kills slowed down (a pause before each unit) so that the
+# kill lands inside them even on a loaded machine; nothing else is changed.
+SLOWED_CLI = """
+import sys, time
+import data_pipeline.runner as runner
+execute = runner.execute_unit
+def paced(stage, ctx, step_index, unit):
+    if ctx.name in ("quality", "near_dedup"):
+        time.sleep(0.04)
+    return execute(stage, ctx, step_index, unit)
+runner.execute_unit = paced
+from data_pipeline.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
 def run_until(args: list[str], marker_glob: str, out: Path, timeout: float = 120) -> None:
     """Start the pipeline in a subprocess; SIGKILL it as soon as a unit marker matching `marker_glob` appears."""
-    proc = subprocess.Popen([sys.executable, "-m", "data_pipeline.cli", *args], stdout=subprocess.DEVNULL,
+    proc = subprocess.Popen([sys.executable, "-c", SLOWED_CLI, *args], stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, start_new_session=True)
     deadline = time.monotonic() + timeout
     try:
@@ -48,10 +64,11 @@ def test_kill_mid_stage_and_resume(tmp_path):
     # 1) killed inside the one-step quality stage
     run_until(args, "stages/02_quality/markers/filter/*.done", resumed)
     assert not (resumed / "stages" / "02_quality" / "_SUCCESS").exists()
-    # 2) resumed, and killed again inside the second step of exact dedup
-    run_until(args, "stages/06_exact_dedup/markers/resolve/*.done", resumed)
+    # 2) resumed, and killed again inside the second step (25 LSH bands) of near dedup
+    run_until(args, "stages/07_near_dedup/markers/buckets/*.done", resumed)
     assert (resumed / "stages" / "02_quality" / "_SUCCESS").exists()
-    assert not (resumed / "stages" / "06_exact_dedup" / "_SUCCESS").exists()
+    assert (resumed / "stages" / "07_near_dedup" / "markers" / "signatures").is_dir()
+    assert not (resumed / "stages" / "07_near_dedup" / "_SUCCESS").exists()
     # 3) resumed to the end: finished units are not redone
     quality_shard = next((resumed / "stages" / "02_quality" / "documents").glob("part-*.parquet"))
     mtime = quality_shard.stat().st_mtime_ns
