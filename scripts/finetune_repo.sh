@@ -13,7 +13,7 @@
 #   REFACT_FT_LICENSE_FILTER [0]         1: keep only permissively licensed files, as for pretraining data
 #   REFACT_FT_HOLDOUT [10]               files held out for the evaluation (at most; 20% of the code otherwise)
 #   REFACT_FT_EVAL_LIMIT []              evaluate at most this many held-out files (empty: all)
-#   REFACT_FT_TRAIN_CMD [python -m refact_train.cli.train]   e.g. "launch/torchrun.sh --nproc 8" for 8 GPUs
+#   REFACT_FT_TRAIN_CMD [refact-train]   e.g. "launch/torchrun.sh --nproc 8" for 8 GPUs
 #   REFACT_FT_TRAIN_ARGS []              more refact-train overrides, e.g. "dist=fsdp2 train.device=cuda"
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -32,7 +32,7 @@ done
 WORK=${REFACT_FT_DIR:-runs/finetune_repo}
 MODE=${REFACT_FT_MODE:-lora}
 HOLDOUT=${REFACT_FT_HOLDOUT:-10}
-TRAIN_CMD=${REFACT_FT_TRAIN_CMD:-"$PYTHON -m refact_train.cli.train"}
+TRAIN_CMD=${REFACT_FT_TRAIN_CMD:-refact-train}
 MARKER=.refact_finetune_repo
 START=$SECONDS
 step() { printf '\n== [%4ds] %s ==\n' "$((SECONDS - START))" "$*"; }

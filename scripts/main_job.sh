@@ -11,7 +11,8 @@
 #   REFACT_DEMO_FOREIGN=6           non-English files, REFACT_DEMO_LEAKED=4 files holding HumanEval problems
 #   REFACT_DEMO_HOLDOUT=20          code files held out for the evals
 #   REFACT_DEMO_EVAL_LIMIT=10       held-out files (4 FIM cuts each) / perplexity windows evaluated
-#   REFACT_DEMO_THREADS=            torch CPU threads for training and evals (empty: torch's default)
+#   REFACT_DEMO_THREADS=1           torch CPU threads for training and evals (empty: torch's default, all cores);
+#                                   one thread keeps the tiny model fast even on a busy machine
 #   REFACT_DEMO_SKIP_SETUP=0        1: do not run scripts/setup.sh first (already installed)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,7 +25,7 @@ FOREIGN=${REFACT_DEMO_FOREIGN:-6}
 LEAKED=${REFACT_DEMO_LEAKED:-4}
 HOLDOUT=${REFACT_DEMO_HOLDOUT:-20}
 EVAL_LIMIT=${REFACT_DEMO_EVAL_LIMIT:-10}
-THREADS=${REFACT_DEMO_THREADS:-}
+THREADS=${REFACT_DEMO_THREADS-1}
 MARKER=.refact_main_job
 START=$SECONDS
 
@@ -61,14 +62,14 @@ refact-pipeline "input=['$C/stdlib','$C/docs','$C/foreign','$C/leaked']" "output
 
 step "3/7 train the tiny model: Lion, early dropout, FIM, CPU, $STEPS steps"
 # Warm-up and early dropout scale with the run (300 steps: 20 warm-up steps, dropout 0.1 until step 50).
-"$PYTHON" -m refact_train.cli.train experiment=tiny_cpu "data.path=$WORK/data" "run_dir=$WORK/run" \
+refact-train experiment=tiny_cpu "data.path=$WORK/data" "run_dir=$WORK/run" \
   "train.max_steps=$STEPS" "optim.warmup_steps=$(( STEPS / 15 > 0 ? STEPS / 15 : 1 ))" \
   "early_dropout.until_step=$(( STEPS / 6 > 0 ? STEPS / 6 : 1 ))" \
   "checkpoint.every=$(( STEPS / 3 > 0 ? STEPS / 3 : 1 ))" metrics.wandb=false "${THREAD_ARGS[@]}"
 "$PYTHON" scripts/main_job_report.py loss "$WORK/run"
 
 step "4/7 plots of loss, learning rate, dropout rate and tokens/s"
-"$PYTHON" -m refact_train.cli.train plot "$WORK/run"
+refact-train plot "$WORK/run"
 
 step "5/7 refact-export the last checkpoint, load it with transformers, refact-generate a FIM prompt"
 LAST=$(ls -d "$WORK"/run/checkpoints/step-* | sort | tail -n 1)

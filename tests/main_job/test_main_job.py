@@ -18,7 +18,7 @@ def test_main_job_small(tmp_path):
     env = dict(os.environ, PYTHON=sys.executable, REFACT_DEMO_DIR=str(work), REFACT_DEMO_SKIP_SETUP="1",
                REFACT_DEMO_STEPS=str(STEPS), REFACT_DEMO_FILES="20", REFACT_DEMO_DOCS="15",
                REFACT_DEMO_FOREIGN="2", REFACT_DEMO_LEAKED="2", REFACT_DEMO_HOLDOUT="2", REFACT_DEMO_EVAL_LIMIT="2",
-               REFACT_DEMO_THREADS="1", HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
+               HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
     done = subprocess.run(["bash", str(REPO / "scripts" / "main_job.sh")], env=env, capture_output=True, text=True,
                           timeout=1700)
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
