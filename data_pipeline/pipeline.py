@@ -41,8 +41,8 @@ def build_stages(cfg: dict[str, Any]) -> tuple[list[tuple[int, Stage]], dict[str
             stages.append((index, build_stage(name, cfg[name])))
         except StageUnavailable as exc:
             unavailable[name] = str(exc)
-        except (ValueError, TypeError, FileNotFoundError) as exc:
-            raise PipelineError(f"config section {name!r}: {exc}") from exc
+        except Exception as exc:  # whatever a stage's config check raises, it stops the run before any work
+            raise PipelineError(f"config section {name!r}: {type(exc).__name__}: {exc}") from exc
     return stages, unavailable
 
 

@@ -52,7 +52,9 @@ def build_stage(name: str, section: dict[str, Any]) -> Stage:
         raise
     builder = getattr(module, attr)
     if isinstance(builder, type) and hasattr(builder, "from_config"):  # a document filter class
-        return filter_stage(name, builder.from_config)
+        stage = filter_stage(name, builder.from_config)
+        stage.steps[0].built(name, dict(section or {}))  # a bad section fails now, before any work
+        return stage
     return builder(section)
 
 

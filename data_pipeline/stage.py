@@ -235,11 +235,15 @@ class FilterStep(Step):
     def units(self, ctx: StageContext) -> list[str]:
         return shard_units(ctx)
 
-    def _filter(self, ctx: StageContext) -> DocumentFilter:
-        key = (ctx.name, json.dumps(ctx.cfg, sort_keys=True, default=str))
+    def built(self, stage_name: str, cfg: dict[str, Any]) -> DocumentFilter:
+        """The filter for this config, built once per process (also how a config is checked before any work)."""
+        key = (stage_name, json.dumps(cfg, sort_keys=True, default=str))
         if key not in _BUILT_FILTERS:
-            _BUILT_FILTERS[key] = self.build_filter(ctx.cfg)
+            _BUILT_FILTERS[key] = self.build_filter(cfg)
         return _BUILT_FILTERS[key]
+
+    def _filter(self, ctx: StageContext) -> DocumentFilter:
+        return self.built(ctx.name, ctx.cfg)
 
     def prepare(self, ctx: StageContext) -> None:
         self._filter(ctx)

@@ -111,9 +111,12 @@ def test_wrong_key_and_missing_input_stop_before_any_work(tmp_path, capsys):
     assert "qualty" in capsys.readouterr().err
     assert main([f"input={tmp_path}", f"output={tmp_path / 'o5'}", "+license.alow_unknown=true"]) == 2
     assert "alow_unknown" in capsys.readouterr().err
+    if "topic" in available_stages():
+        assert main([f"input={tmp_path}", f"output={tmp_path / 'o6'}", "+topic.treshold=0.3"]) == 2
+        assert "treshold" in capsys.readouterr().err
     with pytest.raises(SystemExit, match="input="):
         main([f"output={tmp_path / 'o4'}"])
-    assert not any((tmp_path / name).exists() for name in ("o1", "o2", "o3", "o5"))
+    assert not any((tmp_path / name).exists() for name in ("o1", "o2", "o3", "o5", "o6"))
 
 
 def test_console_script_with_a_tokenizer_path(run, tmp_path):
