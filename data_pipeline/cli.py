@@ -33,7 +33,7 @@ def compose_config(argv: list[str]) -> dict[str, Any]:
     from hydra import compose, initialize_config_dir
     from omegaconf import OmegaConf
 
-    from refact_train.paths import config_dir
+    from data_pipeline.paths import config_dir
 
     with initialize_config_dir(config_dir=config_dir(), version_base=None):
         cfg = compose(config_name="pipeline", overrides=rewrite_overrides(argv))

@@ -183,6 +183,8 @@ def link_or_copy(src: Path, dst: Path) -> None:
     import shutil
 
     dst.parent.mkdir(parents=True, exist_ok=True)
+    if dst.exists() and os.path.samefile(src, dst):
+        return  # already published (a rerun)
     tmp = dst.with_name(f".{dst.name}.tmp-{os.getpid()}")
     tmp.unlink(missing_ok=True)
     try:
@@ -190,3 +192,4 @@ def link_or_copy(src: Path, dst: Path) -> None:
     except OSError:
         shutil.copyfile(src, tmp)
     os.replace(tmp, dst)
+    tmp.unlink(missing_ok=True)  # rename(2) onto another link of the same file is a no-op that leaves tmp behind

@@ -9,7 +9,7 @@ import pytest
 from data_pipeline.cli import main
 from data_pipeline.shard_manifest import read_manifest
 
-from corpus import build_corpus, write_jsonl, write_parquet
+from pipeline_corpus import build_corpus, write_jsonl, write_parquet
 
 CANDIDATES = {"repo_mit/README.md", "repo_mit/run_tool", "repo_mit/src/app.py", "repo_mit/src/latin1.py",
               "repo_mit/src/near_a.py", "repo_mit/src/util.js", "lib/snippet.py", "records.jsonl:2",

@@ -8,7 +8,7 @@ from data_pipeline.filters.quality import (CodeThresholds, QualityFilter, TextTh
                                            top_ngram_chars_fraction)
 from data_pipeline.records import Document
 
-from corpus import ENGLISH_CS, GERMAN, humaneval_contaminated, python_module
+from pipeline_corpus import ENGLISH_CS, GERMAN, humaneval_contaminated, python_module
 
 
 def code(text="x = 1\n", license=None, source="s"):

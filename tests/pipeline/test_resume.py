@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 
 from data_pipeline.cli import main
 
-from corpus import build_corpus
+from pipeline_corpus import build_corpus
 
 ARGS = ["progress=false", "workers=1", "ingest.files_per_shard=2", "exact_dedup.buckets=4"]
 

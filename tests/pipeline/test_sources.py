@@ -14,7 +14,7 @@ from data_pipeline.sources.files import Skipped
 from data_pipeline.sources.licenses import repository_license, spdx_from_header
 from data_pipeline.sources.stage import InputError, detect_format
 
-from corpus import GPL3, MIT
+from pipeline_corpus import GPL3, MIT
 
 
 def test_languages_from_extension_filename_and_shebang():
