@@ -69,6 +69,7 @@ class EnglishFilter:
     code_min_chars: int = 100
     strip_code_blocks: bool = True
     max_chars: int = 10_000
+    code_scan_chars: int = 20_000  # code: comments are extracted from this many leading characters only
 
     def __post_init__(self) -> None:
         if self.short_text not in ("keep", "drop"):
@@ -103,7 +104,8 @@ class EnglishFilter:
         if doc.kind == "code":
             if not self.check_code_comments:
                 return None
-            comments = "\n".join(extract_comments(doc.text, doc.lang))
+            # Extraction costs far more than identification (a tokenizer pass in Python): bound it per file.
+            comments = "\n".join(extract_comments(doc.text[: self.code_scan_chars], doc.lang))
             if not has_letters(comments, self.code_min_chars):
                 return None  # too little natural language to judge
             return self.judge(comments[: self.max_chars])
