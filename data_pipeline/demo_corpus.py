@@ -206,7 +206,6 @@ def write_foreign(cfg: DemoCorpusConfig, root: Path, summary: DemoCorpusSummary)
     by_lang: dict[str, list[Path]] = {}
     for lang, path in candidates:
         by_lang.setdefault(lang, []).append(path)
-    written_langs: dict[str, int] = {}
     while len(summary.foreign_files) < cfg.foreign_files and any(by_lang.values()):
         for lang in list(by_lang):
             if len(summary.foreign_files) >= cfg.foreign_files or not by_lang[lang]:
@@ -218,7 +217,6 @@ def write_foreign(cfg: DemoCorpusConfig, root: Path, summary: DemoCorpusSummary)
             target = dest / f"{lang}-{path.name.split('.')[0]}.txt"
             target.write_text(text, encoding="utf-8")
             summary.foreign_files.append(target.name)
-            written_langs[lang] = written_langs.get(lang, 0) + 1
     if summary.foreign_files:
         summary.foreign_origin = "man pages"
         return
