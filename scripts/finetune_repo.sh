@@ -13,6 +13,7 @@
 #   REFACT_FT_LICENSE_FILTER [0]         1: keep only permissively licensed files, as for pretraining data
 #   REFACT_FT_HOLDOUT [10]               files held out for the evaluation (at most; 20% of the code otherwise)
 #   REFACT_FT_EVAL_LIMIT []              evaluate at most this many held-out files (empty: all)
+#   REFACT_FT_THREADS []                 torch CPU threads for training and evals (empty: torch's default)
 #   REFACT_FT_TRAIN_CMD [refact-train]   e.g. "launch/torchrun.sh --nproc 8" for 8 GPUs
 #   REFACT_FT_TRAIN_ARGS []              more refact-train overrides, e.g. "dist=fsdp2 train.device=cuda"
 set -euo pipefail
@@ -58,6 +59,10 @@ TRAIN_ARGS=()
 read -r -a EXTRA <<< "${REFACT_FT_TRAIN_ARGS:-}"
 EVAL_ARGS=("tasks=[heldout_fim,perplexity]" "data=$WORK/data")
 [[ -n "${REFACT_FT_EVAL_LIMIT:-}" ]] && EVAL_ARGS+=("limit=$REFACT_FT_EVAL_LIMIT")
+if [[ -n "${REFACT_FT_THREADS:-}" ]]; then
+  TRAIN_ARGS+=("train.cpu_threads=$REFACT_FT_THREADS")
+  EVAL_ARGS+=("cpu_threads=$REFACT_FT_THREADS")
+fi
 
 step "1/5 refact-pipeline on ${#REPOS[@]} repositories with the base model's tokenizer"
 LICENSE_ARGS=(license.enabled=false)
@@ -74,7 +79,7 @@ step "3/5 refact-train experiment=$EXPERIMENT init_from=$BASE"
 $TRAIN_CMD "experiment=$EXPERIMENT" "init_from=$BASE" "data.path=$WORK/data" "run_dir=$WORK/run" \
   metrics.wandb=false "${TRAIN_ARGS[@]}" "${EXTRA[@]}"
 
-step "4/5 refact-export the last checkpoint (LoRA merged into the weights)"
+step "4/5 refact-export the last checkpoint (LoRA adapters merged into plain weights)"
 LAST=$(ls -d "$WORK"/run/checkpoints/step-* | sort | tail -n 1)
 refact-export "$LAST" "$WORK/hf"
 

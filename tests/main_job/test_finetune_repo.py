@@ -67,9 +67,8 @@ def test_finetune_repo_lora(tmp_path):
     work = tmp_path / "ft"
     env = dict(os.environ, PYTHON=sys.executable, REFACT_FT_DIR=str(work), REFACT_FT_STEPS="3",
                REFACT_FT_SEQ_LEN="128", REFACT_FT_BATCH="4", REFACT_FT_MICRO_BATCH="2", REFACT_FT_HOLDOUT="2",
-               REFACT_FT_EVAL_LIMIT="2", HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
-               REFACT_FT_TRAIN_ARGS="train.device=cpu train.precision=fp32 train.cpu_threads=1 checkpoint.every=3 "
-                                    "metrics.progress=false")
+               REFACT_FT_EVAL_LIMIT="2", REFACT_FT_THREADS="1", HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
+               REFACT_FT_TRAIN_ARGS="train.device=cpu train.precision=fp32 checkpoint.every=3 metrics.progress=false")
     done = subprocess.run(["bash", str(REPO_ROOT / "scripts" / "finetune_repo.sh"), str(base), str(repo)], env=env,
                           capture_output=True, text=True, timeout=1700)
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
