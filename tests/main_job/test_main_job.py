@@ -49,3 +49,22 @@ def test_main_job_small(tmp_path):
     assert 0.0 <= results["tasks"]["heldout_fim"]["exact_match"] <= 1.0
     assert results["tasks"]["perplexity"]["loss"] > 0
     assert "== key numbers ==" in out and "training loss:" in out and "perplexity:" in out
+
+
+def test_main_job_refuses_a_foreign_work_directory(tmp_path):
+    (tmp_path / "notes.txt").write_text("mine")
+    env = dict(os.environ, REFACT_DEMO_DIR=str(tmp_path), REFACT_DEMO_SKIP_SETUP="1")
+    done = subprocess.run(["bash", str(REPO / "scripts" / "main_job.sh")], env=env, capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 2 and "not a main-job directory" in done.stderr
+    assert [p.name for p in tmp_path.iterdir()] == ["notes.txt"]
+
+
+def test_finetune_repo_usage_errors(tmp_path):
+    script = str(REPO / "scripts" / "finetune_repo.sh")
+    done = subprocess.run(["bash", script, str(tmp_path)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and "usage:" in done.stderr
+    env = dict(os.environ, REFACT_FT_MODE="half", REFACT_FT_DIR=str(tmp_path / "ft"))
+    done = subprocess.run(["bash", script, str(tmp_path), str(tmp_path)], env=env, capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 2 and "REFACT_FT_MODE=half" in done.stderr
