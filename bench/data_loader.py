@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "trainer"))
-from corpus import write_corpus  # noqa: E402  (a small real corpus: stdlib sources, BPE, shards)
+from trainer_corpus import write_corpus  # noqa: E402  (a small real corpus: stdlib sources, BPE, shards)
 
 from refact_train.data import DataConfig, PackedSamples, StepLoader, layout_for  # noqa: E402
 

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "trainer"))
-from corpus import write_corpus  # noqa: E402
+from trainer_corpus import write_corpus  # noqa: E402
 
 WARMUP = 2
 

@@ -5,7 +5,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from corpus import write_corpus  # noqa: E402
+from trainer_corpus import write_corpus  # noqa: E402
 
 
 @pytest.fixture(scope="session")
