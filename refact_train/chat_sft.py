@@ -12,9 +12,8 @@ from typing import Any
 
 import numpy as np
 
+from data_pipeline.chat import ROLE_TAGS  # one definition of the release's chat format
 from refact_train.data import epoch_order
-
-ROLE_TAGS = {"system": "SYSTEM", "user": "USER", "assistant": "ASSISTANT"}
 
 
 def encode_chat(messages: list[dict], tokenizer: Any) -> tuple[list[int], list[bool]]:

@@ -61,8 +61,12 @@ def test_memory_hog_is_capped(sandbox):
 
 
 def test_write_outside_the_temp_dir_is_refused(sandbox):
-    # A root-owned directory outside every tmp (pytest's tmp_path is under /tmp, which the sandbox covers).
-    target = Path(__file__).resolve().parent / f"escaped-{os.getpid()}.txt"
+    # A root-owned directory outside every tmp (pytest's tmp_path is under /tmp, which the sandbox covers; so may be
+    # the checkout itself, e.g. a CI clone under /tmp, which the sandbox's private /tmp would hide).
+    private = ("/tmp", "/var/tmp", "/dev/shm", "/run/lock")
+    here = Path(__file__).resolve().parent
+    folder = here if not str(here).startswith(private) else Path("/var/lib")
+    target = folder / f"escaped-{os.getpid()}.txt"
     try:
         result = sandbox.run(f"open({str(target)!r}, 'w').write('x')\n")
         assert not result.passed and "PermissionError" in result.stderr

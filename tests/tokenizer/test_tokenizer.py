@@ -97,3 +97,17 @@ def test_load_vocab_and_merges(tok, tmp_path):
 def test_missing_tokenizer_names_path(tmp_path):
     with pytest.raises(FileNotFoundError, match=str(tmp_path)):
         load_tokenizer(tmp_path)
+
+
+def test_chat_prompt_matches_the_sft_encoding_of_the_same_turns(tok):
+    """The prompt refact-generate / refact-eval build is the prefix that chat SFT trains the answer after."""
+    from data_pipeline.chat import chat_prompt_ids
+    from refact_train.chat_sft import encode_chat
+
+    turns = [{"role": "system", "content": "You are a programming assistant"},
+             {"role": "user", "content": "Reverse a string (in Python)"}]
+    prompt = chat_prompt_ids(tok, turns)
+    ids, mask = encode_chat(turns + [{"role": "assistant", "content": "return s[::-1]"}], tok)
+    assert ids[: len(prompt)] == prompt
+    assert not any(mask[: len(prompt)]) and all(mask[len(prompt):])
+    assert prompt.count(tok.empty_output_id) == 3
