@@ -14,6 +14,19 @@ from typing import Any
 EXAMPLES_PER_REASON = 5  # how many paths a reason keeps as examples: enough to audit, small enough to read
 
 
+def stats_key(reason: str) -> str:
+    """The counter a drop reason is summed under: `off_topic:0.12` counts as `off_topic` (one key, not one per score);
+    `not_english:de` stays as it is. The full reason is kept in DIR/dropped/."""
+    head, sep, tail = reason.partition(":")
+    if sep:
+        try:
+            float(tail)
+        except ValueError:
+            return reason
+        return head
+    return reason
+
+
 @dataclass
 class UnitStats:
     """Counters of one unit of work (usually one shard) of one stage step."""
@@ -36,6 +49,7 @@ class UnitStats:
         self.bytes_kept += nbytes
 
     def add_dropped(self, reason: str, nbytes: int, example: str | None) -> None:
+        reason = stats_key(reason)
         self.dropped[reason] = self.dropped.get(reason, 0) + 1
         self.dropped_bytes[reason] = self.dropped_bytes.get(reason, 0) + nbytes
         paths = self.examples.setdefault(reason, [])

@@ -110,3 +110,15 @@ def test_exact_dedup_across_shards_keeps_smallest_id(tmp_path):
     stats = json.loads(ctx.stats_path.read_text())
     assert stats["dropped"] == {"duplicate": 3}
     assert (stats["extra"]["duplicate_groups"], stats["extra"]["duplicates"]) == (2, 3)
+
+
+def test_numeric_drop_details_share_one_stats_key():
+    from data_pipeline.stats import UnitStats, stats_key
+
+    assert stats_key("off_topic:0.12") == "off_topic"
+    assert stats_key("not_english:de") == "not_english:de"
+    assert stats_key("near_duplicate_of:abc") == "near_duplicate_of:abc"
+    stats = UnitStats()
+    for score in ("0.10", "0.20", "0.33"):
+        stats.add_dropped(f"off_topic:{score}", 10, "a.md")
+    assert stats.dropped == {"off_topic": 3} and stats.dropped_bytes == {"off_topic": 30}
