@@ -35,8 +35,8 @@ def plot_run(run_dir: str | Path, out_dir: str | Path | None = None) -> list[Pat
     for key, label in PLOTS.items():
         pts = [(r["step"], r[key]) for r in rows if isinstance(r.get(key), (int, float))]
         fig, ax = plt.subplots(figsize=(6, 3.5))
-        if pts:
-            ax.plot(*zip(*pts))
+        if pts:  # dropout and lr change at steps: draw them as steps, not ramps
+            ax.plot(*zip(*pts), drawstyle="steps-post" if key in ("dropout", "lr") else "default")
         ax.set_xlabel("step")
         ax.set_ylabel(label)
         ax.set_title(f"{run_dir.name}: {label}")
