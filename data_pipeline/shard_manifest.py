@@ -24,6 +24,10 @@ class ManifestError(ValueError):
     """A token-shard directory that a reader cannot use as it is."""
 
 
+class MissingShardsError(ManifestError, FileNotFoundError):
+    """No manifest where token shards were expected (also a FileNotFoundError, for callers that catch those)."""
+
+
 @dataclass(frozen=True)
 class TokenizerInfo:
     sha256: str
@@ -67,7 +71,7 @@ def shards_dir(path: str | Path) -> Path:
         return p
     if (p / "shards" / "manifest.json").is_file():
         return p / "shards"
-    raise ManifestError(f"no token shards at {p}: expected {p}/shards/manifest.json or {p}/manifest.json; "
+    raise MissingShardsError(f"no token shards at {p}: expected {p}/shards/manifest.json or {p}/manifest.json; "
                         f"{REBUILD} with a tokenizer")
 
 

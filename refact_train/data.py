@@ -17,6 +17,8 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
+from data_pipeline.shards import shards_dir  # noqa: F401  (re-exported: run_setup imports it from here)
+
 SHARDS_FORMAT = "refact-shards/1"
 
 
@@ -35,18 +37,6 @@ class Batch:
     labels: torch.Tensor           # [B, L] int64
     loss_mask: torch.Tensor        # [B, L] bool; no loss where False
     sample_indices: list[int]      # global sample indices, for tests and debugging
-
-
-def shards_dir(path: str | Path) -> Path:
-    """`DIR/shards` for a pipeline output dir; `DIR` if it holds a manifest itself."""
-    p = Path(path)
-    if (p / "manifest.json").is_file():
-        return p
-    if (p / "shards" / "manifest.json").is_file():
-        return p / "shards"
-    raise FileNotFoundError(
-        f"no token shards under {p}: expected {p}/shards/manifest.json (run `refact-pipeline input=... output={p}` "
-        f"with a tokenizer first) or {p}/manifest.json")
 
 
 def read_manifest(path: str | Path) -> dict:
