@@ -35,8 +35,10 @@ def log(*args, **_):
 class Trainer:
     """One training run of a resolved config (a plain dict as `OmegaConf.to_container` gives)."""
 
-    def __init__(self, cfg: dict):
+    def __init__(self, cfg: dict, early_signals: list[int] | None = None):
         self.cfg = cfg
+        # Signals caught by `train()` while this object was being built (model load, backend set-up can take minutes).
+        self._early_signals = early_signals if early_signals is not None else []
         self.run_dir = Path(cfg["run_dir"])
         tcfg = cfg["train"]
         self.env = dist_env(tcfg.get("device", "auto"))
@@ -112,6 +114,8 @@ class Trainer:
             signal.signal(sig, h)
 
     def _stop_requested(self) -> bool:
+        if self.signal_received is None and self._early_signals:
+            self.signal_received = self._early_signals[0]
         flag = torch.tensor([1.0 if self.signal_received else 0.0], device=self.env.device)
         return bool(self.backend.all_reduce_sum(flag).item() > 0)
 
@@ -240,9 +244,20 @@ def train(cfg: dict) -> TrainerState:
     if cfg["train"].get("cpu_threads"):
         # On a busy CPU, OpenMP threads that spin against other processes can be 10x slower than one thread.
         torch.set_num_threads(int(cfg["train"]["cpu_threads"]))
-    trainer = Trainer(cfg)
+    # A preemption signal can come while the model and backend are still being set up: record it from the start,
+    # so the first step checkpoints and exits instead of the signal being lost (and the job never requeued).
+    early: list[int] = []
+    previous = {}
+    if cfg["checkpoint"].get("on_signal", True):
+        previous = {sig: signal.signal(sig, lambda signum, frame: early.append(signum))
+                    for sig in (signal.SIGTERM, signal.SIGUSR1)}
     try:
-        return trainer.run()
+        trainer = Trainer(cfg, early_signals=early)
+        try:
+            return trainer.run()
+        finally:
+            trainer.close()
     finally:
-        trainer.close()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
         torch.set_num_threads(threads)

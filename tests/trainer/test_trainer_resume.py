@@ -124,3 +124,24 @@ def test_preemption_signal_checkpoints_and_exits(corpus_dir, tmp_path, sig):
     ckpt = latest_valid(tmp_path / "checkpoints")
     assert ckpt is not None and read_trainer_state(ckpt).step == state.step
     assert signal.getsignal(sig) is not None  # the previous handler is back
+
+
+def test_signal_during_setup_is_not_lost(corpus_dir, tmp_path, monkeypatch):
+    """A preemption signal that arrives while the model is being built still checkpoints and exits after step 1."""
+    import refact_train.trainer as trainer_module
+    from refact_train.checkpoint import read_trainer_state
+
+    original = trainer_module.prepare_model
+
+    def prepare_then_signal(*args, **kwargs):
+        out = original(*args, **kwargs)
+        os.kill(os.getpid(), signal.SIGUSR1)  # before run() installs its own handler
+        return out
+
+    monkeypatch.setattr(trainer_module, "prepare_model", prepare_then_signal)
+    before = signal.getsignal(signal.SIGUSR1)
+    state = train_inprocess([f"data.path={corpus_dir}", f"run_dir={tmp_path}", "train.max_steps=50",
+                             "checkpoint.every=1000"])
+    assert state.step == 1
+    assert read_trainer_state(latest_valid(tmp_path / "checkpoints")).step == 1
+    assert signal.getsignal(signal.SIGUSR1) == before
