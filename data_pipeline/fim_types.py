@@ -5,11 +5,12 @@ can use them without importing each other.
 """
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from typing import Any, Mapping
 
 import numpy as np
+
+from data_pipeline.config_check import config_from_dict
 
 MODES = ("pretrain", "finetune")
 SPM_VARIANTS = ("served", "paper")
@@ -58,11 +59,7 @@ class FimConfig:
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> "FimConfig":
         """Build from a config section (plain dict or OmegaConf), naming any key that is not a field."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"FimConfig: unknown key(s) {unknown}; valid keys are {sorted(known)}")
-        return cls(**{k: values[k] for k in values})
+        return config_from_dict(cls, values, "FimConfig")
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,6 @@ reach given token shares while keeping the total number of tokens.
 """
 from __future__ import annotations
 
-import dataclasses
 import math
 import warnings
 from dataclasses import dataclass, field
@@ -15,15 +14,9 @@ from typing import Any, Mapping
 
 import xxhash
 
+from data_pipeline.config_check import config_from_dict
+
 GROUP_BY = ("kind", "source")
-
-
-def config_from_dict(cls: type, values: Mapping[str, Any], where: str):
-    known = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(values) - known)
-    if unknown:
-        raise ValueError(f"{where}: unknown key(s) {unknown}; valid keys are {sorted(known)}")
-    return cls(**{k: values[k] for k in values})
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from data_pipeline.mixing import config_from_dict
+from data_pipeline.config_check import config_from_dict
 
 
 @dataclass(frozen=True)

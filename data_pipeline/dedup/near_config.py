@@ -6,11 +6,13 @@ turns into 25 bands x 10 rows. The YAML is `configs/pipeline/near_dedup/default.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Mapping
 
 import numpy as np
+
+from data_pipeline.config_check import config_from_dict
 
 HASHES = ("words", "xxh32", "sha1")
 SCHEMES = ("affine32", "legacy")
@@ -60,12 +62,7 @@ class NearDedupConfig:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any] | None) -> "NearDedupConfig":
-        data = dict(data or {})
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown near_dedup config key(s) {unknown}; valid keys: {sorted(known)}")
-        return cls(**data)
+        return config_from_dict(cls, data, "near_dedup")
 
     @property
     def band_rows(self) -> tuple[int, int]:

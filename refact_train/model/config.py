@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
+
+from data_pipeline.config_check import config_from_dict
 
 ATTENTION_BACKENDS = ("auto", "flash", "flex", "sdpa", "reference")
 
@@ -53,11 +55,7 @@ class RefactConfig:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> "RefactConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"model config: unknown keys {unknown}; known keys are {sorted(known)}")
-        return cls(**values)
+        return config_from_dict(cls, values, "model config")
 
 
 def load_model_config(name_or_path: str | Path, **overrides: Any) -> RefactConfig:

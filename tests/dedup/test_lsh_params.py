@@ -27,5 +27,5 @@ def test_explicit_bands_and_bad_config():
         NearDedupConfig(bands=32)
     with pytest.raises(ValueError, match="exceeds num_perm"):
         NearDedupConfig(bands=30, rows=10)
-    with pytest.raises(ValueError, match="unknown near_dedup config key.*'treshold'"):
+    with pytest.raises(ValueError, match="near_dedup: unknown key.*'treshold'"):
         NearDedupConfig.from_dict({"treshold": 0.8})

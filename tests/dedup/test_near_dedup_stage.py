@@ -80,5 +80,5 @@ def test_array_tasks_and_partitions_give_the_same_result(tmp_path):
 
 
 def test_unknown_config_key_stops_before_work():
-    with pytest.raises(ValueError, match="unknown near_dedup config key.*'num_perms'"):
+    with pytest.raises(ValueError, match="near_dedup: unknown key.*'num_perms'"):
         build_stage({"num_perms": 128})
