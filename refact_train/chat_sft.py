@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from data_pipeline.chat import ROLE_TAGS  # one definition of the release's chat format
-from refact_train.data import epoch_order
+from refact_train.data import sample_at
 
 
 def encode_chat(messages: list[dict], tokenizer: Any) -> tuple[list[int], list[bool]]:
@@ -59,7 +59,7 @@ class ChatSamples:
 
     def __getitem__(self, g: int) -> tuple[np.ndarray, np.ndarray]:
         epoch, pos = divmod(int(g), self.n_samples)
-        ids, mask = self.conversations[int(epoch_order(self.seed, epoch, self.n_samples)[pos])]
+        ids, mask = self.conversations[sample_at(self.seed, epoch, self.n_samples, pos)]
         n = self.seq_len + 1
         tokens = np.full(n, self.pad_id, dtype=np.int64)
         loss_mask = np.zeros(n, dtype=bool)

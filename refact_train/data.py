@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from functools import lru_cache
 from pathlib import Path
 from typing import Any, Callable
 
@@ -18,6 +17,7 @@ import numpy as np
 import torch
 
 from data_pipeline.shards import shards_dir  # noqa: F401  (re-exported: run_setup imports it from here)
+from refact_train.permutation import epoch_permutation
 
 SHARDS_FORMAT = "refact-shards/1"
 
@@ -88,13 +88,15 @@ class TokenStream:
         return out
 
 
-@lru_cache(maxsize=2)
-def epoch_order(seed: int, epoch: int, n_samples: int) -> np.ndarray:
-    """The sample order of one epoch: a permutation drawn from (seed, epoch) only.
+def sample_at(seed: int, epoch: int, n_samples: int, pos: int) -> int:
+    """The window read at position `pos` of an epoch: a permutation drawn from (seed, epoch) only, computed per
+    index in O(1) memory (refact_train/permutation.py)."""
+    return epoch_permutation(seed, epoch, n_samples).at(pos)
 
-    Held in memory: 4 bytes per sample (1.2T tokens at 4096 context: 1.2 GB per process)."""
-    order = np.random.default_rng([seed, epoch, 0x5EED]).permutation(n_samples)
-    return order.astype(np.uint32) if n_samples < 2 ** 32 else order
+
+def epoch_order(seed: int, epoch: int, n_samples: int) -> np.ndarray:
+    """The whole order of one epoch as an array (for tests and inspection; the loaders use `sample_at`)."""
+    return epoch_permutation(seed, epoch, n_samples)(np.arange(n_samples))
 
 
 class PackedSamples:
@@ -127,7 +129,7 @@ class PackedSamples:
 
     def __getitem__(self, g: int) -> tuple[np.ndarray, np.ndarray]:
         epoch, pos = divmod(int(g), self.n_samples)
-        k = int(epoch_order(self.cfg.seed, epoch, self.n_samples)[pos])
+        k = sample_at(self.cfg.seed, epoch, self.n_samples, pos)
         L = self.cfg.seq_len
         tokens = self.stream.read(k * L, L + 1)
         if self._fim is not None:
