@@ -1,6 +1,6 @@
 """Package list for setuptools (metadata lives in pyproject.toml).
 
-configs/ sits at the top of the repository, as DESIGN.md lays out, and is installed as the package
+configs/ sits at the top of the repository, as docs/design.md lays out, and is installed as the package
 `refact_train.configs` so that the console scripts find their Hydra configs from any working directory,
 with an editable install or a plain one.
 """

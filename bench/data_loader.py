@@ -1,6 +1,6 @@
 """Data loader throughput (packed windows + context-level FIM) in tokens/s on ONE core, against what the trainer
 consumes: the tiny model trained on this machine, and the release's 1.6B on an A5000 (about 7,750 tokens/s per GPU,
-REFACT-1.6B.md). Target: >= 200k tokens/s per core.
+docs/refact_1_6b.md). Target: >= 200k tokens/s per core.
 
 python bench/data_loader.py [--seq-len 2048] [--seconds 10]
 """

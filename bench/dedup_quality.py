@@ -21,12 +21,12 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
+from scipy import sparse
 
-from data_pipeline.dedup.minhash import MinHasher
-from data_pipeline.dedup.near_config import NearDedupConfig, collision_probability
-from data_pipeline.dedup.near_dedup import build_stage
+from data_pipeline.dedup.minhash import MinHasher, collision_probability
+from data_pipeline.dedup.near_dedup import NearDedupConfig, build_stage
 from data_pipeline.records import Document, write_documents
-from data_pipeline.runner import run_stage
+from data_pipeline.executor import run_stage
 from data_pipeline.stage import StageContext
 
 # Target Jaccard of the planted copies. "margin": duplicates and non-duplicates at least 0.1 from the threshold
@@ -88,8 +88,6 @@ def build_planted(originals: int, copies_of: int, seed: int, levels: tuple[float
 
 def exact_jaccard_matrix(docs: list[Document], hasher: MinHasher) -> tuple[np.ndarray, np.ndarray]:
     """All-pairs exact Jaccard of shingle sets (dense, docs x docs) and which documents have shingles."""
-    from scipy import sparse  # bench-only dependency (comes with the scientific stack)
-
     vocab: dict[str, int] = {}
     rows, cols = [], []
     for i, doc in enumerate(docs):

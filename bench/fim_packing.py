@@ -25,10 +25,10 @@ os.environ.setdefault("RAYON_NUM_THREADS", "1")
 from data_pipeline.fim import FimConfig, apply_fim, fim_rng  # noqa: E402
 from data_pipeline.mixing import HoldoutConfig, MixtureConfig  # noqa: E402
 from data_pipeline.records import Document, write_documents  # noqa: E402
-from data_pipeline.shards import build_shards  # noqa: E402
+from data_pipeline.tokenization import build_shards  # noqa: E402
 from data_pipeline.tokenizer import train_bpe  # noqa: E402
 
-RELEASE_TOKENS_PER_GPU = 7750  # REFACT-1.6B.md: 1.2e12 tokens / 28 days / 64 GPUs
+RELEASE_TOKENS_PER_GPU = 7750  # docs/refact_1_6b.md: 1.2e12 tokens / 28 days / 64 GPUs
 
 
 def stdlib_texts(n: int) -> list[str]:

@@ -15,7 +15,8 @@ import torch
 from data_pipeline.tokenizer import train_bpe
 from evals.generation import BatchGenerator, GenerationConfig
 from evals.humaneval import load_problems
-from refact_train.model import RefactForCausalLM, load_model_config
+from refact_train.model import RefactForCausalLM
+from refact_train.models import load_model_config
 
 NO_STOP = [-1]  # an id no token has: every row runs the full --new tokens
 

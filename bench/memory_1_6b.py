@@ -17,7 +17,8 @@ CUDA_RESERVE = 1.5                  # CUDA context + allocator fragmentation, GB
 
 
 def model_shape():
-    from refact_train.model import RefactForCausalLM, load_model_config
+    from refact_train.model import RefactForCausalLM
+    from refact_train.models import load_model_config
     cfg = load_model_config("refact_1_6b")
     with torch.device("meta"):
         model = RefactForCausalLM(cfg)

@@ -27,7 +27,8 @@ def peak_flops() -> float:
 def run(backend: str, seq: int, micro_batch: int, steps: int, compile_model: bool) -> float:
     from lion_pytorch import Lion
 
-    from refact_train.model import RefactForCausalLM, load_model_config
+    from refact_train.model import RefactForCausalLM
+    from refact_train.models import load_model_config
 
     cfg = load_model_config("refact_1_6b", n_positions=seq, attention_backend=backend)
     torch.manual_seed(0)

@@ -23,7 +23,7 @@ import numpy as np
 from datasketch import MinHash
 
 from data_pipeline.dedup.minhash import HASH_FUNCTIONS, MinHasher, estimate_jaccard, jaccard, tokenize, xxh32_hash
-from data_pipeline.dedup.near_config import NearDedupConfig
+from data_pipeline.dedup.near_dedup import NearDedupConfig
 
 SEED = 42
 NUM_PERM = 256

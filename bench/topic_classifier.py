@@ -19,9 +19,11 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from data_pipeline.filters.topic import TopicFilter
-from data_pipeline.filters.topic_eval.dataset import read_examples
-from data_pipeline.filters.topic_eval.metrics import counts_at
 from refact_train.paths import config_dir
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tools/ lives at the repository root
+from tools.topic_eval.dataset import read_examples  # noqa: E402
+from tools.topic_eval.metrics import counts_at  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -49,7 +49,7 @@ def trainer_rate(data: Path, steps: int) -> float:
 def bare_rate(data: Path, steps: int) -> float:
     from lion_pytorch import Lion
 
-    from refact_train.build import build_model
+    from refact_train.models import build_model
     from refact_train.data import DataConfig, PackedSamples, StepLoader, layout_for
     from refact_train.tokenizer import load_tokenizer
     cfg = compose(overrides(data, Path(tempfile.mkdtemp()), steps))

@@ -8,6 +8,14 @@ from __future__ import annotations
 import sys
 from typing import Any
 
+from hydra import compose, initialize_config_dir
+from hydra.errors import HydraException
+from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from data_pipeline.paths import config_dir
+from data_pipeline.pipeline import PipelineError, run_pipeline
+
 USAGE = """usage: refact-pipeline input=PATH output=DIR [tokenizer=PATH | tokenizer.train=true] [key=value ...]
 
   input=PATH         a directory, git repository, JSONL or Parquet file, saved HF dataset (or [P1,P2])
@@ -30,11 +38,6 @@ def rewrite_overrides(argv: list[str]) -> list[str]:
 
 
 def compose_config(argv: list[str]) -> dict[str, Any]:
-    from hydra import compose, initialize_config_dir
-    from omegaconf import OmegaConf
-
-    from data_pipeline.paths import config_dir
-
     with initialize_config_dir(config_dir=config_dir(), version_base=None):
         cfg = compose(config_name="pipeline", overrides=rewrite_overrides(argv))
     missing = [k for k in ("input", "output") if OmegaConf.is_missing(cfg, k)]
@@ -44,11 +47,6 @@ def compose_config(argv: list[str]) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from hydra.errors import HydraException
-    from omegaconf.errors import OmegaConfBaseException
-
-    from data_pipeline.pipeline import PipelineError, run_pipeline
-
     argv = list(sys.argv[1:] if argv is None else argv)
     if any(a in ("-h", "--help", "help") for a in argv):
         print(USAGE)

@@ -1,4 +1,5 @@
-"""Fill-in-the-middle transforms: pure functions of (tokens or text, seeded rng, FimConfig, tokenizer).
+"""Fill-in-the-middle: the config, the two ways to cut a document, and the transforms, all pure functions of
+(tokens or text, seeded rng, FimConfig, tokenizer).
 
 Used by the trainer's data loader (`apply_fim` on every packed context) and by the evals (`format_fim_prompt`).
 
@@ -10,21 +11,183 @@ Sample layouts (p, m, s: the prefix, middle and suffix tokens; P, M, S the <fim_
 Each piece is tokenized on its own, so decoding p, m and s and joining them gives back the document exactly.
 Documents are cut as bytes-as-text (invalid UTF-8 bytes kept through "surrogateescape"), so even a context that
 starts or ends inside a multi-byte character round-trips.
+
+Cutting modes (`FimConfig.mode`):
+- "pretrain": the FIM paper (Bavarian et al. 2022) / BigCode Megatron `permute`: two uniform character positions,
+  each drawn from [0, len(text)] inclusive (Megatron's `np_rng.randint(low=0, high=len(contents) + 1, size=2)`),
+  so the prefix, the middle and the suffix can each be empty.
+- "finetune": the line-aware middles of the release's FIMv2 (docs/refact_1_6b.md). A row is picked with
+  probability proportional to its length, then one splitter cuts the middle:
+  "inside_row" two positions inside that row's content (p 0.05 in the release); "to_end_of_row" a random column
+  to the end of the row, line break excluded (p 0.5); "multi_row" a random column to the end of the block: the
+  middle stops before the first row, within `max_middle_rows`, that is blank or indented less than the starting
+  row, and without one spans 1..`max_middle_rows` rows (p 0.45); "empty_middle" (share `empty_middle_rate`) a
+  random cursor position and an empty middle, so that the model learns to answer <|endoftext|> at once. The
+  release's empty-middle splitter inserts a space or newline into the prefix; ours never edits the text, so
+  prefix + middle + suffix is always the document.
 """
 from __future__ import annotations
 
-from typing import Any, Sequence
+from bisect import bisect_right
+from dataclasses import dataclass
+from itertools import accumulate
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from data_pipeline.fim_finetune import split_lines
-from data_pipeline.fim_pretrain import split_chars
-from data_pipeline.fim_types import MODES, SPLITTERS, SPM_VARIANTS, FimConfig, FimSplit, fim_rng
+from data_pipeline.config_check import config_from_dict
 
-__all__ = [
-    "FimConfig", "FimSplit", "fim_rng", "split_text", "fim_tokens", "apply_fim", "format_fim_prompt",
-    "restore_document", "MODES", "SPLITTERS", "SPM_VARIANTS", "ORDERS",
-]
+MODES = ("pretrain", "finetune")
+SPM_VARIANTS = ("served", "paper")
+# FIMv2 splitters of the release's fine-tuning pipeline (docs/refact_1_6b.md), in the order of `splitter_probs`.
+SPLITTERS = ("inside_row", "to_end_of_row", "multi_row")
+
+
+@dataclass(frozen=True)
+class FimConfig:
+    """How documents become fill-in-the-middle samples (docs/fim_and_shards.md).
+
+    mode "pretrain": the FIM paper / BigCode Megatron, two uniform character positions per document.
+    mode "finetune": the release's FIMv2, line-aware middles; `splitter_probs` weighs `SPLITTERS`.
+    """
+
+    mode: str = "pretrain"
+    rate: float = 0.5  # probability that a document becomes a FIM sample (0.9 per file in the release's fine-tuning)
+    spm_rate: float = 0.5  # share of FIM samples in SPM order, the rest PSM
+    spm_variant: str = "served"  # "served": <fim_suffix>s<fim_prefix>p<fim_middle>m ; "paper": <fim_prefix><fim_suffix>s<fim_middle>pm
+    empty_middle_rate: float = 0.0  # finetune mode: share of FIM samples whose middle is empty
+    loss_on_sentinels: bool = True  # False: the loss mask is False on <fim_prefix>, <fim_suffix>, <fim_middle>
+    splitter_probs: tuple[float, float, float] = (0.05, 0.5, 0.45)  # inside_row, to_end_of_row, multi_row
+    max_middle_rows: int = 32  # multi_row: look this far for a blank line / smaller indent, else 1..this many rows
+
+    def __post_init__(self) -> None:
+        # Hydra hands lists; keep the dataclass hashable and comparable.
+        object.__setattr__(self, "splitter_probs", tuple(float(p) for p in self.splitter_probs))
+        problems = []
+        if self.mode not in MODES:
+            problems.append(f"mode must be one of {MODES}, got {self.mode!r}")
+        if self.spm_variant not in SPM_VARIANTS:
+            problems.append(f"spm_variant must be one of {SPM_VARIANTS}, got {self.spm_variant!r}")
+        for name in ("rate", "spm_rate", "empty_middle_rate"):
+            value = getattr(self, name)
+            if not 0.0 <= float(value) <= 1.0:
+                problems.append(f"{name} must be within [0, 1], got {value!r}")
+        probs = self.splitter_probs
+        if len(probs) != len(SPLITTERS) or any(p < 0 for p in probs) or sum(probs) <= 0:
+            problems.append(f"splitter_probs must be {len(SPLITTERS)} non-negative weights for {SPLITTERS}, "
+                            f"got {probs!r}")
+        if int(self.max_middle_rows) < 1:
+            problems.append(f"max_middle_rows must be >= 1, got {self.max_middle_rows!r}")
+        if problems:
+            raise ValueError("FimConfig: " + "; ".join(problems))
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> "FimConfig":
+        """Build from a config section (plain dict or OmegaConf), naming any key that is not a field."""
+        return config_from_dict(cls, values, "FimConfig")
+
+
+@dataclass(frozen=True)
+class FimSplit:
+    """One document cut in three; `prefix + middle + suffix` is the document, always."""
+
+    prefix: str
+    middle: str
+    suffix: str
+    kind: str = "chars"  # which splitter made it: "chars" (pretrain), a SPLITTERS name, or "empty_middle"
+
+    @property
+    def text(self) -> str:
+        return self.prefix + self.middle + self.suffix
+
+
+def fim_rng(seed: int, index: int) -> np.random.Generator:
+    """The random source of sample `index` under `seed`: the same pair always gives the same draws."""
+    if seed < 0 or index < 0:
+        raise ValueError(f"fim_rng: seed and index must be non-negative, got seed={seed}, index={index}")
+    return np.random.Generator(np.random.PCG64(np.random.SeedSequence([int(seed), int(index), 0xF1A])))
+
+
+# ---------- pretrain mode ----------
+
+def split_chars(text: str, rng: np.random.Generator) -> FimSplit:
+    lo, hi = sorted(int(x) for x in rng.integers(0, len(text) + 1, size=2))
+    return FimSplit(text[:lo], text[lo:hi], text[hi:], kind="chars")
+
+
+# ---------- finetune mode (FIMv2) ----------
+
+_LINE_BREAKS = "\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"  # what str.splitlines splits on
+
+
+def _content_len(line: str) -> int:
+    """Length of a row without its line break."""
+    if line.endswith("\r\n"):
+        return len(line) - 2
+    if line and line[-1] in _LINE_BREAKS:
+        return len(line) - 1
+    return len(line)
+
+
+def _indent(line: str) -> int:
+    return len(line) - len(line.lstrip(" \t"))
+
+
+def _is_blank(line: str) -> bool:
+    return line.strip() == ""
+
+
+def _pick_row(starts: list[int], n_rows: int, rng: np.random.Generator) -> int:
+    """Row drawn with probability proportional to its length (the release's softmax of log-lengths): the row that
+    holds a uniformly drawn character of the first `n_rows` rows."""
+    return bisect_right(starts, rng.random() * starts[n_rows], 0, n_rows) - 1
+
+
+def _pick_splitter(rng: np.random.Generator, cfg: FimConfig) -> str:
+    if rng.random() < cfg.empty_middle_rate:
+        return "empty_middle"
+    target = rng.random() * sum(cfg.splitter_probs)
+    for kind, cumulative in zip(SPLITTERS, accumulate(cfg.splitter_probs)):
+        if target < cumulative and cumulative > 0:
+            return kind
+    return next(k for k, p in zip(reversed(SPLITTERS), reversed(cfg.splitter_probs)) if p > 0)
+
+
+def _block_end(lines: list[str], row: int, n_rows: int, rng: np.random.Generator, max_rows: int) -> int:
+    """First row after the middle: a blank or less-indented row within reach, else 1..max_rows rows on."""
+    base = _indent(lines[row])
+    for k in range(row + 1, min(row + 1 + max_rows, n_rows)):
+        if _is_blank(lines[k]) or _indent(lines[k]) < base:
+            return k
+    return min(row + int(rng.integers(1, max_rows + 1)), n_rows)
+
+
+def split_lines(text: str, rng: np.random.Generator, cfg: FimConfig, cut_end: bool = False) -> FimSplit:
+    """FIMv2 split of one file. `cut_end`: the text stops mid-file, so its last row is partial and never ends a middle."""
+    kind = _pick_splitter(rng, cfg)
+    lines = text.splitlines(keepends=True)
+    n_rows = len(lines) - 1 if cut_end and len(lines) > 1 else len(lines)
+    if n_rows == 0:
+        return FimSplit(text, "", "", kind=kind)
+    starts = [0, *accumulate(map(len, lines))]
+    row = _pick_row(starts, n_rows, rng)
+    line, start = lines[row], starts[row]
+    content = _content_len(line)
+
+    if kind == "inside_row":
+        lo, hi = sorted(int(x) for x in rng.integers(0, content + 1, size=2))
+        begin, end = start + lo, start + hi
+    elif kind == "to_end_of_row":
+        begin, end = start + int(rng.integers(0, max(content, 1))), start + content
+    elif kind == "multi_row":
+        begin = start + int(rng.integers(0, max(content, 1)))
+        end = starts[_block_end(lines, row, n_rows, rng, cfg.max_middle_rows)]
+    else:  # empty_middle
+        begin = end = start + int(rng.integers(0, content + 1))
+    return FimSplit(text[:begin], text[begin:end], text[end:], kind=kind)
+
+
+# ---------- samples and prompts ----------
 
 ORDERS = ("psm", "spm")
 

@@ -100,9 +100,3 @@ def compute_weights(tokens_by_group: Mapping[str, int], cfg: MixtureConfig) -> t
     weights = {g: cfg.shares[g] / total_share * total / present[g] for g in present}
     weights.update({g: 0.0 for g in tokens_by_group if g not in present})
     return weights, missing
-
-
-def copies(doc_id: str, weight: float, seed: int) -> int:
-    """How many times a document goes into train: floor(weight), plus one more with probability frac(weight)."""
-    whole = math.floor(weight)
-    return whole + int(uniform_hash(seed, doc_id, "mixture") < weight - whole)

@@ -1,5 +1,6 @@
-"""The whole pipeline: validate everything, run the stages in order, publish DIR/documents and DIR/stats.json, and
-tokenize + pack into DIR/shards when a tokenizer is given or trained."""
+"""The whole pipeline: validate everything, run the stages of `stages.STAGES` in order, publish DIR/documents and
+DIR/stats.json after the last stage that makes documents, then run the stages that read them (tokenization: DIR/shards
+when a tokenizer is given or trained)."""
 from __future__ import annotations
 
 import json
@@ -8,16 +9,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from data_pipeline.runner import (STAGE_ORDER, StageUnavailable, build_stage, default_workers, link_or_copy,
-                                  run_stage, stage_enabled)
-from data_pipeline.sources.stage import InputError, validate_inputs
+from data_pipeline.atomic import write_json_atomic
+from data_pipeline.executor import default_workers, link_or_copy, run_stage
+from data_pipeline.sources.ingest import InputError, validate_inputs
 from data_pipeline.stage import Stage, StageContext
-from data_pipeline.stats import write_json_atomic
+from data_pipeline.stages import STAGE_ORDER, TURN_ON, build_stage, stage_section
 
 # Keys that say how to run, not what to produce: they may differ between a run and its resume.
 RUN_KEYS = ("stage", "step", "task", "n_tasks", "workers", "progress", "keep_intermediate", "tokenizer", "mixture",
             "holdout", "shards")
-TOKENIZE = "tokenize"
 
 
 class PipelineError(RuntimeError):
@@ -31,35 +31,33 @@ class PipelineReport:
     notes: list[str] = field(default_factory=list)
 
 
-def build_stages(cfg: dict[str, Any]) -> tuple[list[tuple[int, Stage]], dict[str, str]]:
-    """The enabled stages in order with their position, and the enabled ones whose module is not available."""
-    stages, unavailable = [], {}
+def build_stages(cfg: dict[str, Any]) -> list[tuple[int, Stage]]:
+    """The enabled stages in run order with their position in `STAGE_ORDER`."""
+    stages = []
     for index, name in enumerate(STAGE_ORDER):
-        if not stage_enabled(cfg, name):
+        section = stage_section(cfg, name)
+        if section is None:
             continue
         try:
-            stages.append((index, build_stage(name, cfg[name])))
-        except StageUnavailable as exc:
-            unavailable[name] = str(exc)
+            stages.append((index, build_stage(name, section)))
         except Exception as exc:  # whatever a stage's config check raises, it stops the run before any work
             raise PipelineError(f"config section {name!r}: {type(exc).__name__}: {exc}") from exc
-    return stages, unavailable
+    return stages
 
 
 def check_options(cfg: dict[str, Any], stage_names: list[str]) -> None:
     stage, task, n_tasks = cfg.get("stage", "all"), cfg.get("task"), cfg.get("n_tasks")
-    allowed = ["all", *stage_names, TOKENIZE]
+    if stage in TURN_ON and stage not in stage_names:
+        raise PipelineError(TURN_ON[stage])
+    allowed = ["all", *stage_names]
     if stage not in allowed:
         raise PipelineError(f"stage={stage!r} is not one of {allowed}")
-    if cfg.get("step") is not None and stage in ("all", TOKENIZE):
+    if cfg.get("step") is not None and stage == "all":
         raise PipelineError("step=NAME needs stage=NAME (the stage the step belongs to)")
     if (task is None) != (n_tasks is None):
         raise PipelineError("give task=i and n_tasks=N together (SLURM array task i of N)")
     if task is not None and not (0 <= int(task) < int(n_tasks)):
         raise PipelineError(f"task={task} must be within [0, n_tasks={n_tasks})")
-    tok = cfg.get("tokenizer") or {}
-    if stage == TOKENIZE and not (tok.get("path") or tok.get("train")):
-        raise PipelineError("stage=tokenize needs tokenizer=PATH or tokenizer.train=true")
 
 
 def content_config(cfg: dict[str, Any]) -> dict[str, Any]:
@@ -80,7 +78,7 @@ def check_same_config(root: Path, cfg: dict[str, Any]) -> None:
         write_json_atomic(snapshot, wanted)
 
 
-def prepare(cfg: dict[str, Any]) -> tuple[Path, list[tuple[int, Stage]], dict[str, str]]:
+def prepare(cfg: dict[str, Any]) -> tuple[Path, list[tuple[int, Stage]]]:
     """Everything that can be checked before any work."""
     if cfg.get("output") in (None, "", "???"):
         raise PipelineError("no output: pass output=DIR")
@@ -88,30 +86,31 @@ def prepare(cfg: dict[str, Any]) -> tuple[Path, list[tuple[int, Stage]], dict[st
         validate_inputs(cfg)
     except InputError as exc:
         raise PipelineError(str(exc)) from exc
-    stages, unavailable = build_stages(cfg)
+    stages = build_stages(cfg)
     check_options(cfg, [s.name for _, s in stages])
-    tok = cfg.get("tokenizer") or {}
-    if tok.get("path") and not Path(str(tok["path"])).exists():
-        raise PipelineError(f"tokenizer={tok['path']} does not exist")
     root = Path(str(cfg["output"])).expanduser().resolve()
     root.mkdir(parents=True, exist_ok=True)
     check_same_config(root, cfg)
-    return root, stages, unavailable
+    return root, stages
 
 
 def run_pipeline(cfg: dict[str, Any], log: Callable[[str], None] = print) -> PipelineReport:
-    root, stages, unavailable = prepare(cfg)
-    for name, why in unavailable.items():
-        log(f"[{name}] not run: {why}")
+    root, stages = prepare(cfg)
     selected = cfg.get("stage", "all")
     workers = int(cfg.get("workers") or default_workers())
     task = None if cfg.get("task") is None else int(cfg["task"])
     n_tasks = None if cfg.get("n_tasks") is None else int(cfg["n_tasks"])
     report = PipelineReport(complete=False)
+    document_stages = [(i, s) for i, s in stages if s.makes_documents]
     inputs: tuple[Path, ...] = ()
     previous: str | None = None
+    published = False
     for index, stage in stages:
-        ctx = StageContext(stage.name, index, root, inputs, dict(cfg.get(stage.name) or {}), cfg)
+        if not stage.makes_documents and not published:
+            inputs = tuple(publish_documents(root, list(inputs)))
+            report.stats = write_pipeline_stats(root, document_stages)
+            published = True
+        ctx = StageContext(stage.name, index, root, inputs, stage_section(cfg, stage.name) or {}, cfg)
         if selected in ("all", stage.name):
             if previous is not None and not _complete(root, stages, previous):
                 raise PipelineError(f"stage {stage.name!r} needs stage {previous!r} complete first; run stage={previous}")
@@ -120,25 +119,21 @@ def run_pipeline(cfg: dict[str, Any], log: Callable[[str], None] = print) -> Pip
             if not result.complete:
                 report.notes.append(f"{stage.name}: {result.note}")
                 return report
-            if not cfg.get("keep_intermediate", True) and task is None:
+            if not cfg.get("keep_intermediate", True) and task is None and stage.makes_documents:
                 remove_intermediate(root, stages, previous, ctx)
         elif not ctx.success_path.exists():
-            if selected in (TOKENIZE,) or _position(stages, selected) > index:
-                raise PipelineError(f"stage {selected!r} needs stage {stage.name!r} complete first; run stage={stage.name}")
-            break
-        inputs = tuple(stage.output_shards(ctx))
+            raise PipelineError(f"stage {selected!r} needs stage {stage.name!r} complete first; run stage={stage.name}")
+        if stage.makes_documents:
+            inputs = tuple(stage.output_shards(ctx))
+        else:
+            report.stats.update(stage.pipeline_stats(ctx))
+            write_json_atomic(root / "stats.json", report.stats)
         previous = stage.name
-    if selected not in ("all", TOKENIZE) and selected != stages[-1][1].name:
-        report.complete = True
-        return report
-    documents = publish_documents(root, list(inputs))
-    report.stats = write_pipeline_stats(root, stages, unavailable)
-    wants_tokens = bool((cfg.get("tokenizer") or {}).get("path") or (cfg.get("tokenizer") or {}).get("train"))
-    if wants_tokens and selected in ("all", TOKENIZE) and (task is None or task == 0):
-        from data_pipeline.tokenize_stage import run_tokenize
-
-        report.stats["shards"] = run_tokenize(root, documents, cfg, workers, log)
-        write_json_atomic(root / "stats.json", report.stats)
+        if selected == stage.name:
+            break
+    if not published and selected in ("all", document_stages[-1][1].name):
+        publish_documents(root, list(inputs))
+        report.stats = write_pipeline_stats(root, document_stages)
     report.complete = True
     return report
 
@@ -181,7 +176,7 @@ def publish_documents(root: Path, shards: list[Path]) -> list[Path]:
     return published
 
 
-def write_pipeline_stats(root: Path, stages: list[tuple[int, Stage]], unavailable: dict[str, str]) -> dict[str, Any]:
+def write_pipeline_stats(root: Path, stages: list[tuple[int, Stage]]) -> dict[str, Any]:
     per_stage = []
     for index, stage in stages:
         path = root / "stages" / f"{index:02d}_{stage.name}" / "stats.json"
@@ -192,7 +187,6 @@ def write_pipeline_stats(root: Path, stages: list[tuple[int, Stage]], unavailabl
         "output": {"documents": last["kept"], "bytes": last["bytes_kept"]},
         "dropped_total": sum(s["dropped_total"] for s in per_stage),
         "stages": per_stage,
-        "stages_not_run": unavailable,
     }
     for stage in per_stage:  # the duplicate clusters, where a reader of stats.json looks first
         if "duplicate_clusters" in stage["extra"]:

@@ -1,4 +1,4 @@
-"""The document record that every pipeline stage reads and writes (DESIGN.md, "Contracts between the parts").
+"""The document record that every pipeline stage reads and writes (docs/design.md).
 
 Stages exchange Parquet shards of these records; `datasets.load_dataset("parquet", data_files=...)` reads them.
 """

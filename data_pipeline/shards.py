@@ -1,244 +1,271 @@
-"""Documents -> token shards: hold out, tokenize in parallel, mix, pack (api.md, "Token shards").
+"""The token-shard format: the writer, the manifest and the validated reader (docs/fim_and_shards.md).
 
-`build_shards` runs in two passes:
-1. tokenize: worker processes (fork) turn units of the input Parquet shards (runs of row groups) into scratch token files
-   plus per-document metadata (token count, group, the hashes that decide holdout and mixture copies);
-2. pack: the main process picks the held-out documents (valid split, also written as document records under
-   `DIR/heldout/`), computes the mixture weights from the train token counts, and writes every train document
-   `copies` times, in a seeded shuffled order, then the valid documents, then the manifest (last: it marks the
-   build complete). Output goes to temporary directories renamed at the end, so a killed build leaves no
-   half-written `DIR/shards/`; a rerun with the same inputs and settings reuses the units pass 1 finished.
-Readers: `read_manifest`, `open_split`, `open_split_documents` (from `shard_manifest`, re-exported here).
+A shards directory (`DIR/shards/`) holds, per split, `<split>-NNNNN.bin` (raw token ids, each document followed by
+one EOT) and `<split>-NNNNN.idx.npy` (int64 document start offsets, length documents + 1, the last equal to the
+number of tokens), a copy of the tokenizer and, written last, `manifest.json`. A document never straddles two
+shards; every file is written under a temporary name and renamed (data_pipeline/atomic.py).
+
+`read_manifest` checks what a trainer would otherwise trip over later: the format tag, the dtype, every listed file,
+file sizes against token counts, index lengths against document counts, and (when the caller passes one) the
+tokenizer hash. Every error names the file and says how to fix it. `open_split` / `open_split_documents` give the
+memory maps; the trainer (refact_train/data.py) and the evals read shards only through them.
 """
 from __future__ import annotations
 
 import json
-import multiprocessing
-import os
-import shutil
-from dataclasses import asdict, dataclass
+from contextlib import ExitStack
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Mapping, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
-import pyarrow.parquet as pq
 from tqdm import tqdm
 
-from data_pipeline.mixing import HoldoutConfig, MixtureConfig, compute_weights, holdout_score, uniform_hash
-from data_pipeline.packing import ShardConfig, ShardInfo, ShardWriter
-from data_pipeline.records import Document, write_documents
-from data_pipeline.shard_manifest import (FORMAT, Manifest, ManifestError, TokenizerInfo, open_split,
-                                          open_split_documents, read_manifest, shards_dir, write_manifest)
+from data_pipeline.atomic import atomic_path, write_text_atomic
+from data_pipeline.config_check import config_from_dict
 
-__all__ = ["build_shards", "write_shards", "read_manifest", "open_split", "open_split_documents", "shards_dir", "Manifest",
-           "ManifestError", "MixtureConfig", "HoldoutConfig", "ShardConfig", "FORMAT"]
-
-UNIT_ROWS = 50_000  # documents per tokenize unit: row groups are merged up to this many rows
-ENCODE_BATCH = 256
+FORMAT = "refact-shards/1"
+DTYPES = ("uint16", "uint32")
+REBUILD = "rebuild the shards with `refact-pipeline` (stage=tokenize)"
 
 
 @dataclass(frozen=True)
-class _Unit:
-    index: int
-    path: str
-    row_groups: tuple[int, ...]
+class ShardConfig:
+    max_tokens_per_shard: int = 1 << 28  # 512 MiB per file at uint16; a longer document gets a shard of its own
+    shuffle: bool = True  # shuffle the train documents (mixture.seed): repeats and kinds spread through the stream
+
+    def __post_init__(self) -> None:
+        if self.max_tokens_per_shard < 1:
+            raise ValueError(f"shards.max_tokens_per_shard must be >= 1, got {self.max_tokens_per_shard}")
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> "ShardConfig":
+        return config_from_dict(cls, values, "shards")
 
 
 @dataclass(frozen=True)
-class _Job:
-    unit: _Unit
-    tokenizer_file: str
-    work_dir: str
-    by: str
-    mixture_seed: int
-    holdout: HoldoutConfig
+class ShardInfo:
+    file: str
+    index: str
+    tokens: int
+    documents: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {"file": self.file, "index": self.index, "tokens": self.tokens, "documents": self.documents}
 
 
-def _units(document_files: Sequence[str | Path]) -> list[_Unit]:
-    units: list[_Unit] = []
-    for path in document_files:
-        if not Path(path).is_file():
-            raise FileNotFoundError(f"build_shards: input document shard {path} does not exist")
-        meta = pq.ParquetFile(str(path)).metadata
-        run: list[int] = []
-        rows = 0
-        for rg in range(meta.num_row_groups):
-            run.append(rg)
-            rows += meta.row_group(rg).num_rows
-            if rows >= UNIT_ROWS:
-                units.append(_Unit(len(units), str(path), tuple(run)))
-                run, rows = [], 0
-        if run or meta.num_row_groups == 0:
-            units.append(_Unit(len(units), str(path), tuple(run)))
-    return units
+class ShardWriter:
+    """Appends documents to `<split>-NNNNN.bin` files of at most `max_tokens` tokens each."""
+
+    def __init__(self, directory: str | Path, split: str, dtype: Any, eot_id: int, max_tokens: int):
+        self.directory = Path(directory)
+        self.split = split
+        self.dtype = np.dtype(dtype)
+        self.eot_id = eot_id
+        self.max_tokens = max_tokens
+        self.shards: list[ShardInfo] = []
+        self._file = None
+        self._pending = ExitStack()
+        self._offsets: list[int] = []
+        self._tokens = 0
+        self._eot = np.array([eot_id], dtype=self.dtype)
+        self.directory.mkdir(parents=True, exist_ok=True)
+
+    def _name(self, suffix: str) -> str:
+        return f"{self.split}-{len(self.shards):05d}{suffix}"
+
+    def _open(self) -> None:
+        self._pending = ExitStack()  # closing it renames the finished .bin into place
+        self._file = open(self._pending.enter_context(atomic_path(self.directory / self._name(".bin"))), "wb")
+        self._offsets, self._tokens = [], 0
+
+    def _finish(self) -> None:
+        if self._file is None:
+            return
+        self._file.close()
+        self._file = None
+        bin_name, idx_name = self._name(".bin"), self._name(".idx.npy")
+        offsets = np.asarray([*self._offsets, self._tokens], dtype=np.int64)
+        with atomic_path(self.directory / idx_name) as tmp, open(tmp, "wb") as f:
+            np.save(f, offsets)
+        self._pending.close()
+        self.shards.append(ShardInfo(bin_name, idx_name, self._tokens, len(self._offsets)))
+
+    def add(self, tokens: np.ndarray) -> None:
+        """One document's tokens, without EOT; the writer appends the EOT."""
+        n = len(tokens) + 1
+        if self._file is not None and self._offsets and self._tokens + n > self.max_tokens:
+            self._finish()
+        if self._file is None:
+            self._open()
+        self._offsets.append(self._tokens)
+        self._file.write(np.asarray(tokens, dtype=self.dtype).tobytes())
+        self._file.write(self._eot.tobytes())
+        self._tokens += n
+
+    def close(self) -> list[ShardInfo]:
+        self._finish()
+        return list(self.shards)
+
+    @property
+    def documents(self) -> int:
+        return sum(s.documents for s in self.shards) + len(self._offsets)
+
+    @property
+    def tokens(self) -> int:
+        return sum(s.tokens for s in self.shards) + self._tokens
 
 
-def _read_unit(unit: _Unit) -> Iterable[Document]:
-    if not unit.row_groups:
-        return
-    pf = pq.ParquetFile(unit.path)
-    for batch in pf.iter_batches(batch_size=ENCODE_BATCH, row_groups=list(unit.row_groups)):
-        for row in batch.to_pylist():
-            yield Document.from_row(row)
+class ManifestError(ValueError):
+    """A token-shard directory that a reader cannot use as it is."""
 
 
-_TOKENIZERS: dict[str, Any] = {}
+class MissingShardsError(ManifestError, FileNotFoundError):
+    """No manifest where token shards were expected (also a FileNotFoundError, for callers that catch those)."""
 
 
-def _tokenizer(path: str) -> Any:
-    if path not in _TOKENIZERS:
-        from data_pipeline.tokenizer import load_tokenizer
-
-        _TOKENIZERS[path] = load_tokenizer(path)
-    return _TOKENIZERS[path]
-
-
-def _tokenize_unit(job: _Job) -> dict[str, Any]:
-    """Pass 1 for one unit: `<work>/unit-NNNNN.bin` (tokens, no EOT), `.npz` (per-document metadata) and, last,
-    `.json` (its completion marker: a rerun after an interruption skips the unit)."""
-    base = Path(job.work_dir) / f"unit-{job.unit.index:05d}"
-    marker = Path(f"{base}.json")
-    if marker.is_file():
-        return json.loads(marker.read_text())
-    tok = _tokenizer(job.tokenizer_file)
-    groups: dict[str, int] = {}
-    lengths, group_ids, mix_u, hold_u, eligible = [], [], [], [], []
-    batch: list[Document] = []
-
-    def flush(f) -> None:
-        for doc, ids in zip(batch, tok.encode_batch([d.text for d in batch])):
-            f.write(np.asarray(ids, dtype=tok.token_dtype).tobytes())
-            lengths.append(len(ids))
-            key = doc.kind if job.by == "kind" else doc.source
-            group_ids.append(groups.setdefault(key, len(groups)))
-            mix_u.append(uniform_hash(job.mixture_seed, doc.id, "mixture"))
-            hold_u.append(holdout_score(doc.id, job.holdout))
-            eligible.append(doc.kind in job.holdout.kinds)
-        batch.clear()
-
-    with open(f"{base}.bin", "wb") as f:
-        for doc in _read_unit(job.unit):
-            batch.append(doc)
-            if len(batch) >= ENCODE_BATCH:
-                flush(f)
-        flush(f)
-    np.savez(f"{base}.npz", lengths=np.asarray(lengths, dtype=np.int64), group=np.asarray(group_ids, dtype=np.int32),
-             mix_u=np.asarray(mix_u, dtype=np.float64), hold_u=np.asarray(hold_u, dtype=np.float64),
-             eligible=np.asarray(eligible, dtype=bool))
-    result = {"index": job.unit.index, "groups": list(groups), "documents": len(lengths)}
-    Path(f"{base}.json.tmp").write_text(json.dumps(result))
-    os.replace(f"{base}.json.tmp", marker)
-    return result
+@dataclass(frozen=True)
+class TokenizerInfo:
+    sha256: str
+    vocab_size: int
+    padded_vocab_size: int
+    file: str = "tokenizer.json"
 
 
-def _run_pass1(jobs: list[_Job], workers: int, progress: bool) -> list[dict[str, Any]]:
-    results: list[dict[str, Any]] = []
-    bar = tqdm(total=len(jobs), desc="tokenize", unit="unit", disable=not progress)
-    if workers <= 1 or len(jobs) <= 1:
-        for job in jobs:
-            results.append(_tokenize_unit(job))
-            bar.update()
-    else:
-        # fork, as the pipeline runner does: no re-import of the caller's __main__ (a script without a main guard
-        # would otherwise recurse). The processes are the parallelism: the workers' tokenizers run single-threaded,
-        # and setting this before the fork also keeps HF tokenizers from warning about it.
-        previous = os.environ.get("TOKENIZERS_PARALLELISM")
-        os.environ["TOKENIZERS_PARALLELISM"] = "false"
-        try:
-            with multiprocessing.get_context("fork").Pool(min(workers, len(jobs))) as pool:
-                for result in pool.imap_unordered(_tokenize_unit, jobs):
-                    results.append(result)
-                    bar.update()
-        finally:
-            if previous is None:
-                os.environ.pop("TOKENIZERS_PARALLELISM", None)
-            else:
-                os.environ["TOKENIZERS_PARALLELISM"] = previous
-    bar.close()
-    return sorted(results, key=lambda r: r["index"])
+@dataclass(frozen=True)
+class Manifest:
+    directory: Path  # the shards directory (DIR/shards)
+    tokenizer: TokenizerInfo
+    dtype: str
+    eot_id: int
+    mixture: dict[str, Any]
+    splits: dict[str, list[ShardInfo]]
+    counts: dict[str, dict[str, int]]
+    extra: dict[str, Any]  # further keys (inputs, holdout, shards settings)
+
+    @property
+    def tokenizer_path(self) -> Path:
+        return self.directory / self.tokenizer.file
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "format": FORMAT,
+            "tokenizer": dict(vars(self.tokenizer)),
+            "dtype": self.dtype,
+            "eot_id": self.eot_id,
+            "mixture": self.mixture,
+            "splits": {name: [s.to_json() for s in shards] for name, shards in self.splits.items()},
+            "counts": self.counts,
+            **self.extra,
+        }
 
 
-@dataclass
-class _UnitData:
-    tokens: np.ndarray  # memmap of the unit's tokens
-    starts: np.ndarray  # document start offsets (length documents + 1)
-    group: np.ndarray  # global group index per document
-    mix_u: np.ndarray  # uniform hash that decides a fractional mixture copy
-    hold_u: np.ndarray  # uniform hash that decides holdout
-    eligible: np.ndarray  # bool: the document's kind may be held out
-    heldout: np.ndarray  # bool per document, set by _select_heldout
+def shards_dir(path: str | Path) -> Path:
+    """`DIR/shards` for a pipeline output directory, or `path` itself when it holds the manifest."""
+    p = Path(path)
+    if (p / "manifest.json").is_file():
+        return p
+    if (p / "shards" / "manifest.json").is_file():
+        return p / "shards"
+    raise MissingShardsError(f"no token shards at {p}: expected {p}/shards/manifest.json or {p}/manifest.json; "
+                        f"{REBUILD} with a tokenizer")
 
 
-def _load_units(work: Path, results: list[dict[str, Any]], dtype: Any,
-                names: list[str]) -> list[_UnitData]:
-    data = []
-    for r in results:
-        base = work / f"unit-{r['index']:05d}"
-        meta = np.load(f"{base}.npz")
-        remap = np.asarray([names.index(g) for g in r["groups"]] or [0], dtype=np.int32)
-        lengths = meta["lengths"]
-        starts = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
-        tokens = (np.memmap(f"{base}.bin", dtype=dtype, mode="r", shape=(int(starts[-1]),))
-                  if starts[-1] > 0 else np.empty(0, dtype=dtype))
-        data.append(_UnitData(tokens, starts, remap[meta["group"]], meta["mix_u"], meta["hold_u"], meta["eligible"],
-                              np.zeros(len(lengths), dtype=bool)))
-    return data
+def _parse(directory: Path, raw: dict[str, Any]) -> Manifest:
+    where = directory / "manifest.json"
+    if raw.get("format") != FORMAT:
+        raise ManifestError(f"{where}: format {raw.get('format')!r}, expected {FORMAT!r}; {REBUILD}")
+    if raw.get("dtype") not in DTYPES:
+        raise ManifestError(f"{where}: dtype {raw.get('dtype')!r} is not one of {DTYPES}; {REBUILD}")
+    try:
+        tok = TokenizerInfo(**raw["tokenizer"])
+        splits = {name: [ShardInfo(**s) for s in shards] for name, shards in raw["splits"].items()}
+        known = {"format", "tokenizer", "dtype", "eot_id", "mixture", "splits", "counts"}
+        manifest = Manifest(directory, tok, raw["dtype"], int(raw["eot_id"]), raw.get("mixture", {}), splits,
+                            raw["counts"], {k: v for k, v in raw.items() if k not in known})
+    except (KeyError, TypeError) as err:
+        raise ManifestError(f"{where}: malformed ({type(err).__name__}: {err}); {REBUILD}") from None
+    if np.iinfo(np.dtype(manifest.dtype)).max < tok.vocab_size - 1:
+        raise ManifestError(f"{where}: dtype {manifest.dtype} cannot hold the ids of a {tok.vocab_size}-entry "
+                            f"vocabulary; {REBUILD}")
+    return manifest
 
 
-def _select_heldout(units: list[_UnitData], cfg: HoldoutConfig) -> None:
-    """Mark held-out documents: score below the fraction, kind eligible, then the smallest scores up to the cap."""
-    cands = [(float(u.hold_u[i]), k, i) for k, u in enumerate(units)
-             for i in np.flatnonzero((u.hold_u < cfg.fraction) & u.eligible).tolist()]
-    cands.sort()
-    if cfg.max_documents is not None:
-        cands = cands[:cfg.max_documents]
-    for _, k, i in cands:
-        units[k].heldout[i] = True
+def _check_files(manifest: Manifest, check_index: bool) -> None:
+    d = manifest.directory
+    itemsize = np.dtype(manifest.dtype).itemsize
+    if not manifest.tokenizer_path.is_file():
+        raise ManifestError(f"{manifest.tokenizer_path}: the tokenizer copy named by {d}/manifest.json is missing; "
+                            f"{REBUILD}")
+    for split, shards in manifest.splits.items():
+        tokens = documents = 0
+        for s in shards:
+            for name in (s.file, s.index):
+                if not (d / name).is_file():
+                    raise ManifestError(f"{d / name}: missing (listed in {d}/manifest.json, split {split!r}); {REBUILD}")
+            size = (d / s.file).stat().st_size
+            if size != s.tokens * itemsize:
+                raise ManifestError(f"{d / s.file}: {size} bytes, the manifest says {s.tokens} tokens of "
+                                    f"{manifest.dtype} ({s.tokens * itemsize} bytes): wrong dtype or a truncated "
+                                    f"file; {REBUILD}")
+            if check_index:
+                index = np.load(d / s.index, mmap_mode="r")
+                if len(index) != s.documents + 1 or int(index[0]) != 0 or int(index[-1]) != s.tokens:
+                    raise ManifestError(f"{d / s.index}: {len(index)} offsets (expected documents+1 = "
+                                        f"{s.documents + 1}, from 0 to {s.tokens}); {REBUILD}")
+            tokens += s.tokens
+            documents += s.documents
+        counted = manifest.counts.get(split, {})
+        if counted.get("tokens") != tokens or counted.get("documents") != documents:
+            raise ManifestError(f"{d}/manifest.json: counts[{split!r}] = {counted} but its shards hold {tokens} "
+                                f"tokens in {documents} documents; {REBUILD}")
 
 
-def _write_heldout_records(units: list[_Unit], data: list[_UnitData], out: Path) -> int:
-    written = 0
-    for unit, d in zip(units, data):
-        if not d.heldout.any():
-            continue
-        keep = [doc for doc, held in zip(_read_unit(unit), d.heldout) if held]
-        written += write_documents(out / f"heldout-{unit.index:05d}.parquet", keep)
-    return written
+def read_manifest(path: str | Path, tokenizer_sha256: str | None = None, check_index: bool = True) -> Manifest:
+    """Read and validate the manifest of `path` (a pipeline output dir or its `shards/` dir).
+
+    `tokenizer_sha256`: the hash of the tokenizer the caller will use (`tok.sha256`); a mismatch is an error.
+    """
+    directory = shards_dir(path)
+    try:
+        raw = json.loads((directory / "manifest.json").read_text())
+    except json.JSONDecodeError as err:
+        raise ManifestError(f"{directory}/manifest.json: not JSON ({err}); {REBUILD}") from None
+    manifest = _parse(directory, raw)
+    if tokenizer_sha256 is not None and tokenizer_sha256 != manifest.tokenizer.sha256:
+        raise ManifestError(f"{directory}/manifest.json: shards were tokenized with tokenizer sha256 "
+                            f"{manifest.tokenizer.sha256}, the given tokenizer is {tokenizer_sha256}; use "
+                            f"{manifest.tokenizer_path} (tokenizer=PATH) or rebuild the shards with your tokenizer")
+    _check_files(manifest, check_index)
+    return manifest
 
 
-def _prepare_work_dir(work: Path, tokenizer: Any, units: list[_Unit], mixture: MixtureConfig,
-                      holdout: HoldoutConfig) -> None:
-    """Keep the scratch of an interrupted build when it was made from the same inputs and settings, else start over."""
-    settings = {"tokenizer": tokenizer.sha256, "by": mixture.by, "mixture_seed": mixture.seed,
-                "holdout": {**asdict(holdout), "kinds": list(holdout.kinds)},
-                "units": [[u.path, list(u.row_groups), Path(u.path).stat().st_size, Path(u.path).stat().st_mtime_ns]
-                          for u in units]}
-    marker = work / "settings.json"
-    if marker.is_file() and json.loads(marker.read_text()) == settings:
-        return
-    shutil.rmtree(work, ignore_errors=True)
-    work.mkdir(parents=True)
-    tokenizer.save(work / "tokenizer")
-    marker.write_text(json.dumps(settings))
+def write_manifest(manifest: Manifest) -> Path:
+    target = manifest.directory / "manifest.json"
+    write_text_atomic(target, json.dumps(manifest.to_json(), indent=2, sort_keys=False) + "\n")
+    return target
 
 
-def _replace_dir(tmp: Path, final: Path) -> None:
-    if final.exists():
-        shutil.rmtree(final)
-    tmp.rename(final)
+def split_arrays(manifest: Manifest, split: str) -> list[np.memmap]:
+    """The non-empty shards of one split of a validated manifest, each a read-only memory map of token ids."""
+    if split not in manifest.splits:
+        raise ManifestError(f"{manifest.directory}/manifest.json: no split {split!r} (has {sorted(manifest.splits)})")
+    d = manifest.directory
+    return [np.memmap(d / s.file, dtype=manifest.dtype, mode="r", shape=(s.tokens,))
+            for s in manifest.splits[split] if s.tokens > 0]
 
 
-class _Counted:
-    """An iterable with a known length (for the progress bar) that is produced lazily."""
+def open_split(path: str | Path, split: str, tokenizer_sha256: str | None = None) -> list[np.memmap]:
+    """The shards of one split, each a read-only memory map of token ids (documents separated by EOT)."""
+    return split_arrays(read_manifest(path, tokenizer_sha256=tokenizer_sha256, check_index=False), split)
 
-    def __init__(self, items: Iterable[np.ndarray], n: int):
-        self.items, self.n = items, n
 
-    def __iter__(self) -> Iterator[np.ndarray]:
-        return iter(self.items)
-
-    def __len__(self) -> int:
-        return self.n
+def open_split_documents(path: str | Path, split: str) -> list[tuple[np.memmap, np.ndarray]]:
+    """(tokens, document start offsets) per shard of one split: document i is tokens[idx[i]:idx[i+1]] (EOT last)."""
+    manifest = read_manifest(path, check_index=True)
+    arrays = split_arrays(manifest, split)
+    indexes = [np.load(manifest.directory / s.index) for s in manifest.splits[split] if s.tokens > 0]
+    return list(zip(arrays, indexes))
 
 
 def write_shards(directory: str | Path, splits: Mapping[str, Iterable[Sequence[int] | np.ndarray]], tokenizer: Any,
@@ -271,88 +298,3 @@ def write_shards(directory: str | Path, splits: Mapping[str, Iterable[Sequence[i
     )
     write_manifest(manifest)
     return read_manifest(d, tokenizer_sha256=tokenizer.sha256)
-
-
-def _train_order(data: list[_UnitData], w: np.ndarray, mixture: MixtureConfig,
-                 shuffle: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(unit, document) of every train copy in stream order, and the train tokens per group after mixing."""
-    unit_of, doc_of = [np.empty(0, np.int64)], [np.empty(0, np.int64)]
-    after = np.zeros(len(w), dtype=np.int64)
-    for k, d in enumerate(data):
-        wd = w[d.group]
-        n_copies = np.floor(wd).astype(np.int64) + (d.mix_u < wd - np.floor(wd))
-        n_copies[d.heldout] = 0
-        np.add.at(after, d.group, n_copies * (np.diff(d.starts) + 1))
-        docs = np.repeat(np.arange(len(d.mix_u)), n_copies)
-        unit_of.append(np.full(len(docs), k, dtype=np.int64))
-        doc_of.append(docs)
-    units, docs = np.concatenate(unit_of), np.concatenate(doc_of)
-    if shuffle:
-        order = np.random.default_rng([mixture.seed, 0x5A4D]).permutation(len(docs))
-        units, docs = units[order], docs[order]
-    return units, docs, after
-
-
-def build_shards(document_files: Sequence[str | Path], out_dir: str | Path, tokenizer: Any,
-                 mixture_cfg: MixtureConfig | None = None, holdout_cfg: HoldoutConfig | None = None,
-                 workers: int = 1, shard_cfg: ShardConfig | None = None, progress: bool = True) -> Manifest:
-    """Tokenize and pack document shards into `out_dir/shards/` (+ held-out records in `out_dir/heldout/`).
-
-    `out_dir` is the pipeline's output directory. Returns the written, validated manifest.
-    """
-    mixture = mixture_cfg or MixtureConfig()
-    holdout = holdout_cfg or HoldoutConfig()
-    shard_cfg = shard_cfg or ShardConfig()
-    out = Path(out_dir)
-    shards_tmp, heldout_tmp, work = out / "shards.tmp", out / "heldout.tmp", out / "shards.work"
-    for d in (shards_tmp, heldout_tmp):
-        shutil.rmtree(d, ignore_errors=True)
-    units = _units(document_files)
-    _prepare_work_dir(work, tokenizer, units, mixture, holdout)
-    jobs = [_Job(u, str(work / "tokenizer" / "tokenizer.json"), str(work), mixture.by, mixture.seed, holdout)
-            for u in units]
-    results = _run_pass1(jobs, workers, progress)
-    names = sorted({g for r in results for g in r["groups"]})
-    data = _load_units(work, results, np.dtype(tokenizer.token_dtype), names)
-    _select_heldout(data, holdout)
-
-    # Mixture: weights from the train tokens per group (a document's tokens + its EOT), then copies per document.
-    before = np.zeros(len(names), dtype=np.int64)
-    for d in data:
-        np.add.at(before, d.group[~d.heldout], np.diff(d.starts)[~d.heldout] + 1)
-    weights, missing = compute_weights({g: int(t) for g, t in zip(names, before)}, mixture)
-    w = np.asarray([weights[g] for g in names] or [0.0])
-    unit_of, doc_of, after = _train_order(data, w, mixture, shard_cfg.shuffle)
-
-    def train_docs() -> Iterator[np.ndarray]:
-        for k, i in zip(unit_of.tolist(), doc_of.tolist()):
-            yield data[k].tokens[data[k].starts[i]:data[k].starts[i + 1]]
-
-    def valid_docs() -> Iterator[np.ndarray]:
-        for d in data:
-            for i in np.flatnonzero(d.heldout).tolist():
-                yield d.tokens[d.starts[i]:d.starts[i + 1]]
-
-    mixture_record = {
-        "weights": {g: weights[g] for g in names}, "by": mixture.by,
-        "tokens_before": {g: int(t) for g, t in zip(names, before)},
-        "tokens_after": {g: int(t) for g, t in zip(names, after)},
-        "requested": {"weights": dict(mixture.weights), "shares": dict(mixture.shares),
-                      "default_weight": mixture.default_weight},
-        "missing_groups": missing, "seed": mixture.seed}
-    n_heldout = _write_heldout_records(units, data, heldout_tmp)
-    extra = {"inputs": [str(p) for p in document_files], "documents_in": int(sum(len(d.mix_u) for d in data)),
-             "holdout": {**asdict(holdout), "kinds": list(holdout.kinds), "documents": n_heldout},
-             "shards": asdict(shard_cfg)}
-    n_valid = int(sum(d.heldout.sum() for d in data))
-    write_shards(shards_tmp, {"train": _Counted(train_docs(), len(doc_of)), "valid": _Counted(valid_docs(), n_valid)},
-                 tokenizer, mixture=mixture_record, extra=extra, max_tokens_per_shard=shard_cfg.max_tokens_per_shard,
-                 progress=progress)
-    del data  # release the memory maps before the scratch directory goes
-    _replace_dir(shards_tmp, out / "shards")
-    if heldout_tmp.exists():
-        _replace_dir(heldout_tmp, out / "heldout")
-    elif (out / "heldout").exists():
-        shutil.rmtree(out / "heldout")
-    shutil.rmtree(work, ignore_errors=True)
-    return read_manifest(out, tokenizer_sha256=tokenizer.sha256)

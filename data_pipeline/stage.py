@@ -1,9 +1,9 @@
 """The stage protocol: how a pipeline stage splits its work into units, writes its shards, stats and markers.
 
 A `Stage` is an ordered list of `Step`s. A step names its units of work (`units(ctx)`, e.g. one per input shard,
-one per LSH band) and does one unit at a time (`run(ctx, unit) -> UnitStats`). The runner (`runner.py`) runs the
-units of a step in local worker processes, or only the units of SLURM array task `i` of `N` (unit index % N == i),
-with the same code; a step starts only once every unit of the previous step has its completion marker.
+one per LSH band) and does one unit at a time (`run(ctx, unit) -> UnitStats`). The executor (`executor.py`) runs
+the units of a step in local worker processes, or only the units of SLURM array task `i` of `N` (unit index % N ==
+i), with the same code; a step starts only once every unit of the previous step has its completion marker.
 
 Layout of one stage under the pipeline's output directory `DIR`:
 ```
@@ -14,26 +14,28 @@ DIR/stages/<NN>_<stage>/markers/<step>/<unit>.done      completion marker of one
 DIR/stages/<NN>_<stage>/stats.json, _SUCCESS            the stage's summed stats and its completion marker
 DIR/dropped/<stage>-<unit>.parquet                      every document this unit dropped (DROPPED_SCHEMA)
 ```
-Every file is written under a temporary name and renamed, and the marker comes last, so a unit killed half-way is
-simply redone. A unit's work must be a pure function of its inputs: redoing it gives the same files.
+Every file is written under a temporary name and renamed (data_pipeline/atomic.py), and the marker comes last, so a
+unit killed half-way is simply redone. A unit's work must be a pure function of its inputs: redoing it gives the
+same files.
 
-To add a stage: subclass `Step` (or use `FilterStep` for a per-document keep/drop decision), put the steps in a
-`Stage`, and register a builder `build_stage(cfg) -> Stage` in `runner.STAGE_BUILDERS`. A step that writes the
+To add a stage: subclass `Step` (or use `filter_stage` for a per-document keep/drop decision), put the steps in a
+`Stage`, write a builder `build_stage(section) -> Stage` and add it to `stages.STAGES`. A step that writes the
 stage's documents uses `ShardOutput(ctx, unit)`; other steps write under `ctx.scratch_dir(step)` and may report
 numbers through `UnitStats.extra` (summed across units) or the stage's `extra_stats(ctx)`.
 """
 from __future__ import annotations
 
 import json
-import os
 from abc import ABC, abstractmethod
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Sequence
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from data_pipeline.atomic import atomic_path
 from data_pipeline.records import DOCUMENT_SCHEMA, DROPPED_SCHEMA, Document, read_documents
 from data_pipeline.stats import UnitStats
 
@@ -86,21 +88,9 @@ class StageContext:
         return self.work_dir / "_SUCCESS"
 
 
-def check_section_keys(section: dict[str, Any] | None, known: Iterable[str], name: str) -> None:
-    """A key nobody reads is a typo: stop before any work and name it (Hydra catches `key=v`, not `+key=v`)."""
-    unknown = sorted(set(section or {}) - set(known) - {"enabled"})
-    if unknown:
-        raise ValueError(f"{name}: unknown key(s) {unknown}; known keys are {sorted(set(known))}")
-
-
 def shard_units(ctx: StageContext) -> list[str]:
     """One unit per input shard, named by its index: output shard i holds what survives of input shard i."""
     return [f"{i:05d}" for i in range(len(ctx.input_shards))]
-
-
-def temp_path(path: Path) -> Path:
-    """A hidden sibling name for writing `path` atomically (not matched by `part-*.parquet`)."""
-    return path.with_name(f".{path.name}.tmp-{os.getpid()}")
 
 
 class Step(ABC):
@@ -114,15 +104,19 @@ class Step(ABC):
 
     @abstractmethod
     def run(self, ctx: StageContext, unit: str) -> UnitStats:
-        """Do one unit; write outputs atomically; return its counters. Must not write the marker (the runner does)."""
+        """Do one unit; write outputs atomically; return its counters. Must not write the marker (the executor does)."""
 
     def prepare(self, ctx: StageContext) -> None:
-        """Called once in the runner's process before the units run: load models or indexes here into module
+        """Called once in the executor's process before the units run: load models or indexes here into module
         state, and the forked workers inherit them instead of each loading its own copy."""
 
 
 class Stage:
     """A named list of steps whose last writer of `ctx.documents_dir` produces the next stage's input."""
+
+    # False: the stage reads the published DIR/documents/ and makes something else (token shards); the pipeline
+    # publishes the documents before it and runs it after every stage that makes documents.
+    makes_documents = True
 
     def __init__(self, name: str, steps: Sequence[Step]):
         if not steps:
@@ -137,6 +131,14 @@ class Stage:
         """Stage-wide numbers added to stats.json once every step is complete (e.g. duplicate clusters)."""
         return {}
 
+    def complete(self, ctx: StageContext) -> bool:
+        """Whether a run may skip the stage: its _SUCCESS marker exists."""
+        return ctx.success_path.exists()
+
+    def pipeline_stats(self, ctx: StageContext) -> dict[str, Any]:
+        """Keys a stage that makes no documents adds to DIR/stats.json once complete."""
+        return {}
+
 
 class ShardOutput:
     """Writes one unit's kept documents and dropped rows, counting both; `close()` renames the files into place.
@@ -148,8 +150,9 @@ class ShardOutput:
         self.ctx = ctx
         self.unit = unit
         self.stats = stats if stats is not None else UnitStats()
-        self._final = {"kept": ctx.output_path(unit), "dropped": ctx.dropped_path(unit)}
-        self._tmp = {k: temp_path(p) for k, p in self._final.items()}
+        self._renames = ExitStack()  # closed on success: renames both files into place
+        self._tmp = {"kept": self._renames.enter_context(atomic_path(ctx.output_path(unit))),
+                     "dropped": self._renames.enter_context(atomic_path(ctx.dropped_path(unit)))}
         self._schemas = {"kept": DOCUMENT_SCHEMA, "dropped": DROPPED_SCHEMA}
         self._rows: dict[str, list[dict[str, Any]]] = {"kept": [], "dropped": []}
         self._writers: dict[str, pq.ParquetWriter] = {}
@@ -181,7 +184,6 @@ class ShardOutput:
         rows = self._rows[kind]
         writer = self._writers.get(kind)
         if writer is None:
-            self._tmp[kind].parent.mkdir(parents=True, exist_ok=True)
             writer = self._writers[kind] = pq.ParquetWriter(str(self._tmp[kind]), self._schemas[kind])
         if rows:
             writer.write_table(pa.Table.from_pylist(rows, schema=self._schemas[kind]))
@@ -191,15 +193,16 @@ class ShardOutput:
         for kind in ("kept", "dropped"):
             self._flush(kind)  # also creates an empty shard: "no survivors" is a result, not a missing file
             self._writers.pop(kind).close()
-        for kind in ("kept", "dropped"):
-            os.replace(self._tmp[kind], self._final[kind])
+        self._renames.close()
         return self.stats
 
     def abort(self) -> None:
-        for kind, writer in list(self._writers.items()):
+        for writer in self._writers.values():
             writer.close()
-            self._tmp[kind].unlink(missing_ok=True)
         self._writers.clear()
+        for tmp in self._tmp.values():
+            tmp.unlink(missing_ok=True)
+        self._renames.pop_all()  # nothing to rename
 
     def __enter__(self) -> "ShardOutput":
         return self
@@ -215,7 +218,7 @@ def text_bytes(text: str) -> int:
     return len(text.encode("utf-8", "surrogatepass"))
 
 
-# Filters built in this process, by (stage, config): built once in the runner, inherited by forked workers.
+# Filters built in this process, by (stage, config): built once in the executor, inherited by forked workers.
 _BUILT_FILTERS: dict[tuple[str, str], DocumentFilter] = {}
 
 
@@ -263,11 +266,11 @@ class FilterStep(Step):
         return out.stats
 
 
-def filter_stage(name: str, build_filter: Callable[[dict[str, Any]], DocumentFilter]) -> Stage:
-    """A one-step stage that applies a document filter to every input shard."""
-    return Stage(name, [FilterStep(build_filter)])
-
-
-def iter_documents(paths: Iterable[Path]) -> Iterable[Document]:
-    for path in paths:
-        yield from read_documents(path)
+def filter_stage(name: str, build_filter: Callable[[dict[str, Any]], DocumentFilter],
+                 section: dict[str, Any] | None = None) -> Stage:
+    """A one-step stage that applies a document filter to every input shard. With `section` the filter is built
+    now (and kept for the workers), so a bad config fails before any work."""
+    stage = Stage(name, [FilterStep(build_filter)])
+    if section is not None:
+        stage.steps[0].built(name, dict(section))
+    return stage

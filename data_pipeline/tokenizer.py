@@ -1,4 +1,4 @@
-"""Byte-level BPE tokenizer of the StarCoder family with the Refact special tokens (REFACT-1.6B.md, "Tokenizer").
+"""Byte-level BPE tokenizer of the StarCoder family with the Refact special tokens (docs/refact_1_6b.md).
 
 Loads a released `tokenizer.json` (or `vocab.json` + `merges.txt`) and trains a new one with HF `tokenizers`.
 It lives in `data_pipeline` because the pipeline trains and applies it; `refact_train.tokenizer` re-exports it.
@@ -19,6 +19,8 @@ from typing import Iterable, Sequence
 
 import numpy as np
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+from data_pipeline.atomic import atomic_path, write_text_atomic
 
 SPECIAL_TOKENS: tuple[str, ...] = (
     "<|endoftext|>",
@@ -173,17 +175,19 @@ class RefactTokenizer:
     def save(self, directory: str | Path) -> Path:
         """Write tokenizer.json and the two small files `transformers.AutoTokenizer` reads."""
         out = Path(directory)
-        out.mkdir(parents=True, exist_ok=True)
-        self.tokenizer.save(str(out / "tokenizer.json"))
+        with atomic_path(out / "tokenizer.json") as tmp:
+            self.tokenizer.save(str(tmp))
         eot = SPECIAL_TOKENS[0]
-        (out / "special_tokens_map.json").write_text(
+        write_text_atomic(
+            out / "special_tokens_map.json",
             json.dumps(
                 {"bos_token": eot, "eos_token": eot, "unk_token": eot, "pad_token": "<fim_pad>",
                  "additional_special_tokens": list(SPECIAL_TOKENS[1:])},
                 indent=2,
             )
         )
-        (out / "tokenizer_config.json").write_text(
+        write_text_atomic(
+            out / "tokenizer_config.json",
             json.dumps(
                 {"tokenizer_class": "PreTrainedTokenizerFast", "bos_token": eot, "eos_token": eot, "unk_token": eot,
                  "pad_token": "<fim_pad>", "additional_special_tokens": list(SPECIAL_TOKENS[1:]),

@@ -19,7 +19,7 @@ from evals.humaneval_tasks import run_humaneval, run_humaneval_chat, run_humanev
 from evals.perplexity import run_perplexity
 from evals.report import write_report
 from evals.sandbox import SandboxConfig, SandboxError
-from refact_train.loading import load_model_and_tokenizer, pick_device, pick_dtype
+from refact_train.models import load_model_and_tokenizer, pick_device, pick_dtype
 from refact_train.paths import config_dir
 
 log = logging.getLogger("refact-eval")
@@ -43,7 +43,7 @@ def compose_config(overrides: list[str]) -> DictConfig:
 
 
 def run(cfg: DictConfig) -> dict:
-    """Evaluate, write FILE and FILE.md; returns the report."""
+    """Evaluate, write FILE (JSON) and the Markdown report beside it; returns the report."""
     tasks = list(cfg.tasks)
     unknown = [t for t in tasks if t not in TASKS]
     if unknown:

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+from rapidfuzz.distance import Levenshtein
+
 from data_pipeline.fim import FimConfig, fim_rng, format_fim_prompt, split_text
 from data_pipeline.records import Document, read_documents
 from evals.context import EvalContext
@@ -68,22 +70,10 @@ def trim_to_budget(prefix: str, suffix: str, tokenizer: Any, budget: int) -> tup
     return "".join(pre), "".join(suf)
 
 
-def levenshtein(a: str, b: str) -> int:
-    if len(a) < len(b):
-        a, b = b, a
-    previous = list(range(len(b) + 1))
-    for i, ca in enumerate(a, 1):
-        current = [i]
-        for j, cb in enumerate(b, 1):
-            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (ca != cb)))
-        previous = current
-    return previous[-1]
-
-
 def edit_similarity(prediction: str, reference: str) -> float:
     """1 - Levenshtein distance / length of the longer string (1.0 for two empty strings)."""
     longest = max(len(prediction), len(reference))
-    return 1.0 if longest == 0 else 1.0 - levenshtein(prediction, reference) / longest
+    return 1.0 if longest == 0 else 1.0 - Levenshtein.distance(prediction, reference) / longest
 
 
 def normalized_exact_match(prediction: str, reference: str) -> bool:

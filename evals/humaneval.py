@@ -2,7 +2,7 @@
 
 A completion-mode sample is `prompt + completion`, cut at the first stop sequence of the standard harness; the program
 that the sandbox runs is that, the problem's `test` and `check(entry_point)`. The chat mode builds the release's chat
-prompt (REFACT-1.6B.md, "Prompt formats") and extracts the code from the answer.
+prompt (docs/refact_1_6b.md, "Prompt formats") and extracts the code from the answer.
 """
 from __future__ import annotations
 

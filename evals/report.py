@@ -55,7 +55,7 @@ def render_markdown(report: Mapping[str, Any]) -> str:
         theirs = format_value(metric, lookup(published.get(task), metric), published=True)
         lines.append(f"| {task} | {metric} | {ours} | {theirs} |")
     lines += ["", "Percent for pass@k, exact match and edit similarity. "
-              f"Published: {published.get('source', 'REFACT-1.6B.md')}; — where no number was published.", ""]
+              f"Published: {published.get('source', 'docs/refact_1_6b.md')}; — where no number was published.", ""]
     details = []
     for task, result in report["tasks"].items():
         counts = {k: v for k, v in result.items() if isinstance(v, (int, str)) and not isinstance(v, bool)}

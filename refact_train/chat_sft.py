@@ -1,7 +1,6 @@
-"""Chat SFT samples in the release's chat format, with the loss on the assistant turns only.
+"""Chat SFT samples in the release's chat format (data_pipeline/chat.py), with the loss on the assistant turns only.
 
-Format (REFACT-1.6B.md): `<empty_output>SYSTEM {system}\\n<empty_output>USER {query}\\n<empty_output>ASSISTANT {answer}\\n`
-... and an EOT after the conversation. Input: JSONL files, one `{"messages": [{"role", "content"}, ...]}` per line.
+Input: JSONL files, one `{"messages": [{"role", "content"}, ...]}` per line.
 One conversation per sample, truncated or padded with <fim_pad> (no loss) to seq_len + 1 tokens.
 """
 from __future__ import annotations
@@ -12,25 +11,8 @@ from typing import Any
 
 import numpy as np
 
-from data_pipeline.chat import ROLE_TAGS  # one definition of the release's chat format
+from data_pipeline.chat import encode_chat
 from refact_train.data import sample_at
-
-
-def encode_chat(messages: list[dict], tokenizer: Any) -> tuple[list[int], list[bool]]:
-    """Token ids and loss mask of one conversation: the mask is True on assistant replies (and the final EOT)."""
-    ids: list[int] = []
-    mask: list[bool] = []
-    for i, msg in enumerate(messages):
-        role = msg["role"]
-        if role not in ROLE_TAGS:
-            raise ValueError(f"chat message {i}: role {role!r}; expected one of {sorted(ROLE_TAGS)}")
-        header = [tokenizer.empty_output_id] + tokenizer.encode(ROLE_TAGS[role])
-        body = tokenizer.encode(" " + msg["content"] + "\n")
-        ids += header + body
-        mask += [False] * len(header) + [role == "assistant"] * len(body)
-    ids.append(tokenizer.eot_id)
-    mask.append(bool(messages) and messages[-1]["role"] == "assistant")
-    return ids, mask
 
 
 def read_conversations(path: str | Path) -> list[list[dict]]:

@@ -1,4 +1,5 @@
-"""Trainer checkpoints: atomic write (temporary name, then rename), integrity manifest, keep-last-K, discovery.
+"""Trainer checkpoints: atomic write (temporary name, then rename), integrity manifest, keep-last-K, discovery,
+resume. Building a model from one is refact_train.models' job.
 
 A checkpoint is `RUN_DIR/checkpoints/step-NNNNNNNN/` holding the backend's state (model.pt and optimizer.pt, or
 DeepSpeed's own files plus model.pt), `trainer_state.json` (step, data position, dropout phase, ...),
@@ -19,6 +20,8 @@ from pathlib import Path
 import numpy as np
 import torch
 import xxhash
+
+from data_pipeline.atomic import write_text_atomic
 
 MARKER = "COMPLETE.json"
 STEP_RE = re.compile(r"^step-(\d{8})$")
@@ -61,9 +64,7 @@ def write_marker(ckpt: Path) -> None:
         with open(p, "rb") as f:
             os.fsync(f.fileno())
         entries[str(p.relative_to(ckpt))] = {"bytes": p.stat().st_size, "xxh64": _hash_file(p)}
-    tmp = ckpt / (MARKER + ".tmp")
-    tmp.write_text(json.dumps({"files": entries}, indent=1))
-    os.replace(tmp, ckpt / MARKER)
+    write_text_atomic(ckpt / MARKER, json.dumps({"files": entries}, indent=1))
 
 
 def verify(ckpt: Path, check_hashes: bool = True) -> str | None:
@@ -149,15 +150,30 @@ def read_trainer_state(ckpt: Path) -> TrainerState:
     return TrainerState(**json.loads((ckpt / "trainer_state.json").read_text()))
 
 
-class CheckpointWriter:
-    """Writes checkpoints of one run; every rank calls `save` (the backend's part is collective)."""
+class Checkpointer:
+    """Saves, rotates and resumes the checkpoints of one run, deciding itself when a step is due.
 
-    def __init__(self, run_dir: Path, backend, keep_last: int, config_yaml: str, tokenizer_dir: Path | None):
+    Every rank calls `maybe_save` and `resume` (the backend's part is collective).
+    """
+
+    def __init__(self, run_dir: Path, backend, every: int, keep_last: int, config_yaml: str,
+                 tokenizer_dir: Path | None, log=print):
         self.root = run_dir / "checkpoints"
         self.backend = backend
+        self.every = every
         self.keep_last = keep_last
         self.config_yaml = config_yaml
         self.tokenizer_dir = tokenizer_dir
+        self.log = log
+
+    def maybe_save(self, state: TrainerState, last: bool, force: bool = False) -> Path | None:
+        """Save every `every` steps, at the last step and when forced (a stop); the path written, else None."""
+        if not (state.step % self.every == 0 or last or force):
+            return None
+        path = self.save(state)
+        if self.backend.env.is_main:
+            self.log(f"[checkpoint] {path}")
+        return path
 
     def save(self, state: TrainerState) -> Path:
         env = self.backend.env
@@ -202,6 +218,28 @@ class CheckpointWriter:
             if kept > 0:
                 shutil.rmtree(d, ignore_errors=True)
 
+    def resume(self, resume, global_batch: int, seed: int) -> TrainerState | None:
+        """Load the checkpoint `resume` names ("auto": this run's newest intact one; "never"/None: none) into the
+        backend and this rank's RNG; its TrainerState, or None when there is nothing to resume."""
+        if resume in (None, "never", False):
+            return None
+        ckpt = latest_valid(self.root, self.log) if resume == "auto" else resolve_checkpoint_dir(resume)
+        if ckpt is None:
+            return None
+        saved = read_trainer_state(ckpt)
+        if saved.global_batch != global_batch:
+            raise ValueError(f"{ckpt}: saved with train.global_batch={saved.global_batch}, this run has "
+                             f"{global_batch}; resume needs the same global batch")
+        env = self.backend.env
+        self.backend.load_state(ckpt)
+        same_ranks = restore_rng(ckpt, env.rank, hash((seed, env.rank, saved.step)))
+        if not same_ranks or saved.world_size != env.world_size:
+            self.log(f"[resume] {saved.world_size} -> {env.world_size} processes: data order kept, RNG reseeded")
+        saved.world_size, saved.backend = env.world_size, self.backend.name
+        if env.is_main:
+            self.log(f"[resume] from {ckpt}: step {saved.step}, sample {saved.samples_seen}")
+        return saved
+
 
 def copy_tokenizer(src: Path, dst: Path) -> None:
     dst.mkdir(parents=True, exist_ok=True)
@@ -211,28 +249,3 @@ def copy_tokenizer(src: Path, dst: Path) -> None:
     for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.json", "merges.txt"):
         if (src / name).is_file():
             shutil.copy2(src / name, dst / name)
-
-
-def load_model_from_checkpoint(path: str | Path, device: str = "cpu"):
-    """(model, tokenizer or None) from a trainer checkpoint of any backend (a step dir, `checkpoints/` or a run dir).
-
-    LoRA checkpoints come back merged into plain `RefactForCausalLM` weights.
-    """
-    from omegaconf import OmegaConf
-
-    from refact_train.build import build_model
-    from refact_train.lora import merge_lora_state
-
-    ckpt = resolve_checkpoint_dir(path)
-    cfg = OmegaConf.to_container(OmegaConf.load(ckpt / "config.yaml"), resolve=True)
-    model = build_model(cfg["model"])
-    sd = torch.load(ckpt / "model.pt", map_location="cpu", weights_only=True)
-    if cfg.get("lora", {}).get("enabled"):
-        sd = merge_lora_state(sd, cfg["lora"])
-    model.load_state_dict(sd)
-    model.to(device).eval()
-    tokenizer = None
-    if (ckpt / "tokenizer" / "tokenizer.json").is_file():
-        from refact_train.tokenizer import load_tokenizer
-        tokenizer = load_tokenizer(ckpt / "tokenizer")
-    return model, tokenizer

@@ -8,7 +8,6 @@ makes every sample a pure function of (data, seed, g) no matter how many process
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -16,10 +15,10 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from data_pipeline.shards import shards_dir  # noqa: F401  (re-exported: run_setup imports it from here)
+from data_pipeline.fim import FimConfig, apply_fim, fim_rng
+from data_pipeline.shards import read_manifest, split_arrays
+from data_pipeline.tokenizer import load_tokenizer
 from refact_train.permutation import epoch_permutation
-
-SHARDS_FORMAT = "refact-shards/1"
 
 
 @dataclass(frozen=True)
@@ -39,35 +38,19 @@ class Batch:
     sample_indices: list[int]      # global sample indices, for tests and debugging
 
 
-def read_manifest(path: str | Path) -> dict:
-    d = shards_dir(path)
-    manifest = json.loads((d / "manifest.json").read_text())
-    if manifest.get("format") != SHARDS_FORMAT:
-        raise ValueError(f"{d}/manifest.json: format {manifest.get('format')!r}, expected {SHARDS_FORMAT!r}")
-    return manifest
-
-
 class TokenStream:
-    """The shards of one split as one read-only, memory-mapped token sequence."""
+    """The shards of one split as one read-only, memory-mapped token sequence, read through the validated reader
+    (data_pipeline/shards.py). `tokenizer_sha256`: the hash of the tokenizer the run uses; shards written with
+    another tokenizer are refused."""
 
-    def __init__(self, path: str | Path, split: str = "train"):
-        d = shards_dir(path)
-        manifest = read_manifest(d)
-        entries = manifest["splits"].get(split) or []
-        if not entries:
-            raise ValueError(f"{d}/manifest.json: split {split!r} has no shards (splits: {list(manifest['splits'])})")
-        dtype = np.dtype(manifest["dtype"])
-        self.arrays: list[np.ndarray] = []
-        for e in entries:
-            f = d / e["file"]
-            arr = np.memmap(f, dtype=dtype, mode="r")
-            if len(arr) != e["tokens"]:
-                raise ValueError(f"{f}: {len(arr)} tokens on disk, manifest says {e['tokens']}: the shard is truncated "
-                                 f"or the manifest is stale; rerun the pipeline's tokenize stage")
-            self.arrays.append(arr)
+    def __init__(self, path: str | Path, split: str = "train", tokenizer_sha256: str | None = None):
+        self.manifest = read_manifest(path, tokenizer_sha256=tokenizer_sha256)
+        self.dir = self.manifest.directory
+        self.arrays: list[np.ndarray] = split_arrays(self.manifest, split)
+        if not self.arrays:
+            raise ValueError(f"{self.dir}/manifest.json: split {split!r} has no tokens "
+                             f"(splits: {sorted(self.manifest.splits)})")
         self.starts = np.cumsum([0] + [len(a) for a in self.arrays])
-        self.manifest = manifest
-        self.dir = d
 
     def __len__(self) -> int:
         return int(self.starts[-1])
@@ -104,7 +87,7 @@ class PackedSamples:
 
     def __init__(self, cfg: DataConfig, tokenizer: Any = None):
         self.cfg = cfg
-        self.stream = TokenStream(cfg.path, cfg.split)
+        self.stream = TokenStream(cfg.path, cfg.split, tokenizer_sha256=getattr(tokenizer, "sha256", None))
         self.n_samples = (len(self.stream) - 1) // cfg.seq_len
         if self.n_samples < 1:
             raise ValueError(f"{self.stream.dir}: {len(self.stream)} tokens in split {cfg.split!r}, fewer than one "
@@ -114,10 +97,7 @@ class PackedSamples:
     def _fim_transform(self, fim: dict, tokenizer: Any) -> Callable | None:
         if not fim or float(fim.get("rate", 0.0)) <= 0.0:
             return None
-        from data_pipeline.fim import FimConfig, apply_fim, fim_rng
-
         if tokenizer is None:
-            from refact_train.tokenizer import load_tokenizer
             tokenizer = load_tokenizer(self.stream.dir / "tokenizer.json")
         fim_cfg = FimConfig.from_dict(dict(fim))
         seed = self.cfg.seed

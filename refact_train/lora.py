@@ -7,6 +7,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from data_pipeline.config_check import config_from_dict
+
 PEFT_PREFIX = "base_model.model."
 
 
@@ -23,20 +25,16 @@ class LoraConfig:
         d = dict(d)
         if "target_modules" in d:
             d["target_modules"] = tuple(d["target_modules"])
-        return cls(**d)
+        return config_from_dict(cls, d, "lora config")
 
 
 def apply_lora(model: nn.Module, cfg: LoraConfig) -> nn.Module:
     """Wrap `model` with peft LoRA adapters; only adapter weights stay trainable."""
-    import peft
+    import peft  # here, not at the top: peft pulls in transformers (~8 s) and only LoRA runs need it
     pcfg = peft.LoraConfig(r=cfg.r, lora_alpha=cfg.alpha, lora_dropout=cfg.dropout,
                            target_modules=list(cfg.target_modules), bias="none")
     wrapped = peft.get_peft_model(model, pcfg)
     return wrapped
-
-
-def trainable_names(model: nn.Module) -> list[str]:
-    return [n for n, p in model.named_parameters() if p.requires_grad]
 
 
 def merge_lora_state(sd: dict, lora: dict) -> dict:

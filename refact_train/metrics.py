@@ -5,10 +5,12 @@ import json
 import math
 import os
 import sys
+import time
 from pathlib import Path
 
 import psutil
 import torch
+from tqdm import tqdm
 
 # Dense bf16 tensor-core peak FLOP/s per GPU (vendor data sheets; sparsity excluded).
 PEAK_FLOPS = {
@@ -97,7 +99,6 @@ class WandbSink:
 
 class ProgressBar:
     def __init__(self, start: int, total: int, enabled: bool):
-        from tqdm import tqdm
         self.bar = tqdm(total=total, initial=start, disable=not enabled, dynamic_ncols=True, desc="train",
                         file=sys.stderr)
 
@@ -128,3 +129,32 @@ class MetricsLogger:
     def close(self) -> None:
         for s in self.sinks:
             s.close()
+
+
+class StepMetrics:
+    """Decides itself which steps are logged (every `every` steps, a skipped step, the last one) and what goes in
+    the record: loss, lr, throughput since the previous record, MFU, data position, memory."""
+
+    def __init__(self, logger: MetricsLogger, every: int, tokens_per_step: int, flops_per_token: float,
+                 peak_flops: float | None, world_size: int, device: torch.device):
+        self.logger, self.every, self.tokens_per_step = logger, every, tokens_per_step
+        self.flops_per_token, self.peak_flops, self.world_size, self.device = (flops_per_token, peak_flops,
+                                                                               world_size, device)
+        self.t0, self.steps_since = time.perf_counter(), 0
+
+    def step(self, state, *, loss: float, lr: float, dropout: float, grad_norm: float, finite: bool,
+             last: bool) -> None:
+        """Called once per optimizer step, after `state` counts it."""
+        self.steps_since += 1
+        if not (state.step % self.every == 0 or not finite or last):
+            return
+        tps = self.tokens_per_step * self.steps_since / (time.perf_counter() - self.t0)
+        mfu = tps * self.flops_per_token / self.world_size / self.peak_flops if self.peak_flops else None
+        self.logger.log({"step": state.step, "loss": loss, "lr": lr, "dropout": dropout, "grad_norm": grad_norm,
+                         "tokens_per_s": tps, "mfu": mfu, "tokens_seen": state.tokens_seen,
+                         "samples_seen": state.samples_seen, "skipped": not finite, "nan_steps": state.nan_steps,
+                         **memory_stats(self.device)})
+        self.t0, self.steps_since = time.perf_counter(), 0
+
+    def close(self) -> None:
+        self.logger.close()

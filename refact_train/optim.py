@@ -2,10 +2,13 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
+from lion_pytorch import Lion
 from torch import nn
+
+from data_pipeline.config_check import config_from_dict
 
 
 @dataclass(frozen=True)
@@ -29,7 +32,7 @@ class OptimConfig:
             d["betas"] = tuple(float(b) for b in d["betas"])
         if "no_decay" in d:
             d["no_decay"] = tuple(d["no_decay"])
-        return cls(**d)
+        return config_from_dict(cls, d, "optim config")
 
 
 def param_groups(model: nn.Module, cfg: OptimConfig) -> list[dict]:
@@ -47,7 +50,6 @@ def param_groups(model: nn.Module, cfg: OptimConfig) -> list[dict]:
 def build_optimizer(model: nn.Module, cfg: OptimConfig) -> torch.optim.Optimizer:
     groups = param_groups(model, cfg)
     if cfg.name == "lion":
-        from lion_pytorch import Lion
         # Lion's betas are set explicitly: (0.9, 0.99) from the Lion paper unless the config says otherwise.
         opt = Lion(groups, lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
     elif cfg.name == "adamw":
@@ -86,8 +88,3 @@ def lr_at(step: int, max_steps: int, cfg: OptimConfig) -> float:
     if cfg.schedule == "linear":
         return cfg.lr - (cfg.lr - floor) * t
     raise ValueError(f"optim.schedule={cfg.schedule!r}: expected cosine, linear or constant")
-
-
-def set_lr(opt: torch.optim.Optimizer, lr: float) -> None:
-    for g in opt.param_groups:
-        g["lr"] = lr

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import signal
 import sys
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -11,17 +10,21 @@ import torch
 import torch.nn.functional as F
 from omegaconf import OmegaConf
 
+from data_pipeline.atomic import write_text_atomic
+from data_pipeline.config_check import config_from_dict
+from data_pipeline.shards import shards_dir
+from data_pipeline.tokenizer import RefactTokenizer, load_tokenizer
 from refact_train.backends import make_backend
 from refact_train.backends.base import dist_env
-from refact_train.checkpoint import (
-    CheckpointWriter, TrainerState, latest_valid, read_trainer_state, resolve_checkpoint_dir, restore_rng,
-)
+from refact_train.chat_sft import ChatSamples
+from refact_train.checkpoint import Checkpointer, TrainerState
+from refact_train.data import DataConfig, PackedSamples, StepLoader, layout_for
 from refact_train.early_dropout import EarlyDropoutConfig, dropout_at, phase
 from refact_train.metrics import (
-    JsonlSink, MetricsLogger, ProgressBar, WandbSink, detect_peak_flops, flops_per_token, memory_stats,
+    JsonlSink, MetricsLogger, ProgressBar, StepMetrics, WandbSink, detect_peak_flops, flops_per_token,
 )
+from refact_train.models import export_hf, prepare_model
 from refact_train.optim import OptimConfig, build_optimizer, lr_at
-from refact_train.run_setup import build_samples, load_run_tokenizer, prepare_model
 
 
 class NonFiniteLossError(RuntimeError):
@@ -30,6 +33,30 @@ class NonFiniteLossError(RuntimeError):
 
 def log(*args, **_):
     print(*args, file=sys.stderr, flush=True)
+
+
+def load_run_tokenizer(cfg: dict) -> tuple[RefactTokenizer, Path]:
+    """`tokenizer=PATH` if given, else the tokenizer the shards were written with (DIR/shards/tokenizer.json)."""
+    path = cfg.get("tokenizer")
+    if not path and cfg["data"].get("kind", "shards") == "shards":
+        path = shards_dir(cfg["data"]["path"]) / "tokenizer.json"
+    if not path and cfg.get("init_from") and (Path(cfg["init_from"]) / "tokenizer.json").is_file():
+        path = Path(cfg["init_from"])
+    if not path:
+        raise ValueError("no tokenizer: set tokenizer=PATH (a tokenizer.json or a dir holding one)")
+    return load_tokenizer(path), Path(path)
+
+
+def build_samples(cfg: dict, tokenizer: RefactTokenizer):
+    """The training samples of `data`: packed pre-training shards or a chat (SFT) file."""
+    dcfg = cfg["data"]
+    kind = dcfg.get("kind", "shards")
+    if kind == "chat":
+        return ChatSamples(dcfg["path"], tokenizer, int(dcfg["seq_len"]), int(cfg["seed"]))
+    if kind != "shards":
+        raise ValueError(f"data.kind={kind!r}: expected shards or chat (configs/data/)")
+    return PackedSamples(DataConfig(path=dcfg["path"], split=dcfg.get("split", "train"), seq_len=int(dcfg["seq_len"]),
+                                    seed=int(cfg["seed"]), fim=dict(dcfg.get("fim") or {})), tokenizer)
 
 
 class Trainer:
@@ -47,7 +74,7 @@ class Trainer:
         torch.manual_seed(int(cfg["seed"]))  # the same initial weights on every rank
         self.tokenizer, self.tokenizer_dir = load_run_tokenizer(cfg)
         self.optim_cfg = OptimConfig.from_dict(cfg["optim"])
-        self.dropout_cfg = EarlyDropoutConfig(**cfg["early_dropout"])
+        self.dropout_cfg = config_from_dict(EarlyDropoutConfig, cfg["early_dropout"], "early_dropout config")
         self.max_steps = int(tcfg["max_steps"])
         # stop (with a checkpoint) after this step while keeping max_steps' schedule: time-limited jobs, tests
         self.stop_after = int(tcfg["stop_after"]) if tcfg.get("stop_after") else None
@@ -55,7 +82,6 @@ class Trainer:
         self.signal_received: int | None = None
 
         module, self.base_model = prepare_model(cfg, self.tokenizer, log)
-        from refact_train.data import StepLoader, layout_for
         self.samples = build_samples(cfg, self.tokenizer)
         self.layout = layout_for(int(tcfg["global_batch"]), int(tcfg["micro_batch"]), self.env.world_size,
                                  self.env.rank)
@@ -69,8 +95,8 @@ class Trainer:
         self.state = TrainerState(world_size=self.env.world_size, global_batch=self.layout.global_batch,
                                   backend=self.backend.name)
         self.config_yaml = OmegaConf.to_yaml(OmegaConf.create(cfg))
-        self.writer = CheckpointWriter(self.run_dir, self.backend, int(cfg["checkpoint"]["keep_last"]),
-                                       self.config_yaml, self.tokenizer_dir)
+        self.checkpointer = Checkpointer(self.run_dir, self.backend, int(cfg["checkpoint"]["every"]),
+                                         int(cfg["checkpoint"]["keep_last"]), self.config_yaml, self.tokenizer_dir, log)
 
     def _precision(self, p: str) -> torch.dtype | None:
         """The autocast dtype (None = plain fp32): bf16 on GPU by default, fp32 on CPU unless asked."""
@@ -80,25 +106,10 @@ class Trainer:
 
     # --- resume -------------------------------------------------------------------------------------------------
     def maybe_resume(self) -> None:
-        resume = self.cfg.get("resume", "auto")
-        if resume in (None, "never", False):
-            return
-        ckpt = latest_valid(self.run_dir / "checkpoints") if resume == "auto" else resolve_checkpoint_dir(resume)
-        if ckpt is None:
-            return
-        saved = read_trainer_state(ckpt)
-        if saved.global_batch != self.layout.global_batch:
-            raise ValueError(f"{ckpt}: saved with train.global_batch={saved.global_batch}, this run has "
-                             f"{self.layout.global_batch}; resume needs the same global batch")
-        self.backend.load_state(ckpt)
-        same_ranks = restore_rng(ckpt, self.env.rank, hash((int(self.cfg["seed"]), self.env.rank, saved.step)))
-        if not same_ranks or saved.world_size != self.env.world_size:
-            log(f"[resume] {saved.world_size} -> {self.env.world_size} processes: data order kept, RNG reseeded")
-        wandb_id = saved.wandb_id
-        self.state = saved
-        self.state.world_size, self.state.backend, self.state.wandb_id = self.env.world_size, self.backend.name, wandb_id
-        if self.env.is_main:
-            log(f"[resume] from {ckpt}: step {saved.step}, sample {saved.samples_seen}")
+        saved = self.checkpointer.resume(self.cfg.get("resume", "auto"), self.layout.global_batch,
+                                         int(self.cfg["seed"]))
+        if saved is not None:
+            self.state = saved
 
     # --- signals --------------------------------------------------------------------------------------------------
     def install_signal_handlers(self) -> None:
@@ -147,7 +158,7 @@ class Trainer:
     def _sinks(self) -> MetricsLogger:
         mcfg = self.cfg["metrics"]
         if not self.env.is_main:
-            return MetricsLogger([])
+            return MetricsLogger([])  # only rank 0 logs
         sinks = [JsonlSink(self.run_dir / "metrics.jsonl"),
                  ProgressBar(self.state.step, self.max_steps, bool(mcfg.get("progress", True)))]
         if mcfg.get("wandb", True):
@@ -160,21 +171,19 @@ class Trainer:
     def run(self) -> TrainerState:
         if self.env.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
-            (self.run_dir / "config.yaml").write_text(self.config_yaml)
+            write_text_atomic(self.run_dir / "config.yaml", self.config_yaml)
         self.backend.barrier()
         self.maybe_resume()
         self.install_signal_handlers()
-        metrics = self._sinks()
-        mcfg, ccfg = self.cfg["metrics"], self.cfg["checkpoint"]
-        log_every, ckpt_every = int(self.cfg["train"].get("log_every", 1)), int(ccfg["every"])
         max_nan = int(self.cfg["train"].get("max_nan_steps", 5))
-        peak = detect_peak_flops(mcfg.get("peak_flops"))
-        mcfg_model = self.base_model.config
-        fpt = flops_per_token(self.base_model.num_parameters(), mcfg_model.n_layer, mcfg_model.n_embd, self.seq_len)
+        model_cfg = self.base_model.config
+        fpt = flops_per_token(self.base_model.num_parameters(), model_cfg.n_layer, model_cfg.n_embd, self.seq_len)
         tokens_per_step = self.layout.global_batch * self.seq_len
+        metrics = StepMetrics(self._sinks(), int(self.cfg["train"].get("log_every", 1)), tokens_per_step, fpt,
+                              detect_peak_flops(self.cfg["metrics"].get("peak_flops")), self.env.world_size,
+                              self.env.device)
         pool = ThreadPoolExecutor(max_workers=1)  # the next step's batches load while this step computes
         nxt = pool.submit(self.loader.step_batches, self.state.samples_seen)
-        t0, steps_since = time.perf_counter(), 0
         self.backend.model.train()
         try:
             while self.state.step < self.max_steps:
@@ -190,28 +199,18 @@ class Trainer:
                 st.samples_seen += self.layout.global_batch
                 st.tokens_seen += tokens_per_step
                 st.dropout_rate, st.dropout_phase = rate, phase(rate)
-                steps_since += 1
                 if not finite:
                     st.nan_steps += 1
                     log(f"[train] step {st.step}: loss {loss} is not finite, step skipped "
                         f"({st.nan_steps}/{max_nan} allowed)")
-                if st.step % log_every == 0 or not finite or st.step == self.max_steps:
-                    dt = time.perf_counter() - t0
-                    tps = tokens_per_step * steps_since / dt
-                    metrics.log({"step": st.step, "loss": loss, "lr": lr, "dropout": rate, "grad_norm": grad_norm,
-                                 "tokens_per_s": tps, "mfu": (tps * fpt / self.env.world_size / peak) if peak else None,
-                                 "tokens_seen": st.tokens_seen, "samples_seen": st.samples_seen,
-                                 "skipped": not finite, "nan_steps": st.nan_steps, **memory_stats(self.env.device)})
-                    t0, steps_since = time.perf_counter(), 0
+                metrics.step(st, loss=loss, lr=lr, dropout=rate, grad_norm=grad_norm, finite=finite,
+                             last=st.step == self.max_steps)
                 if st.nan_steps > max_nan:
                     raise NonFiniteLossError(
                         f"{st.nan_steps} steps with a NaN/inf loss (train.max_nan_steps={max_nan}): stopping; the last "
                         f"good checkpoint in {self.run_dir / 'checkpoints'} is untouched")
                 stop = self._stop_requested() or st.step == self.stop_after
-                if st.step % ckpt_every == 0 or st.step == self.max_steps or stop:
-                    path = self.writer.save(st)
-                    if self.env.is_main:
-                        log(f"[checkpoint] {path}")
+                if self.checkpointer.maybe_save(st, last=st.step == self.max_steps, force=stop) is not None:
                     self._maybe_export(st.step, final=st.step == self.max_steps)
                 if stop:
                     why = f"signal {self.signal_received}" if self.signal_received else "train.stop_after"
@@ -228,7 +227,6 @@ class Trainer:
         every = int(ecfg.get("every", 0) or 0)
         if not ((final and ecfg.get("final")) or (every and step % every == 0)):
             return
-        from refact_train.run_setup import export_hf
         sd = self.backend.full_model_state_dict()
         if self.env.is_main:
             out = self.run_dir / "hf" / ("final" if final else f"step-{step:08d}")

@@ -6,7 +6,7 @@
 Debian packages are fetched with `apt-get download` and unpacked with `dpkg -x` into the cache (nothing is installed;
 run `apt-get update` once first); gensim's test data comes from its wheel (`pip download --no-deps`). Man pages and
 docstrings are read from this machine as it is. Writes `OUT/{train,val,test}.jsonl` and `OUT/summary.json`; the set
-is not committed. Train the shipped scorer on it with `python -m data_pipeline.filters.topic_eval.train`, measure it
+is not committed. Train the shipped scorer on it with `python -m tools.topic_eval.train`, measure it
 with `python bench/topic_classifier.py`.
 """
 from __future__ import annotations
@@ -21,8 +21,9 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from data_pipeline.filters.topic_eval import sources
-from data_pipeline.filters.topic_eval.dataset import build_examples, write_examples
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tools/ lives at the repository root
+from tools.topic_eval import sources  # noqa: E402
+from tools.topic_eval.dataset import build_examples, write_examples  # noqa: E402
 
 DEBIAN_PACKAGES = ("fortunes", "dict-devil", "dict-foldoc", "dict-gcide", "python3.11-doc", "r-cran-janeaustenr")
 GENSIM = "gensim==4.4.0"

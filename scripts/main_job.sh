@@ -50,7 +50,7 @@ EVAL_THREAD_ARGS=()
 [[ -n "$THREADS" ]] && EVAL_THREAD_ARGS=("cpu_threads=$THREADS")
 
 step "1/7 corpus from this machine: stdlib code, docstrings, non-English man pages, HumanEval copies"
-"$PYTHON" -m data_pipeline.demo_corpus "$WORK/corpus" --code-files "$FILES" --doc-files "$DOCS" \
+"$PYTHON" -m tools.demo_corpus "$WORK/corpus" --code-files "$FILES" --doc-files "$DOCS" \
   --foreign-files "$FOREIGN" --leaked-files "$LEAKED"
 
 step "2/7 refact-pipeline: filters, dedup, decontamination, BPE tokenizer, token shards, held-out files"

@@ -1,7 +1,12 @@
 """Shared pytest set-up: CPU-only by default, GPU tests skipped without CUDA."""
 import os
+import sys
+from pathlib import Path
 
 import pytest
+
+# tools/ (not library code, so not installed) is imported from the repository root, also under a bare `pytest`.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 # Tests must never reach a hub or wandb's servers.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")

@@ -7,7 +7,7 @@ Three steps, so that no step holds more than one hash bucket in memory however l
 """
 from __future__ import annotations
 
-import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -15,8 +15,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import xxhash
 
+from data_pipeline.atomic import atomic_path
+from data_pipeline.config_check import config_from_dict
 from data_pipeline.records import read_documents
-from data_pipeline.stage import ShardOutput, Stage, StageContext, Step, check_section_keys, shard_units, temp_path
+from data_pipeline.stage import ShardOutput, Stage, StageContext, Step, shard_units
 from data_pipeline.stats import UnitStats
 
 HASH_SCHEMA = pa.schema([("hash", pa.binary(16)), ("id", pa.string()), ("shard", pa.int32())])
@@ -39,15 +41,27 @@ def content_hash(text: str, mode: str) -> bytes:
     return xxhash.xxh128_digest(normalise(text, mode).encode("utf-8", "surrogatepass"))
 
 
-def _n_buckets(ctx: StageContext) -> int:
-    return int(ctx.cfg.get("buckets", 16))
+@dataclass(frozen=True)
+class ExactDedupConfig:
+    """`exact_dedup.*` (configs/pipeline/exact_dedup/default.yaml)."""
+
+    enabled: bool = True
+    normalize: str = "lines"  # none | lines | whitespace (see `normalise`)
+    buckets: int = 16  # hash buckets resolved independently: memory per resolve unit ~ corpus / buckets
+
+    def __post_init__(self) -> None:
+        normalise("", self.normalize)  # a bad mode fails before any work
+        if self.buckets < 1:
+            raise ValueError(f"exact_dedup.buckets must be >= 1, got {self.buckets}")
+
+    @classmethod
+    def from_dict(cls, section: dict[str, Any] | None) -> "ExactDedupConfig":
+        return config_from_dict(cls, section, "exact_dedup")
 
 
-def _write_atomic(table: pa.Table, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temp_path(path)
-    pq.write_table(table, str(tmp))
-    os.replace(tmp, path)
+def _write_parquet(table: pa.Table, path: Path) -> None:
+    with atomic_path(path) as tmp:
+        pq.write_table(table, str(tmp))
 
 
 class HashStep(Step):
@@ -57,8 +71,8 @@ class HashStep(Step):
         return shard_units(ctx)
 
     def run(self, ctx: StageContext, unit: str) -> UnitStats:
-        mode = ctx.cfg.get("normalize", "lines")
-        n_buckets = _n_buckets(ctx)
+        cfg = ExactDedupConfig.from_dict(ctx.cfg)
+        mode, n_buckets = cfg.normalize, cfg.buckets
         rows: list[list[tuple[bytes, str]]] = [[] for _ in range(n_buckets)]
         for doc in read_documents(ctx.input_shards[int(unit)]):
             digest = content_hash(doc.text, mode)
@@ -67,7 +81,7 @@ class HashStep(Step):
         for bucket, items in enumerate(rows):
             table = pa.table({"hash": [h for h, _ in items], "id": [i for _, i in items],
                               "shard": [shard] * len(items)}, schema=HASH_SCHEMA)
-            _write_atomic(table, ctx.scratch_dir(self.name) / f"{bucket:04d}" / f"{unit}.parquet")
+            _write_parquet(table, ctx.scratch_dir(self.name) / f"{bucket:04d}" / f"{unit}.parquet")
         return UnitStats()
 
 
@@ -75,7 +89,7 @@ class ResolveStep(Step):
     name = "resolve"
 
     def units(self, ctx: StageContext) -> list[str]:
-        return [f"{b:04d}" for b in range(_n_buckets(ctx))]
+        return [f"{b:04d}" for b in range(ExactDedupConfig.from_dict(ctx.cfg).buckets)]
 
     def run(self, ctx: StageContext, unit: str) -> UnitStats:
         files = [ctx.scratch_dir("hash") / unit / f"{s}.parquet" for s in shard_units(ctx)]
@@ -84,7 +98,7 @@ class ResolveStep(Step):
         table = table.sort_by([("hash", "ascending"), ("id", "ascending")])
         hashes, ids, shards = table["hash"].to_pylist(), table["id"].to_pylist(), table["shard"].to_pylist()
         dup_ids, dup_shards, kept_ids = [], [], []
-        groups = 0
+        groups, kept = 0, ""  # kept: the first (smallest) id of the current run of equal hashes
         for i in range(len(hashes)):
             if i and hashes[i] == hashes[i - 1]:
                 dup_ids.append(ids[i])
@@ -95,7 +109,7 @@ class ResolveStep(Step):
             else:
                 kept = ids[i]
         out = pa.table({"id": dup_ids, "shard": dup_shards, "kept_id": kept_ids}, schema=DUPLICATE_SCHEMA)
-        _write_atomic(out, ctx.scratch_dir(self.name) / f"{unit}.parquet")
+        _write_parquet(out, ctx.scratch_dir(self.name) / f"{unit}.parquet")
         return UnitStats(extra={"duplicate_groups": groups, "duplicates": len(dup_ids)})
 
 
@@ -121,7 +135,6 @@ class ExactFilterStep(Step):
 
 
 def build_stage(section: dict[str, Any]) -> Stage:
-    check_section_keys(section, ("normalize", "buckets"), "exact_dedup")
-    normalise("", section.get("normalize", "lines"))  # a bad mode fails before any work
+    ExactDedupConfig.from_dict(section)  # unknown keys and a bad mode stop the run before any work
     return Stage("exact_dedup", [HashStep(), ResolveStep(), ExactFilterStep()])
 

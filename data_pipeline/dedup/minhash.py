@@ -6,22 +6,48 @@ or with datasketch's SHA1 hash), pre-mixed and permuted for all permutations in 
 document with `np.minimum.reduceat`. With the same seed, scheme and hash function, row i equals
 `datasketch.MinHash(num_perm, seed, hashfunc=HASH_FUNCTIONS[hash], scheme=...)` updated with the shingles of text i
 (joined bytes, or word tuples for hash="words"); tests/dedup/test_minhash.py checks it value for value.
+`optimal_bands_rows` picks the LSH bands x rows for a threshold as datasketch's `MinHashLSH` does.
 """
 from __future__ import annotations
 
 import hashlib
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Callable, Sequence
 
 import numpy as np
 import xxhash
 
-from data_pipeline.dedup.near_config import NearDedupConfig
-
 MERSENNE_PRIME = np.uint64((1 << 61) - 1)  # datasketch's "legacy" scheme
 MAX_HASH32 = np.uint64((1 << 32) - 1)
 CHUNK_SHINGLES = 2048  # shingles permuted per array operation: 256 x 2048 x 4 bytes = 2 MiB of scratch
+HASHES = ("words", "xxh32", "sha1")
+SCHEMES = ("affine32", "legacy")
+
+
+@dataclass(frozen=True)
+class MinHashConfig:
+    """Shingling and hashing; the `near_dedup` section (NearDedupConfig) extends it, so its names apply there."""
+
+    ngram_size: int = 5  # words per shingle
+    token_pattern: str = "[^A-Za-z_0-9]"  # separators between words
+    lowercase: bool = False
+    keep_empty_tokens: bool = False  # BigCode's script kept the empty strings between consecutive separators
+    num_perm: int = 256
+    seed: int = 42
+    hash: str = "words"  # shingle hash: "words" (fastest), "xxh32" or "sha1" (datasketch's default hashfunc)
+    scheme: str = "affine32"  # datasketch's permutation scheme: "affine32" (its 2.0 default) or "legacy" (pre-2.0)
+
+    def __post_init__(self) -> None:
+        if self.ngram_size < 1:
+            raise ValueError(f"near_dedup.ngram_size must be >= 1, got {self.ngram_size}")
+        if self.num_perm < 1:
+            raise ValueError(f"near_dedup.num_perm must be >= 1, got {self.num_perm}")
+        if self.hash not in HASHES:
+            raise ValueError(f"near_dedup.hash must be one of {HASHES}, got {self.hash!r}")
+        if self.scheme not in SCHEMES:
+            raise ValueError(f"near_dedup.scheme must be one of {SCHEMES}, got {self.scheme!r}")
 
 
 def xxh32_hash(data: bytes) -> int:
@@ -167,10 +193,10 @@ class SignatureBatch:
 
 
 class MinHasher:
-    """Shingles and MinHash signatures for batches of documents, configured by `NearDedupConfig`."""
+    """Shingles and MinHash signatures for batches of documents, configured by a `MinHashConfig`."""
 
-    def __init__(self, cfg: NearDedupConfig | None = None):
-        self.cfg = cfg or NearDedupConfig()
+    def __init__(self, cfg: MinHashConfig | None = None):
+        self.cfg = cfg or MinHashConfig()
         self._pattern = re.compile(self.cfg.token_pattern)
         self.a, self.b = datasketch_permutations(self.cfg.num_perm, self.cfg.seed, self.cfg.scheme)
         self._legacy = self.cfg.scheme == "legacy"
@@ -252,3 +278,25 @@ def jaccard(a: set, b: set) -> float:
     if not a and not b:
         return 1.0
     return len(a & b) / len(a | b)
+
+
+def collision_probability(similarity: float | np.ndarray, bands: int, rows: int) -> float | np.ndarray:
+    """Probability that two documents with Jaccard `similarity` share at least one band: 1 - (1 - s^r)^b."""
+    return 1.0 - (1.0 - np.power(similarity, rows)) ** bands
+
+
+@lru_cache(maxsize=64)
+def optimal_bands_rows(
+    threshold: float, num_perm: int, false_positive_weight: float = 0.5, false_negative_weight: float = 0.5
+) -> tuple[int, int]:
+    """The (bands, rows) with bands x rows <= num_perm minimising the weighted false-positive area (similarity
+    below the threshold yet colliding) plus false-negative area (above it yet never colliding), as datasketch's
+    `MinHashLSH` and BigCode's script choose them; (0.7, 256) gives (25, 10)."""
+    pairs = np.array([(b, r) for b in range(1, num_perm + 1) for r in range(1, num_perm // b + 1)], dtype=float)
+    bands, rows = pairs[:, :1], pairs[:, 1:]
+    below = np.linspace(0.0, threshold, 1001)
+    above = np.linspace(threshold, 1.0, 1001)
+    fp = np.trapezoid(collision_probability(below[None, :], bands, rows), below, axis=1)
+    fn = np.trapezoid(1.0 - collision_probability(above[None, :], bands, rows), above, axis=1)
+    best = int(np.argmin(false_positive_weight * fp + false_negative_weight * fn))  # first minimum, like datasketch
+    return int(pairs[best, 0]), int(pairs[best, 1])

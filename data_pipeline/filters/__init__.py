@@ -1,4 +1,5 @@
-"""Document filters: each a callable `filter(doc) -> None (keep) | str (drop reason)` built with `.from_config(cfg)`.
+"""Document filters: each a callable `filter(doc) -> None (keep) | str (drop reason)` built with `.from_config(cfg)`,
+and a one-step stage `build_stage(section)` (data_pipeline/stages.py lists them in run order).
 
 license.py (permissive licences for code), quality.py (BigCode code / Gopher text heuristics), decontam.py
 (benchmark contamination), english.py (language identification), topic.py (computer-science topic of text).

@@ -18,8 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
+from data_pipeline.config_check import config_from_dict
 from data_pipeline.records import Document
-from data_pipeline.stage import Stage, check_section_keys, filter_stage
+from data_pipeline.stage import Stage, filter_stage
 
 
 def normalise_whitespace(text: str) -> str:
@@ -63,6 +64,17 @@ class Benchmark:
     skipped_short: int
 
 
+@dataclass(frozen=True)
+class DecontamKeys:
+    """The `decontam` config section (configs/pipeline/decontam/default.yaml)."""
+
+    enabled: bool = True
+    humaneval: bool = True
+    extra_files: Any = None
+    extra_fields: Any = None
+    min_chars: int = 40
+
+
 class DecontamFilter:
     def __init__(self, benchmarks: list[Benchmark]):
         self.benchmarks = benchmarks
@@ -78,13 +90,13 @@ class DecontamFilter:
 
     @classmethod
     def from_config(cls, section: dict[str, Any]) -> "DecontamFilter":
-        check_section_keys(section, ("humaneval", "extra_files", "extra_fields", "min_chars"), "decontam")
-        min_chars = int(section.get("min_chars", 40))
+        keys = config_from_dict(DecontamKeys, section, "decontam")
+        min_chars = int(keys.min_chars)
         raw: dict[str, list[str]] = {}
-        if section.get("humaneval", True):
+        if keys.humaneval:
             raw["humaneval"] = humaneval_strings()
-        fields = list(section.get("extra_fields") or ["prompt", "canonical_solution", "question", "solution", "text"])
-        for path in section.get("extra_files") or []:
+        fields = list(keys.extra_fields or ["prompt", "canonical_solution", "question", "solution", "text"])
+        for path in keys.extra_files or []:
             path = Path(os.path.expanduser(str(path)))
             raw[path.name.split(".")[0]] = file_strings(path, fields)
         benchmarks = []
@@ -115,6 +127,5 @@ class DecontamStage(Stage):
 
 
 def build_stage(section: dict[str, Any]) -> Stage:
-    DecontamFilter.from_config(section)  # missing extra files fail now, before any work
-    stage = filter_stage("decontam", DecontamFilter.from_config)
+    stage = filter_stage("decontam", DecontamFilter.from_config, section)  # missing extra files fail now
     return DecontamStage(stage.name, stage.steps)

@@ -14,8 +14,10 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Mapping
 
+from data_pipeline.config_check import config_from_dict
 from data_pipeline.filters.comments import extract_comments
 from data_pipeline.records import Document
+from data_pipeline.stage import Stage, filter_stage
 
 _FENCED_CODE = re.compile(r"^(```|~~~).*?^\1", re.MULTILINE | re.DOTALL)
 _INLINE_CODE = re.compile(r"`[^`\n]+`")
@@ -85,14 +87,10 @@ class EnglishFilter:
         """Build from the `english` config section (the whole pipeline config is accepted too)."""
         section = dict(cfg.get("english", cfg))
         section.pop("enabled", None)
-        known = set(cls.__dataclass_fields__)
-        unknown = set(section) - known
-        if unknown:
-            raise ValueError(f"english: unknown config keys {sorted(unknown)}; known keys are {sorted(known)}")
         for key in ("languages", "kinds"):
             if key in section:
                 section[key] = tuple(section[key])
-        return cls(**section)
+        return config_from_dict(cls, section, "english")
 
     def __call__(self, doc: Document) -> str | None:
         return self.filter(doc)
@@ -119,3 +117,7 @@ class EnglishFilter:
         if guess.allowed_probability >= self.min_probability:
             return None
         return f"not_english:{guess.top}"
+
+
+def build_stage(section: dict[str, Any]) -> Stage:
+    return filter_stage("english", EnglishFilter.from_config, section)

@@ -9,8 +9,9 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from data_pipeline.config_check import config_from_dict
 from data_pipeline.records import Document
-from data_pipeline.stage import Stage, check_section_keys, filter_stage
+from data_pipeline.stage import Stage, filter_stage
 
 DEFAULT_PERMISSIVE = ("MIT", "Apache-2.0", "BSD-2-Clause", "BSD-3-Clause", "ISC", "Unlicense", "CC0-1.0", "Zlib",
                       "Python-2.0")
@@ -33,6 +34,17 @@ def expression_allowed(expression: str, permissive: frozenset[str]) -> bool:
 
 
 @dataclass(frozen=True)
+class LicenseKeys:
+    """The `license` config section (configs/pipeline/license/default.yaml)."""
+
+    enabled: bool = True
+    permissive: Any = DEFAULT_PERMISSIVE
+    allow_unknown: bool = False
+    allow_unknown_sources: Any = ()
+    source_licenses: Any = None
+
+
+@dataclass(frozen=True)
 class LicenseFilter:
     permissive: frozenset[str]  # lower-cased SPDX ids
     allow_unknown: bool = False  # keep code whose licence is unknown (everywhere)
@@ -41,13 +53,12 @@ class LicenseFilter:
 
     @classmethod
     def from_config(cls, section: dict[str, Any]) -> "LicenseFilter":
-        check_section_keys(section, ("permissive", "allow_unknown", "allow_unknown_sources", "source_licenses"),
-                           "license")
+        keys = config_from_dict(LicenseKeys, section, "license")
         return cls(
-            permissive=frozenset(_key(s) for s in section.get("permissive", DEFAULT_PERMISSIVE)),
-            allow_unknown=bool(section.get("allow_unknown", False)),
-            allow_unknown_sources=frozenset(section.get("allow_unknown_sources") or ()),
-            source_licenses=tuple(sorted((section.get("source_licenses") or {}).items())),
+            permissive=frozenset(_key(s) for s in keys.permissive),
+            allow_unknown=bool(keys.allow_unknown),
+            allow_unknown_sources=frozenset(keys.allow_unknown_sources or ()),
+            source_licenses=tuple(sorted((keys.source_licenses or {}).items())),
         )
 
     def __call__(self, doc: Document) -> str | None:
@@ -60,5 +71,4 @@ class LicenseFilter:
 
 
 def build_stage(section: dict[str, Any]) -> Stage:
-    LicenseFilter.from_config(section)  # a bad section fails now, before any work
-    return filter_stage("license", LicenseFilter.from_config)
+    return filter_stage("license", LicenseFilter.from_config, section)

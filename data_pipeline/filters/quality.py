@@ -10,6 +10,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+from data_pipeline.config_check import config_from_dict
 from data_pipeline.records import Document
 from data_pipeline.stage import Stage, filter_stage
 
@@ -48,15 +49,12 @@ class TextThresholds:
         default_factory=lambda: {5: 0.15, 6: 0.14, 7: 0.13, 8: 0.12, 9: 0.11, 10: 0.10})
 
 
-def _build(cls, section: dict[str, Any] | None):
+def _build(cls, section: dict[str, Any] | None, where: str):
     section = dict(section or {})
-    unknown = set(section) - set(cls.__dataclass_fields__)
-    if unknown:
-        raise ValueError(f"quality: unknown key(s) {sorted(unknown)}; known: {sorted(cls.__dataclass_fields__)}")
     for key in ("max_top_ngram_chars_fraction", "max_duplicate_ngram_chars_fraction"):
         if key in section and section[key] is not None:
             section[key] = {int(k): float(v) for k, v in dict(section[key]).items()}
-    return cls(**section)
+    return config_from_dict(cls, section, where)
 
 
 # ---------- code ----------
@@ -179,10 +177,9 @@ class QualityFilter:
     def from_config(cls, section: dict[str, Any]) -> "QualityFilter":
         section = dict(section or {})
         section.pop("enabled", None)
-        unknown = set(section) - {"code", "text"}
-        if unknown:
-            raise ValueError(f"quality: unknown key(s) {sorted(unknown)}; known: code, text")
-        return cls(code=_build(CodeThresholds, section.get("code")), text=_build(TextThresholds, section.get("text")))
+        config_from_dict(cls, section, "quality")  # only `code` and `text`
+        return cls(code=_build(CodeThresholds, section.get("code"), "quality.code"),
+                   text=_build(TextThresholds, section.get("text"), "quality.text"))
 
     def __call__(self, doc: Document) -> str | None:
         if doc.kind == "code":
@@ -191,5 +188,4 @@ class QualityFilter:
 
 
 def build_stage(section: dict[str, Any]) -> Stage:
-    QualityFilter.from_config(section)
-    return filter_stage("quality", QualityFilter.from_config)
+    return filter_stage("quality", QualityFilter.from_config, section)

@@ -8,10 +8,12 @@ Drop reason: `off_topic:<score to 2 decimals>`. Config: configs/pipeline/topic/.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Mapping, Protocol, runtime_checkable
 
+from data_pipeline.config_check import config_from_dict
 from data_pipeline.records import Document
+from data_pipeline.stage import Stage, filter_stage
 
 DEFAULT_SCORER = {"_target_": "data_pipeline.filters.topic_model.load_logreg_scorer", "path": None}
 
@@ -54,16 +56,12 @@ class TopicFilter:
         """Build from the `topic` config section (the whole pipeline config is accepted too)."""
         section = dict(cfg.get("topic", cfg))
         section.pop("enabled", None)
-        known = {"scorer", "threshold", "kinds", "min_words", "short_text"}
-        unknown = set(section) - known
-        if unknown:
-            raise ValueError(f"topic: unknown config keys {sorted(unknown)}; known keys are {sorted(known)}")
-        if "threshold" not in section:
+        # the keys first, before the scorer loads its model
+        checked = config_from_dict(cls, {"threshold": None, **section, "scorer": None}, "topic")
+        if checked.threshold is None:
             raise ValueError("topic.threshold is missing: set it in configs/pipeline/topic/default.yaml")
-        scorer = build_scorer(section.pop("scorer", None))
-        if "kinds" in section:
-            section["kinds"] = tuple(section["kinds"])
-        return cls(scorer=scorer, threshold=float(section.pop("threshold")), **section)
+        return replace(checked, scorer=build_scorer(section.get("scorer")), threshold=float(checked.threshold),
+                       kinds=tuple(checked.kinds))
 
     def __call__(self, doc: Document) -> str | None:
         return self.filter(doc)
@@ -76,3 +74,7 @@ class TopicFilter:
             return None if self.short_text == "keep" else "off_topic:too_short"
         score = self.scorer.score(doc.text)
         return None if score >= self.threshold else f"off_topic:{score:.2f}"
+
+
+def build_stage(section: dict[str, Any]) -> Stage:
+    return filter_stage("topic", TopicFilter.from_config, section)

@@ -4,7 +4,7 @@ Features: lowercase words (`[a-z][a-z0-9_]+`) counted in the text, log(1 + count
 L2-normalised (so a paragraph and a book score on the same scale). Score = sigmoid(bias + weights . features), the
 probability that the text is about computer science. A text without a single vocabulary word scores 0.
 
-The model file is written by `data_pipeline.filters.topic_eval.train` from the labelled set that
+The model file is written by `tools.topic_eval.train` from the labelled set that
 `scripts/build_topic_eval_set.py` builds; docs/filters.md says how it was trained and how well it does.
 """
 from __future__ import annotations
@@ -62,7 +62,7 @@ class LogisticTopicScorer:
         path = Path(path) if path else DEFAULT_MODEL_PATH
         if not path.is_file():
             raise FileNotFoundError(f"topic model {path} does not exist: set topic.scorer.path to a model file "
-                                    f"written by `python -m data_pipeline.filters.topic_eval.train`")
+                                    f"written by `python -m tools.topic_eval.train`")
         payload = json.loads(path.read_text())
         if payload.get("format") != MODEL_FORMAT:
             raise ValueError(f"topic model {path}: format {payload.get('format')!r}, expected {MODEL_FORMAT!r}")

@@ -11,6 +11,8 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from refact_train.backends.full_state import full_model_state, full_optim_state, load_full_state
+
 
 @dataclass(frozen=True)
 class DistEnv:
@@ -105,7 +107,6 @@ class Backend:
     # --- checkpoints (called on every rank; the trainer writes the rest) ----------------------------------------
     def save_state(self, ckpt_dir: Path) -> None:
         """Write model.pt (full fp32 state dict) and optimizer.pt (full, keyed by parameter name) from rank 0."""
-        from refact_train.backends.full_state import full_model_state, full_optim_state
         model_sd = full_model_state(self.model)
         optim_sd = full_optim_state(self.model, self.optimizer)
         if self.env.is_main:
@@ -113,12 +114,10 @@ class Backend:
             torch.save(optim_sd, ckpt_dir / "optimizer.pt")
 
     def load_state(self, ckpt_dir: Path, load_optimizer: bool = True) -> None:
-        from refact_train.backends.full_state import load_full_state
         load_full_state(self.model, self.optimizer if load_optimizer else None, ckpt_dir)
 
     def full_model_state_dict(self) -> dict | None:
         """The full model state dict (CPU) on rank 0, None elsewhere; collective."""
-        from refact_train.backends.full_state import full_model_state
         sd = full_model_state(self.model)
         return sd if self.env.is_main else None
 

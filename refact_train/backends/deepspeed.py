@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 
 import torch
+from lion_pytorch import Lion
 
 from refact_train.backends.base import Backend, init_process_group
 
@@ -181,7 +182,6 @@ class DeepSpeedBackend(Backend):
 
 
 def _state_keys(optimizer) -> list[str]:
-    from lion_pytorch import Lion
     if isinstance(optimizer, Lion):
         return ["exp_avg"]
     return ["exp_avg", "exp_avg_sq"]

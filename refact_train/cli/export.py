@@ -1,12 +1,12 @@
 """refact-export CHECKPOINT_OR_HF_DIR OUT_DIR: a trainer checkpoint (any backend) or an HF directory of either
-released revision -> an HF directory of the current revision that `transformers` loads."""
+released revision -> an HF directory of the current revision that `transformers` loads (LoRA runs come merged)."""
 from __future__ import annotations
 
 import argparse
 import sys
 
 from refact_train.hf import save_hf_checkpoint
-from refact_train.loading import load_model_and_tokenizer, pick_dtype
+from refact_train.models import load_model_and_tokenizer, pick_dtype
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -20,8 +20,6 @@ def main(argv: list[str] | None = None) -> int:
     try:
         model, tokenizer = load_model_and_tokenizer(args.source, tokenizer_path=args.tokenizer)
         dtype = None if args.dtype == "stored" else pick_dtype(args.dtype, "cpu")
-        if hasattr(model, "merge_and_unload"):  # a LoRA model: export the merged weights
-            model = model.merge_and_unload()
         out = save_hf_checkpoint(model, args.out_dir, tokenizer=tokenizer, dtype=dtype,
                                  max_shard_bytes=int(args.max_shard_gb * 1024**3))
     except (FileNotFoundError, ValueError, KeyError) as err:

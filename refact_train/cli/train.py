@@ -6,31 +6,28 @@ from __future__ import annotations
 
 import sys
 
+import hydra
+from omegaconf import DictConfig, OmegaConf
 
-def _train_main() -> None:
-    import hydra
-    from omegaconf import DictConfig, OmegaConf
+from refact_train.paths import config_dir
+from refact_train.plot import main as plot_main
+from refact_train.trainer import NonFiniteLossError, train
 
-    from refact_train.paths import config_dir
 
-    @hydra.main(version_base="1.3", config_path=config_dir(), config_name="train")
-    def run(cfg: DictConfig) -> None:
-        from refact_train.trainer import NonFiniteLossError, train
-        try:
-            train(OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True))
-        except NonFiniteLossError as e:
-            print(f"[train] {e}", file=sys.stderr)
-            sys.exit(3)
-
-    run()
+@hydra.main(version_base="1.3", config_path=config_dir(), config_name="train")
+def _train_app(cfg: DictConfig) -> None:
+    try:
+        train(OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True))
+    except NonFiniteLossError as e:
+        print(f"[train] {e}", file=sys.stderr)
+        sys.exit(3)
 
 
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "plot":
-        from refact_train.plot import main as plot_main
         plot_main(sys.argv[2:])
         return
-    _train_main()
+    _train_app()
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Weight names of the two released revisions of Refact-1.6B, mapped onto the current one (REFACT-1.6B.md).
+"""Weight names of the two released revisions of Refact-1.6B, mapped onto the current one (docs/refact_1_6b.md).
 
 Current:  attn.q, attn.kv (rows 0..D-1 = K, D..2D-1 = V), mlp.gate_up_proj (gate rows first), mlp.c_proj, ln_f at the top.
 Earlier:  attn.k, attn.v, mlp.linear_1 (gate), mlp.linear_3 (up); one revision's ln_f carries a bias.

@@ -1,4 +1,5 @@
-"""Write an HF directory that `AutoModelForCausalLM.from_pretrained(dir, trust_remote_code=True)` loads (DESIGN.md)."""
+"""Write an HF directory that `AutoModelForCausalLM.from_pretrained(dir, trust_remote_code=True)` loads
+(docs/design.md)."""
 from __future__ import annotations
 
 import json

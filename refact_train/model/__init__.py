@@ -2,11 +2,11 @@
 from refact_train.model.alibi import alibi_bias, alibi_slopes
 from refact_train.model.attention import attention, reference_attention
 from refact_train.model.cache import KVCache
-from refact_train.model.config import RefactConfig, load_model_config, swiglu_hidden
+from refact_train.model.config import RefactConfig, swiglu_hidden
 from refact_train.model.generation import generate, sample_next
 from refact_train.model.model import RefactForCausalLM
 
 __all__ = [
     "KVCache", "RefactConfig", "RefactForCausalLM", "alibi_bias", "alibi_slopes", "attention", "generate",
-    "load_model_config", "reference_attention", "sample_next", "swiglu_hidden",
+    "reference_attention", "sample_next", "swiglu_hidden",
 ]

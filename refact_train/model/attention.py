@@ -13,6 +13,7 @@ import logging
 
 import torch
 import torch.nn.functional as F
+from torch.nn.attention.flex_attention import create_block_mask, flex_attention
 
 from refact_train.model.alibi import alibi_bias
 
@@ -105,16 +106,12 @@ def _flash(q, k, v, slopes, dropout_p):
 
 @functools.cache
 def _flex_kernel(on_cuda: bool):
-    from torch.nn.attention.flex_attention import flex_attention
-
     # Uncompiled FlexAttention is a slow reference path; compiled, it is a fused Triton kernel.
     return torch.compile(flex_attention, dynamic=False) if on_cuda else flex_attention
 
 
 @functools.lru_cache(maxsize=16)
 def _causal_block_mask(q_len: int, k_len: int, device: str):
-    from torch.nn.attention.flex_attention import create_block_mask
-
     offset = k_len - q_len
     return create_block_mask(lambda b, h, qi, ki: qi + offset >= ki, None, None, q_len, k_len, device=device)
 

@@ -1,19 +1,17 @@
-"""The model's shape and runtime knobs, as one typed dataclass loaded from `configs/model/*.yaml`."""
+"""The model's shape and runtime knobs, as one typed dataclass (configs/model/*.yaml; loaded by refact_train.models)."""
 from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
-
-from data_pipeline.config_check import config_from_dict
 
 ATTENTION_BACKENDS = ("auto", "flash", "flex", "sdpa", "reference")
 
 
-def swiglu_hidden(n_embd: int, multiple: int = 256) -> int:
-    """MLP width of the release: 256 * ceil(int(2 * 4 * n_embd / 3) / 256) (5632 for n_embd 2048)."""
-    return multiple * math.ceil(int(2 * 4 * n_embd / 3) / multiple)
+def swiglu_hidden(n_inner: int, multiple: int = 256) -> int:
+    """The release's SwiGLU width from its "4*E" width n_inner: 256 * ceil(int(2 * n_inner / 3) / 256)
+    (5632 for n_inner 8192, i.e. n_embd 2048)."""
+    return multiple * math.ceil(int(2 * n_inner / 3) / multiple)
 
 
 @dataclass
@@ -23,7 +21,7 @@ class RefactConfig:
     n_head: int = 32
     n_layer: int = 32
     n_positions: int = 4096
-    n_inner: int | None = None  # None: the release's SwiGLU rule (swiglu_hidden)
+    n_inner: int | None = None  # the release's "4*E" width (None: 4 * n_embd); the MLP is swiglu_hidden(n_inner) wide
     layer_norm_epsilon: float = 1e-5
     initializer_range: float = 0.02
     tie_word_embeddings: bool = False
@@ -48,28 +46,8 @@ class RefactConfig:
 
     @property
     def mlp_hidden(self) -> int:
-        return self.n_inner if self.n_inner is not None else swiglu_hidden(self.n_embd)
+        """The SwiGLU width, as the release's modeling code derives it from n_inner."""
+        return swiglu_hidden(self.n_inner if self.n_inner is not None else 4 * self.n_embd)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> "RefactConfig":
-        return config_from_dict(cls, values, "model config")
-
-
-def load_model_config(name_or_path: str | Path, **overrides: Any) -> RefactConfig:
-    """`tiny`, `refact_1_6b` (files in configs/model/) or the path of a YAML file with RefactConfig keys."""
-    from omegaconf import OmegaConf
-
-    from refact_train.paths import config_dir
-
-    path = Path(name_or_path)
-    if not path.suffix:
-        path = Path(config_dir()) / "model" / f"{name_or_path}.yaml"
-    if not path.is_file():
-        available = sorted(p.stem for p in (Path(config_dir()) / "model").glob("*.yaml"))
-        raise FileNotFoundError(f"model config {name_or_path!r}: no file {path}; available: {available}")
-    values = OmegaConf.to_container(OmegaConf.load(path), resolve=True)
-    values.update(overrides)
-    return RefactConfig.from_dict(values)

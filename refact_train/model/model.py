@@ -1,4 +1,4 @@
-"""RefactForCausalLM: embedding -> blocks -> bias-free ln_f -> untied lm_head (REFACT-1.6B.md)."""
+"""RefactForCausalLM: embedding -> blocks -> bias-free ln_f -> untied lm_head (docs/refact_1_6b.md)."""
 from __future__ import annotations
 
 import math

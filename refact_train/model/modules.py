@@ -1,7 +1,6 @@
-"""The blocks of the Refact architecture; attribute names match the released state dict (REFACT-1.6B.md)."""
+"""The blocks of the Refact architecture; attribute names match the released state dict (docs/refact_1_6b.md)."""
 from __future__ import annotations
 
-import torch
 import torch.nn as nn
 import torch.nn.functional as F
 

@@ -1,8 +1,14 @@
 """Band buckets: grouping by equal band values, BigCode's first-member edges, and signature verification rounds."""
 import numpy as np
 
-from data_pipeline.dedup.near_buckets import band_partition, bucket_groups, first_member_edges
-from data_pipeline.dedup.near_verify import verified_edges
+from data_pipeline.dedup.minhash import MinHasher
+from data_pipeline.dedup.near_dedup import (
+    NearDedupConfig,
+    band_partition,
+    bucket_groups,
+    first_member_edges,
+    verified_edges,
+)
 
 
 def test_bucket_groups_and_first_member_edges():
@@ -48,9 +54,6 @@ def test_candidates_equal_datasketch_minhash_lsh():
     import random
 
     from datasketch import MinHash, MinHashLSH
-
-    from data_pipeline.dedup.minhash import MinHasher
-    from data_pipeline.dedup.near_config import NearDedupConfig
 
     from .corpus import mutate, random_text
 

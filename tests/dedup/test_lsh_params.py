@@ -2,7 +2,8 @@
 import pytest
 from datasketch.lsh import _optimal_param
 
-from data_pipeline.dedup.near_config import NearDedupConfig, collision_probability, optimal_bands_rows
+from data_pipeline.dedup.minhash import collision_probability, optimal_bands_rows
+from data_pipeline.dedup.near_dedup import NearDedupConfig
 
 
 def test_bigcode_parameters():

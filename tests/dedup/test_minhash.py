@@ -15,7 +15,7 @@ from data_pipeline.dedup.minhash import (
     tokenize,
     word_shingles,
 )
-from data_pipeline.dedup.near_config import NearDedupConfig
+from data_pipeline.dedup.near_dedup import NearDedupConfig
 
 STDLIB = Path(random.__file__).parent
 TEXTS = [(STDLIB / name).read_text() for name in ("random.py", "bisect.py", "heapq.py")]

@@ -7,7 +7,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from data_pipeline.cli import main
-from data_pipeline.runner import STAGE_ORDER
+from data_pipeline.stages import STAGE_ORDER
 
 STDLIB = Path(random.__file__).parent
 

@@ -6,7 +6,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from data_pipeline.dedup.near_dedup import build_stage
-from data_pipeline.runner import run_stage
+from data_pipeline.executor import run_stage
 from data_pipeline.stage import StageContext
 
 from .corpus import build_corpus

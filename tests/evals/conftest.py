@@ -10,11 +10,12 @@ import torch
 
 from data_pipeline.mixing import HoldoutConfig
 from data_pipeline.records import Document, write_documents
-from data_pipeline.shards import build_shards
+from data_pipeline.tokenization import build_shards
 from data_pipeline.tokenizer import train_bpe
 from evals.humaneval import load_problems
 from refact_train.hf import save_hf_checkpoint
-from refact_train.model import RefactForCausalLM, load_model_config
+from refact_train.model import RefactForCausalLM
+from refact_train.models import load_model_config
 
 
 def corpus() -> list[str]:

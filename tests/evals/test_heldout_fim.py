@@ -3,12 +3,12 @@ import pytest
 from data_pipeline.fim import FimConfig
 from data_pipeline.records import Document
 from data_pipeline.tokenizer import train_bpe
-from evals.heldout_fim import build_heldout_tasks, edit_similarity, levenshtein, normalized_exact_match, trim_to_budget
+from evals.heldout_fim import build_heldout_tasks, edit_similarity, normalized_exact_match, trim_to_budget
 
 
-def test_levenshtein_and_edit_similarity():
-    assert levenshtein("kitten", "sitting") == 3
-    assert levenshtein("", "abc") == 3 and levenshtein("abc", "abc") == 0
+def test_edit_similarity_and_exact_match():
+    assert edit_similarity("abc", "abc") == 1.0 and edit_similarity("", "abc") == 0.0
+    assert edit_similarity("abcd", "abxd") == pytest.approx(0.75)  # one substitution in four
     assert edit_similarity("kitten", "sitting") == pytest.approx(1 - 3 / 7)
     assert edit_similarity("", "") == 1.0 and edit_similarity("abc", "") == 0.0
     assert normalized_exact_match("x = 1\n", "x = 1") and not normalized_exact_match(" x = 1", "x = 1")

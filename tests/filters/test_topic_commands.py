@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from data_pipeline.filters.topic_eval.dataset import Example
-from data_pipeline.filters.topic_eval.train import main as train_main
 from data_pipeline.filters.topic_model import LogisticTopicScorer
+from tools.topic_eval.dataset import Example
+from tools.topic_eval.train import main as train_main
 
 ROOT = Path(__file__).resolve().parents[2]
 PROSE = (Path(__file__).parent / "data" / "prose_public_domain.txt").read_text().strip().split("\n\n")
@@ -59,7 +59,7 @@ def test_build_train_measure_the_real_set(tmp_path):
     run("scripts/build_topic_eval_set.py", "--out", str(out), "--cache", str(tmp_path / "cache"))
     summary = json.loads((out / "summary.json").read_text())
     assert summary["examples"]["test"] > 5000
-    run("-m", "data_pipeline.filters.topic_eval.train", "--data", str(out), "--out", str(model))
+    run("-m", "tools.topic_eval.train", "--data", str(out), "--out", str(model))
     threshold = LogisticTopicScorer.load(model).meta["threshold"]["value"]
     report = run("bench/topic_classifier.py", "--data", str(out), "--scorer-path", str(model),
                  "--threshold", str(threshold)).stdout

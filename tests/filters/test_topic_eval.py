@@ -8,12 +8,11 @@ import subprocess
 import threading
 from pathlib import Path
 
-from data_pipeline.filters.topic_eval.dataset import (TEST_ONLY_SOURCES, Example, build_examples, chunk_group,
-                                                      split_of)
-from data_pipeline.filters.topic_eval.markup import roff_to_text, rst_to_text, wiki_categories, wiki_to_text
-from data_pipeline.filters.topic_eval.metrics import counts_at, threshold_for_precision
-from data_pipeline.filters.topic_eval.sources import RawDoc, dictd_entries
-from data_pipeline.filters.topic_eval.train import train
+from tools.topic_eval.dataset import TEST_ONLY_SOURCES, Example, build_examples, chunk_group, split_of
+from tools.topic_eval.markup import roff_to_text, rst_to_text, wiki_categories, wiki_to_text
+from tools.topic_eval.metrics import counts_at, threshold_for_precision
+from tools.topic_eval.sources import RawDoc, dictd_entries
+from tools.topic_eval.train import train
 
 PROSE = (Path(__file__).parent / "data" / "prose_public_domain.txt").read_text().strip().split("\n\n")
 

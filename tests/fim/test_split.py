@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from data_pipeline.fim import FimConfig, FimSplit, fim_rng, split_text
-from data_pipeline.fim_finetune import _content_len, _indent, _is_blank
+from data_pipeline.fim import _content_len, _indent, _is_blank
 
 PRETRAIN = FimConfig(mode="pretrain")
 FINETUNE = FimConfig(mode="finetune", empty_middle_rate=0.1)

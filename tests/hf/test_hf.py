@@ -148,6 +148,36 @@ def test_current_revision_release_layout(tmp_path):
     assert_same_tensors(model, loaded)
 
 
+def test_release_config_with_n_inner_set_loads(tmp_path):
+    """n_inner written out in config.json (the "4*E" width, 384 for n_embd 96) means the same MLP as null (256)."""
+    model = tiny_model(n_embd=96)
+    assert model.config.mlp_hidden == 256
+    d = tmp_path / "cur"
+    d.mkdir()
+    (d / "config.json").write_text(json.dumps({**release_config(model.config), "n_inner": 4 * 96}))
+    save_file(model.state_dict(), str(d / "model.safetensors"))
+    loaded, cfg = load_hf_checkpoint(d)
+    assert cfg.n_inner == 384 and cfg.mlp_hidden == 256
+    assert_same_tensors(model, loaded)
+
+
+def test_export_with_n_inner_set_is_read_alike_by_the_modeling_code(tmp_path):
+    from transformers import AutoModelForCausalLM
+
+    model = tiny_model(n_inner=600)  # int(2 * 600 / 3) = 400 -> 512
+    assert model.transformer.h[0].mlp.hidden == 512
+    out = save_hf_checkpoint(model, tmp_path / "e")
+    assert json.loads((out / "config.json").read_text())["n_inner"] == 600
+    hf = AutoModelForCausalLM.from_pretrained(str(out), trust_remote_code=True).eval()
+    assert hf.transformer.h[0].mlp.hidden == 512
+    ids = torch.randint(0, 128, (2, 17), generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        assert (hf(ids).logits - model(ids)).abs().max().item() < 1e-5
+    again, cfg = load_hf_checkpoint(out)
+    assert cfg == model.config
+    assert_same_tensors(model, again)
+
+
 def test_wrong_shape_names_key_and_shapes(tmp_path):
     model = tiny_model()
     d = tmp_path / "bad"

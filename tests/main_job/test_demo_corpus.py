@@ -5,11 +5,11 @@ from pathlib import Path
 
 import pytest
 
-from data_pipeline.demo_corpus import (DemoCorpusConfig, build_demo_corpus, docstrings_markdown, module_name,
-                                       seeded_sample, stdlib_dir, stdlib_modules)
 from data_pipeline.filters.decontam import DecontamFilter
 from data_pipeline.records import Document
 from data_pipeline.sources.licenses import directory_license, license_from_text
+from tools.demo_corpus import (DemoCorpusConfig, build_demo_corpus, docstrings_markdown, module_name, seeded_sample,
+                               stdlib_dir, stdlib_modules)
 
 
 @pytest.fixture(scope="module")

@@ -48,7 +48,8 @@ def make_base_model(path: Path) -> Path:
     """A small random model of the Refact architecture with a BPE trained on stdlib code, exported as HF."""
     from data_pipeline.tokenizer import train_bpe
     from refact_train.hf import save_hf_checkpoint
-    from refact_train.model import RefactForCausalLM, load_model_config
+    from refact_train.model import RefactForCausalLM
+    from refact_train.models import load_model_config
     texts = [(STDLIB / rel).read_text() for rel in ["os.py", "pathlib.py", "argparse.py", "typing.py"]]
     tok = train_bpe(texts, vocab_size=1024)
     torch.manual_seed(0)

@@ -4,9 +4,9 @@ import pytest
 import torch
 
 from refact_train.model import (
-    RefactConfig, RefactForCausalLM, alibi_slopes, attention, generate, load_model_config, reference_attention,
-    swiglu_hidden,
+    RefactConfig, RefactForCausalLM, alibi_slopes, attention, generate, reference_attention, swiglu_hidden,
 )
+from refact_train.models import load_model_config, model_config
 
 RELEASE_SHAPES = {
     "transformer.wte.weight": (49216, 2048),
@@ -41,9 +41,27 @@ def test_release_shape_counts_exact_parameters_on_meta():
 
 
 def test_swiglu_rule():
-    assert swiglu_hidden(2048) == 5632
-    assert swiglu_hidden(256) == 768
-    assert swiglu_hidden(100) == 512  # int(800/3) = 266 -> 2 * 256
+    # the argument is the release's n_inner, the "4*E" width
+    assert swiglu_hidden(4 * 2048) == 5632
+    assert swiglu_hidden(4 * 256) == 768
+    assert swiglu_hidden(400) == 512  # int(800/3) = 266 -> 2 * 256
+
+
+def test_n_inner_is_the_release_four_e_width(tmp_path):
+    """n_inner as the release reads it: the MLP is 256 * ceil(int(2 * n_inner / 3) / 256) wide, not n_inner."""
+    release = load_model_config("refact_1_6b")
+    assert release.n_inner is None and release.mlp_hidden == 5632
+    path = tmp_path / "explicit.yaml"
+    path.write_text("n_inner: 8192\n")  # what null means, written out
+    explicit = load_model_config(path)
+    assert explicit.n_inner == 8192 and explicit.mlp_hidden == 5632
+    with torch.device("meta"):
+        assert RefactForCausalLM(explicit).num_parameters() == 1_585_842_176
+    path.write_text("n_inner: 6144\n")  # int(2 * 6144 / 3) = 4096, already a multiple of 256
+    with torch.device("meta"):
+        model = RefactForCausalLM(load_model_config(path))
+    assert tuple(model.transformer.h[0].mlp.gate_up_proj.weight.shape) == (2 * 4096, 2048)
+    assert tuple(model.transformer.h[0].mlp.c_proj.weight.shape) == (2048, 4096)
 
 
 def test_tiny_config_is_a_few_million_parameters():
@@ -53,7 +71,7 @@ def test_tiny_config_is_a_few_million_parameters():
 
 def test_unknown_config_key_is_named():
     with pytest.raises(ValueError, match="n_embed"):
-        RefactConfig.from_dict({"n_embed": 3})
+        model_config({"n_embed": 3})
 
 
 @pytest.mark.parametrize("n_head", [1, 2, 4, 8, 12, 32, 40])

@@ -25,13 +25,13 @@ def rows(directory: Path) -> list[tuple]:
 # kill lands inside them even on a loaded machine; nothing else is changed.
 SLOWED_CLI = """
 import sys, time
-import data_pipeline.runner as runner
-execute = runner.execute_unit
+import data_pipeline.executor as executor
+execute = executor.execute_unit
 def paced(stage, ctx, step_index, unit):
     if ctx.name in ("quality", "near_dedup"):
         time.sleep(0.04)
     return execute(stage, ctx, step_index, unit)
-runner.execute_unit = paced
+executor.execute_unit = paced
 from data_pipeline.cli import main
 sys.exit(main(sys.argv[1:]))
 """

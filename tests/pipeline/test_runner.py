@@ -1,4 +1,4 @@
-"""The stage protocol and runner: units, markers, resume, SLURM-array task splits, exact dedup across shards."""
+"""The stage protocol and executor: units, markers, resume, SLURM-array task splits, exact dedup across shards."""
 import json
 from pathlib import Path
 
@@ -7,7 +7,7 @@ import pytest
 
 from data_pipeline.dedup.exact import build_stage as build_exact
 from data_pipeline.records import Document, read_documents, write_documents
-from data_pipeline.runner import run_stage
+from data_pipeline.executor import run_stage
 from data_pipeline.stage import StageContext, filter_stage
 
 

@@ -12,7 +12,7 @@ from data_pipeline.sources import FileRules, classify, license_from_text, list_f
 from data_pipeline.sources import tables
 from data_pipeline.sources.files import Skipped
 from data_pipeline.sources.licenses import repository_license, spdx_from_header
-from data_pipeline.sources.stage import InputError, detect_format
+from data_pipeline.sources.ingest import InputError, detect_format
 
 from pipeline_corpus import GPL3, MIT
 
@@ -165,8 +165,8 @@ def test_format_detection_errors_name_the_path(tmp_path):
 
 
 def test_local_files_hf_dataset_through_the_ingest_stage(tmp_path):
-    from data_pipeline.runner import run_stage
-    from data_pipeline.sources.stage import build_stage
+    from data_pipeline.executor import run_stage
+    from data_pipeline.sources.ingest import build_stage
     from data_pipeline.stage import StageContext
     from data_pipeline.records import read_documents
 

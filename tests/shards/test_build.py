@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 
 from data_pipeline.records import read_documents
-from data_pipeline.shards import (HoldoutConfig, MixtureConfig, ShardConfig, build_shards, open_split,
-                                  open_split_documents, read_manifest)
+from data_pipeline.mixing import HoldoutConfig, MixtureConfig
+from data_pipeline.shards import ShardConfig, open_split, open_split_documents, read_manifest
+from data_pipeline.tokenization import build_shards
 from data_pipeline.tokenizer import load_tokenizer
 
 
@@ -118,7 +119,7 @@ def test_worker_processes_give_the_same_shards(tmp_path, inputs, tokenizer):
 
 
 def test_interrupted_build_reuses_finished_units(tmp_path, inputs, tokenizer, monkeypatch):
-    import data_pipeline.shards as shards
+    import data_pipeline.tokenization as shards
 
     cfg = (MixtureConfig(weights={"text": 2.0}, seed=2), HoldoutConfig(fraction=0.2))
     fresh = build_shards(inputs, tmp_path / "fresh", tokenizer, *cfg)

@@ -7,9 +7,9 @@ import shutil
 import numpy as np
 import pytest
 
-from data_pipeline.packing import ShardWriter
-from data_pipeline.shard_manifest import Manifest, ManifestError, TokenizerInfo, write_manifest
-from data_pipeline.shards import build_shards, open_split, open_split_documents, read_manifest
+from data_pipeline.shards import (Manifest, ManifestError, ShardWriter, TokenizerInfo, open_split, open_split_documents,
+                                  read_manifest, write_manifest)
+from data_pipeline.tokenization import build_shards
 
 
 @pytest.fixture()

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from data_pipeline.mixing import HoldoutConfig, MixtureConfig, compute_weights, copies
+from data_pipeline.mixing import HoldoutConfig, MixtureConfig, compute_weights, uniform_hash
 
 
 def test_explicit_weights_and_default():
@@ -34,15 +34,16 @@ def test_shares_must_name_every_group():
         compute_weights({"code": 5, "wiki": 5}, MixtureConfig(by="source", shares={"code": 1.0}))
 
 
-@pytest.mark.parametrize("weight", [0.25, 1.0, 2.3, 3.0])
-def test_copies_average_the_weight_and_are_deterministic(weight):
+def test_the_copy_hash_is_uniform_deterministic_and_seeded():
+    """build_shards gives a document floor(w) copies plus one when this hash is below frac(w)."""
     ids = [f"doc-{i}" for i in range(20_000)]
-    n = np.array([copies(i, weight, seed=1) for i in ids])
-    assert abs(n.mean() - weight) < 0.015
-    assert set(np.unique(n)) <= {int(np.floor(weight)), int(np.ceil(weight))}
-    assert (n == np.array([copies(i, weight, seed=1) for i in ids])).all()
-    if weight % 1:
-        assert (n != np.array([copies(i, weight, seed=2) for i in ids])).any()  # the seed changes the draw
+    u = np.array([uniform_hash(1, i, "mixture") for i in ids])
+    assert ((0 <= u) & (u < 1)).all() and abs(u.mean() - 0.5) < 0.01
+    for weight in (0.25, 2.3):
+        copies = np.floor(weight) + (u < weight - np.floor(weight))
+        assert abs(copies.mean() - weight) < 0.015
+    assert (u == np.array([uniform_hash(1, i, "mixture") for i in ids])).all()
+    assert (u != np.array([uniform_hash(2, i, "mixture") for i in ids])).any()  # the seed changes the draw
 
 
 def test_config_errors_name_the_key():

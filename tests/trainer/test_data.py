@@ -69,7 +69,8 @@ def test_missing_shards_error_names_the_fix(tmp_path):
 
 
 def test_chat_sft_masks_assistant_turns_only(corpus_dir, tmp_path):
-    from refact_train.chat_sft import ChatSamples, encode_chat
+    from data_pipeline.chat import encode_chat
+    from refact_train.chat_sft import ChatSamples
     from refact_train.tokenizer import load_tokenizer
     tok = load_tokenizer(corpus_dir / "shards" / "tokenizer.json")
     conv = [{"role": "system", "content": "You are a coder."}, {"role": "user", "content": "add two numbers"},
@@ -94,3 +95,12 @@ def test_chat_sft_trains_through_the_trainer(corpus_dir, tmp_path):
                      f"run_dir={tmp_path / 'run'}", "train.max_steps=4", "checkpoint.every=4"])
     ls = losses(tmp_path / "run")
     assert ls[4] < ls[1]
+
+
+def test_shards_of_another_tokenizer_are_refused(corpus_dir):
+    from data_pipeline.shards import ManifestError
+    from refact_train.tokenizer import load_tokenizer
+    tok = load_tokenizer(corpus_dir / "shards" / "tokenizer.json")
+    assert len(TokenStream(corpus_dir, tokenizer_sha256=tok.sha256)) > 0
+    with pytest.raises(ManifestError, match=f"tokenizer sha256 {tok.sha256}, the given tokenizer is {'0' * 64}"):
+        PackedSamples(DataConfig(path=str(corpus_dir), seq_len=64), type("Tok", (), {"sha256": "0" * 64})())

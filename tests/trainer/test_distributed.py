@@ -56,7 +56,7 @@ def test_deepspeed_zero2_two_processes(corpus_dir, single_run, tmp_path):
     ckpt = run / "checkpoints" / "step-00000006"
     assert (ckpt / "deepspeed").is_dir() and (ckpt / "model.pt").is_file()
     # refact-export reads DeepSpeed checkpoints through load_model_from_checkpoint
-    from refact_train.checkpoint import load_model_from_checkpoint
+    from refact_train.models import load_model_from_checkpoint
     from refact_train.cli.export import main as export_main
     model, tok = load_model_from_checkpoint(run)
     assert tok is not None and max_abs_diff(model.state_dict(), weights(run, 6)) == 0.0

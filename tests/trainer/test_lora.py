@@ -3,13 +3,14 @@ import pytest
 import torch
 
 from helpers import train_inprocess
-from refact_train.checkpoint import load_model_from_checkpoint
+from refact_train.models import load_model_from_checkpoint
 
 
 @pytest.fixture(scope="module")
 def base_hf_dir(corpus_dir, tmp_path_factory):
     from refact_train.hf import save_hf_checkpoint
-    from refact_train.model import RefactForCausalLM, load_model_config
+    from refact_train.model import RefactForCausalLM
+    from refact_train.models import load_model_config
     from refact_train.tokenizer import load_tokenizer
     tok = load_tokenizer(corpus_dir / "shards" / "tokenizer.json")
     torch.manual_seed(0)

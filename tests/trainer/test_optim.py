@@ -9,7 +9,8 @@ from refact_train.optim import OptimConfig, build_optimizer, lr_at, param_groups
 
 
 def tiny_model():
-    from refact_train.model import RefactForCausalLM, load_model_config
+    from refact_train.model import RefactForCausalLM
+    from refact_train.models import load_model_config
     return RefactForCausalLM(load_model_config("tiny", n_embd=32, n_layer=1, n_head=2, vocab_size=128))
 
 

@@ -1,5 +1,5 @@
 """A small real corpus for trainer tests: Python standard-library sources, a BPE trained on them, token shards
-written in the api.md format ("Token shards") with numpy."""
+written in the token-shard format (docs/fim_and_shards.md, "Token shards") with numpy."""
 from __future__ import annotations
 
 import json

@@ -40,8 +40,9 @@ def alibi_bias(slopes, q_len, k_len, key_padding_mask, dtype):
     return bias[None].masked_fill(~allowed, float("-inf")).to(dtype)
 
 
-def swiglu_hidden(n_embd):
-    return 256 * math.ceil(int(2 * 4 * n_embd / 3) / 256)
+def swiglu_hidden(n_inner):
+    """The release's rule: n_inner is the "4*E" width; the SwiGLU width is 2/3 of it, rounded up to 256."""
+    return 256 * math.ceil(int(2 * n_inner / 3) / 256)
 
 
 class GPTRefactAttention(nn.Module):
@@ -71,7 +72,7 @@ class GPTRefactAttention(nn.Module):
 class GPTRefactMLP(nn.Module):
     def __init__(self, config):
         super().__init__()
-        self.hidden = config.n_inner if config.n_inner is not None else swiglu_hidden(config.n_embd)
+        self.hidden = swiglu_hidden(config.n_inner if config.n_inner is not None else 4 * config.n_embd)
         self.gate_up_proj = nn.Linear(config.n_embd, 2 * self.hidden, bias=False)
         self.c_proj = nn.Linear(self.hidden, config.n_embd, bias=False)
 

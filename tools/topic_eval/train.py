@@ -1,6 +1,6 @@
 """Train the shipped computer-science-topic scorer on the labelled set and choose its default threshold.
 
-    python -m data_pipeline.filters.topic_eval.train --data build/topic_eval \\
+    python -m tools.topic_eval.train --data build/topic_eval \\
         --out data_pipeline/filters/models/topic_cs_logreg.json
 
 Vocabulary: words seen in at least `min_groups` training groups of at least two sources (a word that only one
@@ -19,9 +19,9 @@ from pathlib import Path
 
 import torch
 
-from data_pipeline.filters.topic_eval.dataset import Example, read_examples
-from data_pipeline.filters.topic_eval.metrics import threshold_for_precision
 from data_pipeline.filters.topic_model import LogisticTopicScorer, features, words
+from tools.topic_eval.dataset import Example, read_examples
+from tools.topic_eval.metrics import threshold_for_precision
 
 
 def select_vocabulary(examples: list[Example], min_groups: int = 3, min_sources: int = 2) -> list[str]:

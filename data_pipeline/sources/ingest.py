@@ -4,20 +4,41 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
+from data_pipeline.atomic import write_text_atomic
+from data_pipeline.config_check import config_from_dict
 from data_pipeline.records import Document
-from data_pipeline.stage import ShardOutput, Stage, StageContext, Step, check_section_keys, temp_path
+from data_pipeline.stage import ShardOutput, Stage, StageContext, Step
 from data_pipeline.stats import UnitStats
 from data_pipeline.sources import tables
 from data_pipeline.sources.files import FileRules, Skipped, list_files, read_files
 
-INGEST_KEYS = ("format", "source", "use_git", "max_file_bytes", "minified_line_chars", "fallback_encoding",
-               "vendored_dirs", "generated_globs", "files_per_shard", "shard_bytes", "rows_per_shard", "records_kind",
-               "fields", "hf_split")
 FORMATS = ("auto", "files", "jsonl", "parquet", "hf_disk", "hf_files")
 JSONL_SUFFIXES = (".jsonl", ".json", ".ndjson")
+
+
+@dataclass(frozen=True)
+class IngestKeys:
+    """The keys the `ingest` section may hold; their defaults and meaning: configs/pipeline/ingest/default.yaml."""
+
+    enabled: Any = None
+    format: Any = None
+    source: Any = None
+    use_git: Any = None
+    max_file_bytes: Any = None
+    minified_line_chars: Any = None
+    fallback_encoding: Any = None
+    vendored_dirs: Any = None
+    generated_globs: Any = None
+    files_per_shard: Any = None
+    shard_bytes: Any = None
+    rows_per_shard: Any = None
+    records_kind: Any = None
+    fields: Any = None
+    hf_split: Any = None
 
 
 class InputError(ValueError):
@@ -64,7 +85,7 @@ def validate_inputs(pipeline_cfg: dict[str, Any]) -> list[tuple[Path, str, str]]
     """(path, format, source) for every input; raises InputError naming the bad one before any work."""
     section = pipeline_cfg.get("ingest", {}) or {}
     try:
-        check_section_keys(section, INGEST_KEYS, "ingest")
+        config_from_dict(IngestKeys, section, "ingest")
     except ValueError as exc:
         raise InputError(str(exc)) from exc
     paths = input_paths(pipeline_cfg)
@@ -138,15 +159,9 @@ class PlanStep(Step):
             per_source[source] = len(items)
             for item in items:
                 name = f"{len(names):05d}"
-                dst = plan_dir / f"{name}.json"
-                tmp = temp_path(dst)
-                tmp.write_text(json.dumps(item))
-                os.replace(tmp, dst)
+                write_text_atomic(plan_dir / f"{name}.json", json.dumps(item))
                 names.append(name)
-        index = plan_dir / "index.json"
-        tmp = temp_path(index)
-        tmp.write_text(json.dumps(names))
-        os.replace(tmp, index)
+        write_text_atomic(plan_dir / "index.json", json.dumps(names))
         return UnitStats(extra={"shards_per_source": per_source})
 
 

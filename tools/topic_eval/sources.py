@@ -25,8 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-from data_pipeline.filters.topic_eval.austen import read_rdb_character_vectors
-from data_pipeline.filters.topic_eval.markup import roff_to_text, rst_to_text, wiki_categories, wiki_to_text
+from tools.topic_eval.austen import read_rdb_character_vectors
+from tools.topic_eval.markup import roff_to_text, rst_to_text, wiki_categories, wiki_to_text
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Iterable, Iterator
 
-from data_pipeline.filters.topic_eval.sources import RawDoc, stable_fraction
+from tools.topic_eval.sources import RawDoc, stable_fraction
 
 TEST_ONLY_SOURCES = ("python_docs", "lee_news", "devils_dictionary")
 TEST_FRACTION, VAL_FRACTION = 0.25, 0.15

@@ -1,6 +1,6 @@
 """A demo corpus from data every Python install already has, for the main job (`bash scripts/main_job.sh`).
 
-    python -m data_pipeline.demo_corpus OUT_DIR [--code-files N] [--doc-files N] [--foreign-files N] [--leaked-files N]
+    python -m tools.demo_corpus OUT_DIR [--code-files N] [--doc-files N] [--foreign-files N] [--leaked-files N]
 
 OUT_DIR/stdlib/   code: the Python standard library's own sources, with its licence (PSF, Python-2.0) as LICENSE
 OUT_DIR/docs/     English text: the docstrings of stdlib modules, one Markdown file per module

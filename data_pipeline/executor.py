@@ -1,4 +1,4 @@
-"""Runs stages: the units of each step in local worker processes, or one SLURM array task's share of them.
+"""Runs a stage's steps: the units of each step in local worker processes, or one SLURM array task's share of them.
 
 Local (`task=None`): every step of every stage in order, `workers` processes, tqdm bars, finished units skipped.
 Array task `i` of `N`: the units whose index % N == i of the first step that is not complete yet; when that step is
@@ -7,9 +7,9 @@ complete (the other tasks are done too) it goes on to the next step, otherwise i
 """
 from __future__ import annotations
 
-import importlib
 import multiprocessing
 import os
+import shutil
 import sys
 import time
 from dataclasses import dataclass
@@ -19,48 +19,9 @@ from typing import Any, Callable
 import pyarrow as pa
 from tqdm import tqdm
 
-from data_pipeline.stage import Stage, StageContext, filter_stage
-from data_pipeline.stats import sum_unit_stats, write_json_atomic
-
-# Run order and builders (`module:function`, function(cfg_section) -> Stage, or a filter class with .from_config).
-STAGE_ORDER = (
-    "ingest", "license", "quality", "english", "topic", "decontam", "exact_dedup", "near_dedup",
-)
-STAGE_BUILDERS: dict[str, str] = {
-    "ingest": "data_pipeline.sources.stage:build_stage",
-    "license": "data_pipeline.filters.license:build_stage",
-    "quality": "data_pipeline.filters.quality:build_stage",
-    "english": "data_pipeline.filters.english:EnglishFilter",
-    "topic": "data_pipeline.filters.topic:TopicFilter",
-    "decontam": "data_pipeline.filters.decontam:build_stage",
-    "exact_dedup": "data_pipeline.dedup.exact:build_stage",
-    "near_dedup": "data_pipeline.dedup.near_dedup:build_stage",
-}
-
-
-class StageUnavailable(RuntimeError):
-    """A stage whose module is not installed (yet): the pipeline runs without it and says so in stats.json."""
-
-
-def build_stage(name: str, section: dict[str, Any]) -> Stage:
-    module_name, attr = STAGE_BUILDERS[name].split(":")
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
-        if exc.name and module_name.startswith(exc.name):
-            raise StageUnavailable(f"stage {name!r}: module {module_name} is not available") from exc
-        raise
-    builder = getattr(module, attr)
-    if isinstance(builder, type) and hasattr(builder, "from_config"):  # a document filter class
-        stage = filter_stage(name, builder.from_config)
-        stage.steps[0].built(name, dict(section or {}))  # a bad section fails now, before any work
-        return stage
-    return builder(section)
-
-
-def stage_enabled(cfg: dict[str, Any], name: str) -> bool:
-    section = cfg.get(name)
-    return isinstance(section, dict) and bool(section.get("enabled", True))
+from data_pipeline.atomic import atomic_path, write_json_atomic
+from data_pipeline.stage import Stage, StageContext
+from data_pipeline.stats import sum_unit_stats
 
 
 @dataclass
@@ -128,7 +89,7 @@ def run_stage(
     log: Callable[[str], None] = print,
     progress: bool = True,
 ) -> StageResult:
-    if ctx.success_path.exists():
+    if stage.complete(ctx):
         log(f"[{ctx.name}] complete, skipped")
         return StageResult(ctx.name, complete=True, skipped=True)
     step_names = [s.name for s in stage.steps]
@@ -180,16 +141,12 @@ def default_workers() -> int:
 
 def link_or_copy(src: Path, dst: Path) -> None:
     """Publish a shard under a second name without doubling the disk it takes (copy across filesystems)."""
-    import shutil
-
-    dst.parent.mkdir(parents=True, exist_ok=True)
     if dst.exists() and os.path.samefile(src, dst):
         return  # already published (a rerun)
-    tmp = dst.with_name(f".{dst.name}.tmp-{os.getpid()}")
-    tmp.unlink(missing_ok=True)
-    try:
-        os.link(src, tmp)
-    except OSError:
-        shutil.copyfile(src, tmp)
-    os.replace(tmp, dst)
+    with atomic_path(dst) as tmp:
+        tmp.unlink(missing_ok=True)
+        try:
+            os.link(src, tmp)
+        except OSError:
+            shutil.copyfile(src, tmp)
     tmp.unlink(missing_ok=True)  # rename(2) onto another link of the same file is a no-op that leaves tmp behind

@@ -1,0 +1,152 @@
+"""Build a RefactForCausalLM from config and load one from any source (as nanochat's checkpoint_manager does).
+
+Sources: a trainer checkpoint of any backend (a step dir, its `checkpoints/` dir or the run dir; LoRA merged), an HF
+directory of either released revision, or our own export. Dependencies point one way: model/, hf/, lora, checkpoint
+-> this module -> trainer and the command-line tools.
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import OmegaConf
+from torch import nn
+
+from data_pipeline.config_check import config_from_dict
+from data_pipeline.tokenizer import RefactTokenizer, load_tokenizer
+from refact_train.checkpoint import resolve_checkpoint_dir
+from refact_train.hf import load_hf_checkpoint, save_hf_checkpoint
+from refact_train.lora import LoraConfig, apply_lora, merge_lora_state
+from refact_train.model import RefactConfig, RefactForCausalLM
+from refact_train.paths import config_dir
+
+
+# --- config -------------------------------------------------------------------------------------------------------
+def model_config(values: dict[str, Any]) -> RefactConfig:
+    """The `model` section of a training config -> RefactConfig (an unknown key is an error naming it)."""
+    return config_from_dict(RefactConfig, values, "model config")
+
+
+def load_model_config(name_or_path: str | Path, **overrides: Any) -> RefactConfig:
+    """`tiny`, `refact_1_6b` (files in configs/model/) or the path of a YAML file with RefactConfig keys."""
+    path = Path(name_or_path)
+    if not path.suffix:
+        path = Path(config_dir()) / "model" / f"{name_or_path}.yaml"
+    if not path.is_file():
+        available = sorted(p.stem for p in (Path(config_dir()) / "model").glob("*.yaml"))
+        raise FileNotFoundError(f"model config {name_or_path!r}: no file {path}; available: {available}")
+    values = OmegaConf.to_container(OmegaConf.load(path), resolve=True)
+    values.update(overrides)
+    return model_config(values)
+
+
+def build_model(model_cfg: dict[str, Any]) -> RefactForCausalLM:
+    """A freshly initialised model of the `model` section of a training config."""
+    return RefactForCausalLM(model_config(model_cfg))
+
+
+def model_from_state(cfg: dict[str, Any], state: dict[str, torch.Tensor]) -> RefactForCausalLM:
+    """The plain model of a training config holding `state` (a full state dict; LoRA adapters merged in)."""
+    lora = cfg.get("lora") or {}
+    if lora.get("enabled"):
+        state = merge_lora_state(state, lora)
+    model = build_model(cfg["model"])
+    model.load_state_dict(state, strict=True)
+    return model
+
+
+# --- loading ------------------------------------------------------------------------------------------------------
+def is_hf_dir(path: str | Path) -> bool:
+    return (Path(path) / "config.json").is_file()
+
+
+def load_model_from_checkpoint(path: str | Path, device: str = "cpu") -> tuple[RefactForCausalLM, Any]:
+    """(model, tokenizer or None) from a trainer checkpoint of any backend (a step dir, `checkpoints/` or a run dir).
+
+    Every backend writes the full state dict to model.pt; LoRA checkpoints come back merged into plain weights.
+    """
+    ckpt = resolve_checkpoint_dir(path)
+    cfg = OmegaConf.to_container(OmegaConf.load(ckpt / "config.yaml"), resolve=True)
+    model = model_from_state(cfg, torch.load(ckpt / "model.pt", map_location="cpu", weights_only=True))
+    model.to(device).eval()
+    tokenizer = load_tokenizer(ckpt / "tokenizer") if (ckpt / "tokenizer" / "tokenizer.json").is_file() else None
+    return model, tokenizer
+
+
+def load_model_and_tokenizer(
+    path: str | Path, tokenizer_path: str | Path | None = None, dtype: torch.dtype | None = None,
+    device: str | torch.device = "cpu",
+) -> tuple[RefactForCausalLM, RefactTokenizer | None]:
+    """(model, tokenizer or None) from an HF directory or a trainer checkpoint. The tokenizer comes from
+    `tokenizer_path`, else from the model's own directory. `dtype` None keeps the stored dtype."""
+    p = Path(path)
+    if not p.exists():
+        raise FileNotFoundError(f"{p}: no such model directory or checkpoint")
+    tokenizer = None
+    if is_hf_dir(p):
+        model, _ = load_hf_checkpoint(p, dtype=dtype, device=device)
+        if (p / "tokenizer.json").is_file():
+            tokenizer = load_tokenizer(p)
+    else:
+        model, tokenizer = load_model_from_checkpoint(p)
+        model = model.to(device=device, dtype=dtype) if dtype is not None else model.to(device)
+    if tokenizer_path is not None:
+        tokenizer = load_tokenizer(tokenizer_path)
+    return model, tokenizer
+
+
+def pick_device(device: str) -> str:
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
+
+
+def pick_dtype(dtype: str, device: str) -> torch.dtype | None:
+    """"auto": the stored dtype on CPU, bf16 on CUDA."""
+    table = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
+             "float16": torch.float16, "fp16": torch.float16}
+    if dtype == "auto":
+        return torch.bfloat16 if device.startswith("cuda") else None
+    if dtype not in table:
+        raise ValueError(f"dtype {dtype!r}: use one of auto, {', '.join(table)}")
+    return table[dtype]
+
+
+# --- training and export ------------------------------------------------------------------------------------------
+def init_model(model_cfg: dict[str, Any], init_from: str | None, log=print) -> RefactForCausalLM:
+    """A fresh model, or weights from `init_from` (an HF dir, or a trainer checkpoint / run dir: weights only)."""
+    if not init_from:
+        return build_model(model_cfg)
+    path = Path(init_from)
+    if is_hf_dir(path):
+        model, _ = load_hf_checkpoint(str(path), dtype=torch.float32, device="cpu")
+        log(f"[init] weights from HF directory {path}", file=sys.stderr)
+        return model
+    model, _ = load_model_from_checkpoint(path)
+    log(f"[init] weights from trainer checkpoint {path}", file=sys.stderr)
+    return model
+
+
+def prepare_model(cfg: dict, tokenizer: Any, log=print) -> tuple[nn.Module, RefactForCausalLM]:
+    """(module to train, the bare RefactForCausalLM inside it). Updates cfg["model"] to the model actually built."""
+    model_cfg = dict(cfg["model"])
+    if cfg["train"].get("vocab_from_tokenizer") and tokenizer is not None and not cfg.get("init_from"):
+        model_cfg["vocab_size"] = int(tokenizer.padded_vocab_size)
+    base = init_model(model_cfg, cfg.get("init_from"), log)
+    cfg["model"] = base.config.to_dict()  # the saved config must rebuild exactly this model (HF init included)
+    if tokenizer is not None and base.config.vocab_size < tokenizer.vocab_size:
+        raise ValueError(f"model.vocab_size={base.config.vocab_size} < tokenizer vocab {tokenizer.vocab_size}: "
+                         f"set train.vocab_from_tokenizer=true or a larger model.vocab_size")
+    if cfg["train"].get("activation_checkpointing"):
+        base.set_activation_checkpointing(True)
+    lora = LoraConfig.from_dict(cfg.get("lora") or {})
+    module = apply_lora(base, lora) if lora.enabled else base
+    return module, base
+
+
+def export_hf(full_sd: dict, cfg: dict, tokenizer: Any, out: Path) -> None:
+    """Full (possibly LoRA) state dict of a training run -> HF directory (LoRA merged)."""
+    save_hf_checkpoint(model_from_state(cfg, full_sd), str(out), tokenizer=tokenizer)
+    print(f"[export] HF directory {out}", file=sys.stderr)
