@@ -3,13 +3,9 @@
 
     python scripts/check_structure.py [--root DIR]
 
-Prints per folder the files and the lines of code (.py, .sh, .sbatch: all and non-blank), tests apart, and the
-function-level imports of project modules. Exits 1, listing them, on: an import cycle among the project's modules
-(read with `ast`, nothing imported; imports inside functions and `importlib.import_module("literal")` count), a code
-file over 450 lines, a layering violation (`refact_train/model/` importing the rest of the project, `data_pipeline`
-importing `refact_train` or `evals`, the library importing `tools`), a repository path, link or module named in
-README.md, docs/ or bench/*.md that does not exist, or a Markdown file named in library code, configs or benchmarks
-that does not exist.
+Prints per folder the files and the lines of code (.py, .sh, .sbatch), tests apart. Exits 1 on an import cycle (read
+with `ast`: imports inside functions and `importlib.import_module("literal")` count), a code file over 450 lines, a
+layering violation, or a path, link, module or Markdown file named in the docs or the code that does not exist.
 """
 from __future__ import annotations
 
@@ -20,9 +16,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-from scipy.sparse import coo_array
-from scipy.sparse.csgraph import connected_components
+import networkx as nx
 
 # Rows of the size report, most specific first: a file counts in the first folder that holds it.
 GROUPS = ("refact_train/model", "data_pipeline", "refact_train", "evals", "tools", "scripts", "bench", "launch")
@@ -137,46 +131,23 @@ def imports_of(module: str, path: Path, modules: dict[str, Path]) -> list[Import
     return list(found.values())
 
 
-def shortest_cycle(start: str, members: set[str], graph: dict[str, set[str]]) -> list[str]:
-    """A shortest cycle through `start` inside one strongly connected component (breadth-first)."""
-    parent: dict[str, str] = {}
-    frontier = [start]
-    while frontier:
-        nxt = []
-        for node in frontier:
-            for child in sorted(graph[node] & members):
-                if child == start:
-                    path = [node]
-                    while path[-1] != start:
-                        path.append(parent[path[-1]])
-                    return [start, *reversed(path[:-1]), start]
-                if child not in parent:
-                    parent[child] = node
-                    nxt.append(child)
-        frontier = nxt
-    raise AssertionError(f"{start} is in no cycle")
-
-
 def check_imports(root: Path, report: Report, modules: dict[str, Path]) -> None:
-    names = sorted(modules)
-    number = {m: i for i, m in enumerate(names)}
-    graph: dict[str, set[str]] = {m: set() for m in names}
-    for module in names:
+    graph = nx.DiGraph()
+    graph.add_nodes_from(sorted(modules))
+    for module in sorted(modules):
         for imp in imports_of(module, modules[module], modules):
-            graph[module].add(imp.target)
+            graph.add_edge(module, imp.target)
             if imp.in_function:
                 report.function_imports.append(imp)
             if ((module + ".").startswith(MODEL + ".") and not (imp.target + ".").startswith(MODEL + ".")
                     or imp.target.split(".")[0] not in MAY_IMPORT[module.split(".")[0]]):
                 report.layering_violations.append(imp)
-    edges = [(number[a], number[b]) for a in names for b in graph[a]]
-    u, v = (np.array(x, dtype=np.int64) for x in zip(*edges)) if edges else (np.zeros(0, np.int64),) * 2
-    matrix = coo_array((np.ones(len(u), bool), (u, v)), shape=(len(names),) * 2)
-    _, labels = connected_components(matrix, directed=True, connection="strong")
-    for label in sorted(set(labels.tolist())):
-        members = sorted(names[i] for i in np.flatnonzero(labels == label))
-        if len(members) > 1:
-            report.cycles.append(shortest_cycle(members[0], set(members), graph))
+    for members in nx.strongly_connected_components(graph):
+        if len(members) > 1:  # a shortest cycle through the component's first module
+            start = min(members)
+            inner = graph.subgraph(members)
+            back = min((nx.shortest_path(inner, child, start) for child in sorted(inner.successors(start))), key=len)
+            report.cycles.append([start, *back])
     report.cycles.sort()
 
 
@@ -278,8 +249,7 @@ def print_report(report: Report) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--root", type=Path, default=Path(__file__).resolve().parent.parent,
-                        help="repository root (default: the one holding this script)")
+    parser.add_argument("--root", type=Path, default=Path(__file__).resolve().parent.parent)
     report = build_report(parser.parse_args(argv).root.resolve())
     print_report(report)
     return 1 if report.failed else 0
