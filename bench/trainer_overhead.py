@@ -51,7 +51,7 @@ def bare_rate(data: Path, steps: int) -> float:
 
     from refact_train.models import build_model
     from refact_train.data import DataConfig, PackedSamples, StepLoader, layout_for
-    from refact_train.tokenizer import load_tokenizer
+    from data_pipeline.tokenizer import load_tokenizer
     cfg = compose(overrides(data, Path(tempfile.mkdtemp()), steps))
     tok = load_tokenizer(data / "shards" / "tokenizer.json")
     cfg["model"]["vocab_size"] = tok.padded_vocab_size

@@ -1,7 +1,7 @@
 """Byte-level BPE tokenizer of the StarCoder family with the Refact special tokens (docs/refact_1_6b.md).
 
 Loads a released `tokenizer.json` (or `vocab.json` + `merges.txt`) and trains a new one with HF `tokenizers`.
-It lives in `data_pipeline` because the pipeline trains and applies it; `refact_train.tokenizer` re-exports it.
+It lives in `data_pipeline` because the pipeline trains and applies it, and the trainer and the evals use it too.
 
 Raw bytes that are not valid UTF-8 (a file read with `open(..., "rb")`) go through `encode_bytes`: valid UTF-8 runs are
 tokenized as text and every invalid byte becomes the single-byte token the byte-level alphabet has for it, so
@@ -22,26 +22,10 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
 from data_pipeline.atomic import atomic_path, write_text_atomic
 
-SPECIAL_TOKENS: tuple[str, ...] = (
-    "<|endoftext|>",
-    "<fim_prefix>",
-    "<fim_middle>",
-    "<fim_suffix>",
-    "<fim_pad>",
-    "<filename>",
-    "<gh_stars>",
-    "<issue_start>",
-    "<issue_comment>",
-    "<issue_closed>",
-    "<jupyter_start>",
-    "<jupyter_text>",
-    "<jupyter_code>",
-    "<jupyter_output>",
-    "<empty_output>",
-    "<commit_before>",
-    "<commit_msg>",
-    "<commit_after>",
-    "<reponame>",
+SPECIAL_TOKENS: tuple[str, ...] = (  # ids 0-18, the release's order
+    "<|endoftext|>", "<fim_prefix>", "<fim_middle>", "<fim_suffix>", "<fim_pad>", "<filename>", "<gh_stars>",
+    "<issue_start>", "<issue_comment>", "<issue_closed>", "<jupyter_start>", "<jupyter_text>", "<jupyter_code>",
+    "<jupyter_output>", "<empty_output>", "<commit_before>", "<commit_msg>", "<commit_after>", "<reponame>",
 )
 EMBEDDING_MULTIPLE = 64
 
@@ -97,12 +81,6 @@ class RefactTokenizer:
     fim_suffix_id = 3
     fim_pad_id = 4
     empty_output_id = 14
-
-    def token_id(self, token: str) -> int:
-        found = self.tokenizer.token_to_id(token)
-        if found is None:
-            raise KeyError(f"tokenizer {self.source or '<in memory>'} has no token {token!r}")
-        return found
 
     @property
     def vocab_size(self) -> int:
@@ -178,23 +156,12 @@ class RefactTokenizer:
         with atomic_path(out / "tokenizer.json") as tmp:
             self.tokenizer.save(str(tmp))
         eot = SPECIAL_TOKENS[0]
-        write_text_atomic(
-            out / "special_tokens_map.json",
-            json.dumps(
-                {"bos_token": eot, "eos_token": eot, "unk_token": eot, "pad_token": "<fim_pad>",
-                 "additional_special_tokens": list(SPECIAL_TOKENS[1:])},
-                indent=2,
-            )
-        )
-        write_text_atomic(
-            out / "tokenizer_config.json",
-            json.dumps(
-                {"tokenizer_class": "PreTrainedTokenizerFast", "bos_token": eot, "eos_token": eot, "unk_token": eot,
-                 "pad_token": "<fim_pad>", "additional_special_tokens": list(SPECIAL_TOKENS[1:]),
-                 "model_max_length": 4096, "clean_up_tokenization_spaces": False},
-                indent=2,
-            )
-        )
+        special = {"bos_token": eot, "eos_token": eot, "unk_token": eot, "pad_token": "<fim_pad>",
+                   "additional_special_tokens": list(SPECIAL_TOKENS[1:])}
+        write_text_atomic(out / "special_tokens_map.json", json.dumps(special, indent=2))
+        config = {"tokenizer_class": "PreTrainedTokenizerFast", **special, "model_max_length": 4096,
+                  "clean_up_tokenization_spaces": False}
+        write_text_atomic(out / "tokenizer_config.json", json.dumps(config, indent=2))
         return out / "tokenizer.json"
 
 

@@ -22,9 +22,9 @@ def tok():
 def test_special_tokens_in_release_order(tok):
     assert len(SPECIAL_TOKENS) == 19
     for i, t in enumerate(SPECIAL_TOKENS):
-        assert tok.token_id(t) == i
+        assert tok.tokenizer.token_to_id(t) == i
     assert (tok.eot_id, tok.fim_prefix_id, tok.fim_middle_id, tok.fim_suffix_id, tok.fim_pad_id) == (0, 1, 2, 3, 4)
-    assert tok.token_id("<empty_output>") == 14 and tok.token_id("<reponame>") == 18
+    assert tok.tokenizer.token_to_id("<empty_output>") == 14 and tok.tokenizer.token_to_id("<reponame>") == 18
 
 
 def test_padded_vocab():
@@ -91,7 +91,7 @@ def test_load_vocab_and_merges(tok, tmp_path):
     loaded = load_tokenizer(tmp_path)
     text = "for key, value in items():\n    pass\n"
     assert loaded.encode(text) == tok.encode(text)
-    assert loaded.token_id("<fim_middle>") == 2
+    assert loaded.tokenizer.token_to_id("<fim_middle>") == 2
 
 
 def test_missing_tokenizer_names_path(tmp_path):

@@ -49,7 +49,7 @@ def test_each_rank_gets_its_slice_and_the_global_batch_is_independent_of_world_s
 
 
 def test_fim_pretrain_samples_and_sentinel_mask(corpus_dir):
-    from refact_train.tokenizer import load_tokenizer
+    from data_pipeline.tokenizer import load_tokenizer
     tok = load_tokenizer(corpus_dir / "shards" / "tokenizer.json")
     fim = {"mode": "pretrain", "rate": 1.0, "loss_on_sentinels": False}
     s = PackedSamples(DataConfig(path=str(corpus_dir), seq_len=128, seed=3, fim=fim), tok)
@@ -71,7 +71,7 @@ def test_missing_shards_error_names_the_fix(tmp_path):
 def test_chat_sft_masks_assistant_turns_only(corpus_dir, tmp_path):
     from data_pipeline.chat import encode_chat
     from refact_train.chat_sft import ChatSamples
-    from refact_train.tokenizer import load_tokenizer
+    from data_pipeline.tokenizer import load_tokenizer
     tok = load_tokenizer(corpus_dir / "shards" / "tokenizer.json")
     conv = [{"role": "system", "content": "You are a coder."}, {"role": "user", "content": "add two numbers"},
             {"role": "assistant", "content": "def add(a, b):\n    return a + b"}]
@@ -99,7 +99,7 @@ def test_chat_sft_trains_through_the_trainer(corpus_dir, tmp_path):
 
 def test_shards_of_another_tokenizer_are_refused(corpus_dir):
     from data_pipeline.shards import ManifestError
-    from refact_train.tokenizer import load_tokenizer
+    from data_pipeline.tokenizer import load_tokenizer
     tok = load_tokenizer(corpus_dir / "shards" / "tokenizer.json")
     assert len(TokenStream(corpus_dir, tokenizer_sha256=tok.sha256)) > 0
     with pytest.raises(ManifestError, match=f"tokenizer sha256 {tok.sha256}, the given tokenizer is {'0' * 64}"):

@@ -11,7 +11,7 @@ def base_hf_dir(corpus_dir, tmp_path_factory):
     from refact_train.hf import save_hf_checkpoint
     from refact_train.model import RefactForCausalLM
     from refact_train.models import load_model_config
-    from refact_train.tokenizer import load_tokenizer
+    from data_pipeline.tokenizer import load_tokenizer
     tok = load_tokenizer(corpus_dir / "shards" / "tokenizer.json")
     torch.manual_seed(0)
     model = RefactForCausalLM(load_model_config("tiny", n_embd=64, n_layer=2, n_head=2,

@@ -20,7 +20,7 @@ def stdlib_documents() -> list[str]:
 
 def write_corpus(out: Path, vocab_size: int = 768) -> Path:
     """Pipeline-style output dir `out` with `out/shards/` (train: all documents but two; valid: two)."""
-    from refact_train.tokenizer import train_bpe
+    from data_pipeline.tokenizer import train_bpe
 
     docs = stdlib_documents()
     tok = train_bpe(docs, vocab_size=vocab_size, min_frequency=2)
