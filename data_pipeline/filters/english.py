@@ -79,7 +79,9 @@ class EnglishFilter:
     code_min_chars: int = 100
     strip_code_blocks: bool = True
     max_chars: int = 10_000
-    code_scan_chars: int = 20_000  # code: comments are extracted from this many leading characters only
+    code_scan_chars: int = 8_000  # code: comments are extracted from this many leading characters only ...
+    code_tail_chars: int = 0  # ... and from this many trailing ones (from a line start), when the file is longer
+    text_scan_chars: int = 40_000  # text: code blocks are stripped from this many leading characters only
 
     def __post_init__(self) -> None:
         if self.short_text not in ("keep", "drop"):
@@ -115,15 +117,28 @@ class EnglishFilter:
         if doc.kind == "code":
             if not self.check_code_comments:
                 return None
-            # Extraction costs far more than identification (a tokenizer pass in Python): bound it per file.
-            comments = "\n".join(extract_comments(doc.text[: self.code_scan_chars], doc.lang))
+            if len(doc.text) < self.code_min_chars:
+                return None  # cannot hold code_min_chars letters of comments: nothing to parse
+            comments = "\n".join(c for part in self.code_sample(doc.text) for c in extract_comments(part, doc.lang))
             if not has_letters(comments, self.code_min_chars):
                 return None  # too little natural language to judge
             return self.judge(comments[: self.max_chars])
-        text = prose_of_text(doc.text) if self.strip_code_blocks else doc.text
+        text = doc.text[: self.text_scan_chars]  # identification reads max_chars of it: no need to clean more
+        text = prose_of_text(text) if self.strip_code_blocks else text
         if not has_letters(text, self.min_chars):
             return None if self.short_text == "keep" else "not_english:too_short"
         return self.judge(text[: self.max_chars])
+
+    def code_sample(self, code: str) -> list[str]:
+        """Bounded pieces of a code file to parse: its head, and its tail when it is long (bench/english_filter.py
+        measured what each bound costs and changes)."""
+        if len(code) <= self.code_scan_chars + self.code_tail_chars:
+            return [code]
+        pieces = [code[: self.code_scan_chars]]
+        if self.code_tail_chars:
+            start = code.find("\n", len(code) - self.code_tail_chars)  # from a line start
+            pieces.append(code[start + 1:] if start >= 0 else "")
+        return pieces
 
     def judge(self, text: str) -> str | None:
         guess = identify(text, self.languages)

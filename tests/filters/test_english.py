@@ -98,3 +98,14 @@ def test_control_characters_and_other_scripts(default_filter):
     chinese = "这个程序读取配置文件，检查每一个条目，并在开始处理数据库之前把发现的所有错误报告给用户。" * 2
     assert default_filter(text(russian)) == "not_english:ru"
     assert default_filter(text(chinese)).startswith("not_english:zh")
+
+
+def test_code_is_sampled_at_its_head_and_optionally_its_tail():
+    body = "def f(x):\n    return x * 2\n" * 200
+    german = "# Öffnet die Konfigurationsdatei und prüft, ob alle Einträge gültig sind und keine fehlen.\n" * 3
+    head_only = EnglishFilter.from_config({"code_scan_chars": 1000})
+    with_tail = EnglishFilter.from_config({"code_scan_chars": 1000, "code_tail_chars": 1000})
+    assert head_only(code(body + german)) is None  # the German comments lie past the scanned head
+    assert with_tail(code(body + german)) == "not_english:de"
+    assert with_tail(code(german + body)) == "not_english:de"
+    assert with_tail.code_sample("abc") == ["abc"]
