@@ -1,153 +1,180 @@
 """The natural language inside code: comments and docstrings, for the English check on code documents.
 
-`extract_comments(code, lang)` returns the comment texts (markers stripped) in file order. Python uses its own
-tokenizer and `ast` (comments and docstrings exactly); other languages a small scanner that knows each family's
-comment markers and skips string literals, so `"http://x"` is not a comment. Unknown languages give [].
-Language names are the pipeline's (`data_pipeline.sources.languages`: "python", "cpp", "c-sharp", ...).
+`extract_comments(code, lang)` returns the comment texts (markers stripped) in file order, found by a real parser:
+tree-sitter with the compiled grammars of `tree-sitter-language-pack` (0.x: the grammars ship inside the wheel,
+nothing is downloaded at run time), plus `tree-sitter-batch` and `tree-sitter-less`. Strings that look like comments
+are strings; a file that does not parse still gives the comments tree-sitter's error recovery finds. Python
+docstrings (module, class, function) count as comments, as `ast.get_docstring` would find them; Jupyter notebooks
+give their Markdown cells and the comments of their code cells; `<script>` and `<style>` inside HTML, Vue and Svelte
+are parsed as JavaScript/TypeScript and CSS. Language names are the pipeline's (`data_pipeline.sources.languages`).
+A language without a grammar (AppleScript) gives [], so its code is kept by the English filter.
 """
 from __future__ import annotations
 
-import ast
-import io
+import inspect
+import json
 import re
-import tokenize
-from dataclasses import dataclass
+import warnings
+from functools import lru_cache
 
+import tree_sitter as ts
 
-@dataclass(frozen=True)
-class CommentSyntax:
-    line: tuple[str, ...] = ()  # markers that start a comment running to the end of the line
-    block: tuple[tuple[str, str], ...] = ()  # (open, close) pairs
-    strings: tuple[str, ...] = ('"', "'")  # string delimiters (one-line; backslash escapes)
-    multiline_strings: tuple[str, ...] = ()  # delimiters of strings that may span lines
-
-
-_C_LIKE = CommentSyntax(("//",), (("/*", "*/"),), ('"', "'"), ("`",))
-_HASH = CommentSyntax(("#",), (), ('"', "'"))
-_DASH = CommentSyntax(("--",), (), ('"', "'"))
-_LISP = CommentSyntax((";",), (("#|", "|#"),), ('"',))
-_MARKUP = CommentSyntax((), (("<!--", "-->"),), ())
-
-SYNTAX: dict[str, CommentSyntax] = {
-    **{lang: _C_LIKE for lang in (
-        "c", "cpp", "java", "javascript", "typescript", "kotlin", "scala", "groovy", "go", "rust", "c-sharp",
-        "swift", "objective-c", "dart", "cuda", "solidity", "zig", "verilog", "systemverilog", "protocol-buffer",
-        "scss", "less", "glsl", "hlsl", "d")},
-    "css": CommentSyntax((), (("/*", "*/"),), ('"', "'")),
-    "php": CommentSyntax(("//", "#"), (("/*", "*/"),), ('"', "'")),
-    "f-sharp": CommentSyntax(("//",), (("(*", "*)"),), ('"',)),
-    "ocaml": CommentSyntax((), (("(*", "*)"),), ('"',)),
-    **{lang: _HASH for lang in (
-        "shell", "ruby", "perl", "r", "yaml", "toml", "cmake", "makefile", "dockerfile", "starlark", "awk", "tcl",
-        "nim", "just", "elixir", "coffeescript", "powershell")},
-    "julia": CommentSyntax(("#",), (("#=", "=#"),), ('"',)),
-    "sql": CommentSyntax(("--",), (("/*", "*/"),), ("'", '"')),
-    "lua": CommentSyntax(("--",), (("--[[", "]]"),), ('"', "'")),
-    "haskell": CommentSyntax(("--",), (("{-", "-}"),), ('"',)),
-    "elm": CommentSyntax(("--",), (("{-", "-}"),), ('"',)),
-    "purescript": CommentSyntax(("--",), (("{-", "-}"),), ('"',)),
-    "vhdl": _DASH,
-    "ada": _DASH,
-    **{lang: _LISP for lang in ("clojure", "racket", "scheme", "common-lisp", "emacs-lisp")},
-    "erlang": CommentSyntax(("%",), (), ('"',)),
-    "tex": CommentSyntax(("%",), (), ()),
-    "matlab": CommentSyntax(("%",), (("%{", "%}"),), ('"',)),
-    "fortran": CommentSyntax(("!",), (), ('"', "'")),
-    "assembly": CommentSyntax((";", "#"), (("/*", "*/"),), ('"',)),
-    "vim-script": CommentSyntax(('"',), (), ("'",)),
-    **{lang: _MARKUP for lang in ("html", "xml", "markdown")},
-    "vue": CommentSyntax(("//",), (("<!--", "-->"), ("/*", "*/")), ('"', "'"), ("`",)),
-    "svelte": CommentSyntax(("//",), (("<!--", "-->"), ("/*", "*/")), ('"', "'"), ("`",)),
+# Pipeline language -> grammar: a tree-sitter-language-pack name, or one of EXTRA_GRAMMARS.
+GRAMMARS: dict[str, str] = {
+    "python": "python", "cython": "python", "javascript": "javascript", "typescript": "typescript", "java": "java",
+    "kotlin": "kotlin", "scala": "scala", "groovy": "groovy", "go": "go", "rust": "rust", "c": "c", "cpp": "cpp",
+    "c-sharp": "csharp", "f-sharp": "fsharp", "swift": "swift", "objective-c": "objc", "ruby": "ruby", "php": "php",
+    "perl": "perl", "lua": "lua", "r": "r", "julia": "julia", "haskell": "haskell", "ocaml": "ocaml",
+    "elixir": "elixir", "erlang": "erlang", "clojure": "clojure", "dart": "dart", "shell": "bash",
+    "powershell": "powershell", "sql": "sql", "html": "html", "css": "css", "scss": "scss", "less": "less",
+    "vue": "vue", "svelte": "svelte", "json": "json", "yaml": "yaml", "toml": "toml", "xml": "xml", "cmake": "cmake",
+    "makefile": "make", "protocol-buffer": "proto", "fortran": "fortran", "zig": "zig", "nim": "nim",
+    "verilog": "verilog", "systemverilog": "verilog", "vhdl": "vhdl", "assembly": "asm", "tex": "latex",
+    "cuda": "cuda", "solidity": "solidity", "elm": "elm", "purescript": "purescript", "racket": "racket",
+    "scheme": "scheme", "common-lisp": "commonlisp", "emacs-lisp": "elisp", "vim-script": "vim",
+    "batchfile": "batch", "dockerfile": "dockerfile", "starlark": "starlark", "tcl": "tcl",
+    # No grammar of their own on PyPI: the nearest one with the same comment and string syntax.
+    "awk": "bash", "just": "make",
+    "jupyter": "json",  # notebooks: see _notebook
 }
+EXTRA_GRAMMARS = {"batch": "tree_sitter_batch", "less": "tree_sitter_less"}  # module names, one grammar each
+# Node kinds that are parts of a comment, or not prose: code commented out (`#;(expr)`), SQL's COMMENT ON statement.
+_NOT_COMMENTS = re.compile(r"_(marker|content|open|close)$|^(sexp_comment|keyword_comment|comment_statement)$")
+_ALSO_COMMENTS = {"marginalia", "pod"}  # SQL's /* */ comments, Perl's POD documentation
+_PYTHON_DOCSTRINGS = """
+(function_definition body: (block . (string) @doc))
+(class_definition body: (block . (string) @doc))
+"""
+_EMBEDDED = {"script_element": "javascript", "style_element": "css"}  # HTML, Vue and Svelte
+_TS_SCRIPT = re.compile(rb"""lang\s*=\s*["']?ts""")
+_OPEN = re.compile(r"^(?:=begin\b|=pod\b|/\*+[!<]?|<!--|\{-\|?|\(\*+|#\||#=|#\[|--\[=*\[|%\{|<#|//(?:[/!]<?)?|(?i:@?rem\b|::)|\"(?!\"\")|--+|"
+                   r"[#;%!]+)")
+_CLOSE = re.compile(r"(?:\n=end|\n=cut|\*+/|-->|-}|\*+\)|\|#|=#|\]=*\]|%}|#>)\s*$")
 _DECORATION = re.compile(r"^\s*(?:[*/!#;%-]+\s?)")  # leading `*` of block lines, `///`, `//!`, `;;`, `##`
 
 
 def supported(lang: str | None) -> bool:
-    return lang is not None and (lang.lower() == "python" or lang.lower() in SYNTAX)
+    return lang is not None and lang.lower() in GRAMMARS
 
 
 def extract_comments(code: str, lang: str | None) -> list[str]:
-    """Comment (and, for Python, docstring) texts of `code`, markers and decoration stripped, blanks dropped."""
-    if lang is None:
+    """Comment (and docstring) texts of `code` in file order, markers and decoration stripped, blanks dropped."""
+    grammar = GRAMMARS.get(lang.lower()) if lang else None
+    if grammar is None or not code:
         return []
-    lang = lang.lower()
-    if lang in ("python", "cython"):
-        raw = _python_comments(code)
-    elif lang in SYNTAX:
-        raw = _scan(code, SYNTAX[lang])
-    else:
+    source = code.encode("utf-8", "surrogatepass")
+    if lang.lower() == "jupyter":
+        return _notebook(source)
+    return [text for text in (_clean(c) for c in _raw_comments(source, grammar)) if text]
+
+
+@lru_cache(maxsize=None)
+def _language(grammar: str) -> ts.Language:
+    if grammar in EXTRA_GRAMMARS:
+        module = __import__(EXTRA_GRAMMARS[grammar])
+        with warnings.catch_warnings():  # these wheels hand over an int pointer, which tree-sitter still accepts
+            warnings.simplefilter("ignore", DeprecationWarning)
+            return ts.Language(module.language())
+    from tree_sitter_language_pack import get_language
+
+    return get_language(grammar)
+
+
+@lru_cache(maxsize=None)
+def _parser_and_query(grammar: str) -> tuple[ts.Parser, ts.Query]:
+    language = _language(grammar)
+    kinds = {language.node_kind_for_id(i) for i in range(language.node_kind_count)
+             if language.node_kind_is_named(i) and language.node_kind_is_visible(i)}
+    comments = sorted(k for k in kinds if k and ("comment" in k.lower() and not _NOT_COMMENTS.search(k)
+                                                 or k in _ALSO_COMMENTS))
+    pattern = "[" + " ".join(f"({k})" for k in comments) + "] @comment\n"
+    if grammar == "python":
+        pattern += _PYTHON_DOCSTRINGS
+    if grammar in ("html", "vue", "svelte"):
+        pattern += "\n".join(f"({k}) @{k}" for k in _EMBEDDED if k in kinds)
+    return ts.Parser(language), ts.Query(language, pattern)
+
+
+def _raw_comments(source: bytes, grammar: str) -> list[str]:
+    parser, query = _parser_and_query(grammar)
+    root = parser.parse(source).root_node
+    found: list[tuple[int, str]] = []
+    last_end = -1
+    nodes = [(node, name) for name, group in ts.QueryCursor(query).captures(root).items() for node in group]
+    for node, name in sorted(nodes, key=lambda item: item[0].start_byte):
+        if node.start_byte < last_end:
+            continue  # a part of a comment already taken (Rust's doc_comment inside its line_comment)
+        last_end = node.end_byte
+        text = source[node.start_byte:node.end_byte]
+        if name == "comment":
+            if node.start_byte == 0 and text.startswith(b"#!"):
+                continue  # shebang
+            found.append((node.start_byte, text.decode("utf-8", "replace")))
+        elif name == "doc":
+            found.append((node.start_byte, _docstring(node, source)))
+        else:
+            found.extend(_embedded(node, source, _EMBEDDED[name]))
+    if grammar == "python":
+        found.extend(_module_docstring(root, source))
+    return [text for _, text in sorted(found, key=lambda item: item[0])]
+
+
+def _docstring(node: ts.Node, source: bytes) -> str:
+    """The docstring's body, indentation removed the way `ast.get_docstring(clean=True)` does."""
+    body = source[node.children[0].end_byte:node.children[-1].start_byte] if node.child_count >= 2 else b""
+    return inspect.cleandoc(body.decode("utf-8", "replace"))
+
+
+def _module_docstring(root: ts.Node, source: bytes) -> list[tuple[int, str]]:
+    """The first statement when it is a string (comments before it do not count as statements)."""
+    first = next((child for child in root.named_children if child.type != "comment"), None)
+    return [(first.start_byte, _docstring(first, source))] if first is not None and first.type == "string" else []
+
+
+def _embedded(element: ts.Node, source: bytes, grammar: str) -> list[tuple[int, str]]:
+    """Comments of a <script> or <style> element's body, parsed with its own grammar."""
+    body = next((c for c in element.children if c.type == "raw_text"), None)
+    if body is None:
         return []
-    return [text for text in (_clean(c) for c in raw) if text]
+    start_tag = source[element.start_byte:body.start_byte]
+    if grammar == "javascript" and _TS_SCRIPT.search(start_tag):
+        grammar = "typescript"
+    return [(body.start_byte, text) for text in _raw_comments(source[body.start_byte:body.end_byte], grammar)]
 
 
 def _clean(comment: str) -> str:
+    comment = _CLOSE.sub("", _OPEN.sub("", comment.strip(), count=1))
     lines = [_DECORATION.sub("", line).strip() for line in comment.splitlines()]
     return "\n".join(line for line in lines if line)
 
 
-def _python_comments(code: str) -> list[str]:
-    try:
-        tree = ast.parse(code)
-        comments = [t.string[1:] for t in tokenize.generate_tokens(io.StringIO(code).readline)
-                    if t.type == tokenize.COMMENT and not t.string.startswith("#!")]
-    except (SyntaxError, ValueError, tokenize.TokenError, RecursionError):
-        return _scan(code, CommentSyntax(("#",), (), ('"', "'"), ('"""', "'''")))
-    docstrings = [ast.get_docstring(node, clean=True) or "" for node in ast.walk(tree)
-                  if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))]
-    return docstrings + comments
+_NOTEBOOK_CELLS = """
+(object (pair key: (string (string_content) @key) value: (string (string_content) @type))
+        (pair key: (string (string_content) @source_key) value: (_) @source)
+ (#eq? @key "cell_type") (#eq? @source_key "source"))
+"""
 
 
-def _scan(code: str, syntax: CommentSyntax) -> list[str]:
-    """One pass over `code`: skip strings, collect line and block comments. A one-line string delimiter with no
-    closing partner on its line is taken as a plain character (Rust lifetimes, Lisp quotes, apostrophes)."""
+@lru_cache(maxsize=1)
+def _notebook_query() -> ts.Query:
+    return ts.Query(_language("json"), _NOTEBOOK_CELLS)
+
+
+def _notebook(source: bytes) -> list[str]:
+    """Markdown cells as they are, code cells' comments (nbformat's keys are sorted: cell_type comes before source).
+    Parsed with the JSON grammar, not `json.loads`, so a notebook cut at `english.code_scan_chars` still gives the
+    cells it holds whole."""
+    parser, _ = _parser_and_query("json")
     out: list[str] = []
-    i, n = 0, len(code)
-    multiline = sorted(syntax.multiline_strings, key=len, reverse=True)
-    while i < n:
-        if code.startswith("#!", i) and i == 0:  # shebang
-            i = _line_end(code, i)
+    for _, match in ts.QueryCursor(_notebook_query()).matches(parser.parse(source).root_node):
+        cell_type, value = match["type"][0], match["source"][0]
+        strings = [value] if value.type == "string" else [c for c in value.named_children if c.type == "string"]
+        try:
+            text = "".join(json.loads(source[s.start_byte:s.end_byte]) for s in strings)
+        except ValueError:
             continue
-        block = next(((o, c) for o, c in syntax.block if code.startswith(o, i)), None)
-        if block:
-            end = code.find(block[1], i + len(block[0]))
-            end = n if end < 0 else end
-            out.append(code[i + len(block[0]):end])
-            i = end + len(block[1])
-            continue
-        marker = next((m for m in syntax.line if code.startswith(m, i)), None)
-        if marker:
-            end = _line_end(code, i)
-            out.append(code[i + len(marker):end])
-            i = end
-            continue
-        delim = next((d for d in multiline if code.startswith(d, i)), None)
-        if delim:
-            i = _string_end(code, i + len(delim), delim, multiline=True)
-            continue
-        if code[i] in syntax.strings:
-            end = _string_end(code, i + 1, code[i], multiline=False)
-            i = end if end > 0 else i + 1
-            continue
-        i += 1
+        if cell_type.text == b"markdown":
+            out.extend([text.strip()] if text.strip() else [])
+        elif cell_type.text == b"code":
+            out.extend(extract_comments(text, "python"))
     return out
-
-
-def _line_end(code: str, i: int) -> int:
-    end = code.find("\n", i)
-    return len(code) if end < 0 else end
-
-
-def _string_end(code: str, i: int, delim: str, multiline: bool) -> int:
-    """Index just past the closing `delim`; -1 for a one-line string not closed on its line."""
-    n = len(code)
-    while i < n:
-        ch = code[i]
-        if ch == "\\":
-            i += 2
-            continue
-        if code.startswith(delim, i):
-            return i + len(delim)
-        if ch == "\n" and not multiline:
-            return -1
-        i += 1
-    return n if multiline else -1
