@@ -1,4 +1,8 @@
-"""The backend interface and the process-group set-up shared by all backends."""
+"""The backend interface, the process-group set-up shared by all backends, and full state.
+
+Single, DDP and FSDP2 save the full (unsharded) model and optimizer state keyed by parameter name: that makes a
+checkpoint resumable on another process count and loadable by any backend and by `refact-export`.
+"""
 from __future__ import annotations
 
 import contextlib
@@ -10,8 +14,12 @@ from typing import Callable
 import torch
 import torch.distributed as dist
 from torch import nn
+from torch.distributed.checkpoint.state_dict import (
+    StateDictOptions, get_model_state_dict, get_optimizer_state_dict, set_model_state_dict, set_optimizer_state_dict,
+)
 
-from refact_train.backends.full_state import full_model_state, full_optim_state, load_full_state
+_SAVE = StateDictOptions(full_state_dict=True, cpu_offload=True)
+_LOAD = StateDictOptions(full_state_dict=True)
 
 
 @dataclass(frozen=True)
@@ -107,18 +115,38 @@ class Backend:
     # --- checkpoints (called on every rank; the trainer writes the rest) ----------------------------------------
     def save_state(self, ckpt_dir: Path) -> None:
         """Write model.pt (full fp32 state dict) and optimizer.pt (full, keyed by parameter name) from rank 0."""
-        model_sd = full_model_state(self.model)
-        optim_sd = full_optim_state(self.model, self.optimizer)
+        model_sd = get_model_state_dict(self.model, options=_SAVE)
+        optim_sd = get_optimizer_state_dict(self.model, self.optimizer, options=_SAVE)
         if self.env.is_main:
             torch.save(model_sd, ckpt_dir / "model.pt")
             torch.save(optim_sd, ckpt_dir / "optimizer.pt")
 
     def load_state(self, ckpt_dir: Path, load_optimizer: bool = True) -> None:
-        load_full_state(self.model, self.optimizer if load_optimizer else None, ckpt_dir)
+        # mmap: every rank reads the same files through the page cache instead of holding its own copy.
+        model_sd = torch.load(ckpt_dir / "model.pt", map_location="cpu", mmap=True, weights_only=True)
+        set_model_state_dict(self.model, model_sd, options=_LOAD)
+        if not load_optimizer:
+            return
+        if (ckpt_dir / "optimizer.pt").is_file():
+            optim_sd = torch.load(ckpt_dir / "optimizer.pt", map_location="cpu", mmap=True, weights_only=True)
+        else:  # a DeepSpeed checkpoint: its name-keyed full optimizer state
+            optim_sd = self._from_name_keyed(torch.load(ckpt_dir / "optimizer_full.pt", map_location="cpu",
+                                                        weights_only=True))
+        set_optimizer_state_dict(self.model, self.optimizer, optim_sd, options=_LOAD)
+
+    def _from_name_keyed(self, named: dict) -> dict:
+        """{param name: {state key: tensor}} (+ "__step__") -> a full optimizer state dict for this optimizer."""
+        template = get_optimizer_state_dict(self.model, self.optimizer, options=_SAVE)  # groups keyed by name
+        step = named.pop("__step__", None)
+        state = {name: dict(entry) for name, entry in named.items()}
+        if step is not None:
+            for entry in state.values():
+                entry["step"] = step.clone()
+        return {"state": state, "param_groups": template["param_groups"]}
 
     def full_model_state_dict(self) -> dict | None:
         """The full model state dict (CPU) on rank 0, None elsewhere; collective."""
-        sd = full_model_state(self.model)
+        sd = get_model_state_dict(self.model, options=_SAVE)
         return sd if self.env.is_main else None
 
     def close(self) -> None:
