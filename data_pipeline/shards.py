@@ -107,14 +107,6 @@ class ShardWriter:
         self._finish()
         return list(self.shards)
 
-    @property
-    def documents(self) -> int:
-        return sum(s.documents for s in self.shards) + len(self._offsets)
-
-    @property
-    def tokens(self) -> int:
-        return sum(s.tokens for s in self.shards) + self._tokens
-
 
 class ManifestError(ValueError):
     """A token-shard directory that a reader cannot use as it is."""
@@ -270,11 +262,13 @@ def open_split_documents(path: str | Path, split: str) -> list[tuple[np.memmap, 
 
 def write_shards(directory: str | Path, splits: Mapping[str, Iterable[Sequence[int] | np.ndarray]], tokenizer: Any,
                  *, mixture: dict[str, Any] | None = None, extra: dict[str, Any] | None = None,
-                 max_tokens_per_shard: int = ShardConfig.max_tokens_per_shard, progress: bool = True) -> Manifest:
+                 max_tokens_per_shard: int = ShardConfig.max_tokens_per_shard, progress: bool = True,
+                 totals: Mapping[str, int] | None = None) -> Manifest:
     """Pack already-tokenized documents (no EOT; the writer adds it) into a shards directory with its manifest.
 
-    `splits` maps a split name ("train", "valid") to its documents in stream order. Writes the tokenizer copy, the
-    shard files and, last, `manifest.json`; returns the validated manifest.
+    `splits` maps a split name ("train", "valid") to its documents in stream order (`totals`: their number, for the
+    progress bar of a generator). Writes the tokenizer copy, the shard files and, last, `manifest.json`; returns the
+    validated manifest.
     """
     d = Path(directory)
     tokenizer.save(d)
@@ -282,7 +276,8 @@ def write_shards(directory: str | Path, splits: Mapping[str, Iterable[Sequence[i
     infos: dict[str, list[ShardInfo]] = {}
     for name, docs in splits.items():
         writer = ShardWriter(d, name, dtype, tokenizer.eot_id, max_tokens_per_shard)
-        for tokens in tqdm(docs, desc=f"pack {name}", unit="doc", disable=not progress):
+        total = (totals or {}).get(name)
+        for tokens in tqdm(docs, desc=f"pack {name}", unit="doc", total=total, disable=not progress):
             writer.add(np.asarray(tokens))
         infos[name] = writer.close()
     manifest = Manifest(

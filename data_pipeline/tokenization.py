@@ -229,19 +229,6 @@ def _replace_dir(tmp: Path, final: Path) -> None:
     tmp.rename(final)
 
 
-class _Counted:
-    """An iterable with a known length (for the progress bar) that is produced lazily."""
-
-    def __init__(self, items: Iterable[np.ndarray], n: int):
-        self.items, self.n = items, n
-
-    def __iter__(self) -> Iterator[np.ndarray]:
-        return iter(self.items)
-
-    def __len__(self) -> int:
-        return self.n
-
-
 def _train_order(data: list[_UnitData], w: np.ndarray, mixture: MixtureConfig,
                  shuffle: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(unit, document) of every train copy in stream order, and the train tokens per group after mixing."""
@@ -314,9 +301,9 @@ def build_shards(document_files: Sequence[str | Path], out_dir: str | Path, toke
              "holdout": {**asdict(holdout), "kinds": list(holdout.kinds), "documents": n_heldout},
              "shards": asdict(shard_cfg)}
     n_valid = int(sum(d.heldout.sum() for d in data))
-    write_shards(shards_tmp, {"train": _Counted(train_docs(), len(doc_of)), "valid": _Counted(valid_docs(), n_valid)},
-                 tokenizer, mixture=mixture_record, extra=extra, max_tokens_per_shard=shard_cfg.max_tokens_per_shard,
-                 progress=progress)
+    write_shards(shards_tmp, {"train": train_docs(), "valid": valid_docs()}, tokenizer, mixture=mixture_record,
+                 extra=extra, max_tokens_per_shard=shard_cfg.max_tokens_per_shard, progress=progress,
+                 totals={"train": len(doc_of), "valid": n_valid})
     del data  # release the memory maps before the scratch directory goes
     _replace_dir(shards_tmp, out / "shards")
     if heldout_tmp.exists():

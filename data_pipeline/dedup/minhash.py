@@ -67,27 +67,19 @@ _WORD_WEIGHTS = [0x9E3779B97F4A7C15, 0xC2B2AE3D27D4EB4F, 0x165667B19E3779F9, 0xD
 _M64 = (1 << 64) - 1
 
 
-def _fmix64_int(h: int) -> int:
-    h ^= h >> 33
-    h = (h * 0xFF51AFD7ED558CCD) & _M64
-    h ^= h >> 33
-    h = (h * 0xC4CEB9FE1A85EC53) & _M64
-    return h ^ (h >> 33)
-
-
 def words_hash(words: Sequence[bytes]) -> int:
     """hash="words" for one shingle given as its tuple of words (bytes); a datasketch `hashfunc` for
     `MinHash.update(tuple_of_words)` that reproduces our signatures."""
     acc = 0
     for k, word in enumerate(words):
         acc = (acc + xxhash.xxh3_64_intdigest(word) * _word_weight(k)) & _M64
-    return _fmix64_int(acc) >> 32
+    return int(fmix64(np.array([acc], np.uint64))[0]) >> 32
 
 
 def _word_weight(k: int) -> int:
     if k < len(_WORD_WEIGHTS):
         return _WORD_WEIGHTS[k]
-    return (_fmix64_int(k + 1) | 1)  # longer n-grams: more odd weights from a fixed sequence
+    return int(fmix64(np.array([k + 1], np.uint64))[0]) | 1  # longer n-grams: more odd weights, a fixed sequence
 
 
 HASH_FUNCTIONS: dict[str, Callable] = {"words": words_hash, "xxh32": xxh32_hash, "sha1": sha1_hash32}
@@ -100,12 +92,8 @@ _SEPARATORS_TO_SPACE = bytes(
 )
 
 
-def tokenize(
-    text: str,
-    token_pattern: str | re.Pattern = _DEFAULT_PATTERN,
-    lowercase: bool = False,
-    keep_empty_tokens: bool = False,
-) -> list[bytes]:
+def tokenize(text: str, token_pattern: str | re.Pattern = _DEFAULT_PATTERN, lowercase: bool = False,
+             keep_empty_tokens: bool = False) -> list[bytes]:
     """The words of `text` as UTF-8 bytes, split on `token_pattern` (BigCode: `[^A-Za-z_0-9]`)."""
     if lowercase:
         text = text.lower()
@@ -114,18 +102,6 @@ def tokenize(
         return text.encode("utf-8", "surrogatepass").translate(_SEPARATORS_TO_SPACE).split()
     splitter = re.compile(token_pattern) if isinstance(token_pattern, str) else token_pattern
     return [t.encode("utf-8", "surrogatepass") for t in splitter.split(text) if keep_empty_tokens or t]
-
-
-def word_shingles(
-    text: str,
-    ngram_size: int = 5,
-    token_pattern: str | re.Pattern = _DEFAULT_PATTERN,
-    lowercase: bool = False,
-    keep_empty_tokens: bool = False,
-) -> set[str]:
-    """The set of word n-grams of `text` (words joined by one space); empty when it has fewer than n words."""
-    tokens = tokenize(text, token_pattern, lowercase, keep_empty_tokens)
-    return {g.decode("utf-8", "surrogatepass") for g in joined_ngrams(tokens, ngram_size)}
 
 
 def joined_ngrams(tokens: list[bytes], ngram_size: int) -> set[bytes]:
@@ -168,13 +144,9 @@ def datasketch_permutations(num_perm: int, seed: int, scheme: str) -> tuple[np.n
     """The permutation parameters (a, b) that `datasketch.MinHash(num_perm, seed, scheme=...)` draws."""
     gen = np.random.RandomState(seed)
     if scheme == "legacy":
-        ab = np.array(
-            [
-                (gen.randint(1, MERSENNE_PRIME, dtype=np.uint64), gen.randint(0, MERSENNE_PRIME, dtype=np.uint64))
-                for _ in range(num_perm)
-            ],
-            dtype=np.uint64,
-        ).T
+        pairs = [(gen.randint(1, MERSENNE_PRIME, dtype=np.uint64), gen.randint(0, MERSENNE_PRIME, dtype=np.uint64))
+                 for _ in range(num_perm)]
+        ab = np.array(pairs, dtype=np.uint64).T
         return ab[0], ab[1]
     if scheme == "affine32":
         a = gen.randint(0, 1 << 31, num_perm, dtype=np.uint32) * np.uint32(2) + np.uint32(1)
@@ -210,7 +182,7 @@ class MinHasher:
         return tokenize(text, self._pattern, c.lowercase, c.keep_empty_tokens)
 
     def shingles(self, text: str) -> set[str]:
-        """The distinct shingles of `text` (words joined by a space)."""
+        """The distinct shingles of `text` (words joined by a space); empty when it has fewer words than n."""
         return {g.decode("utf-8", "surrogatepass") for g in joined_ngrams(self.tokens(text), self.cfg.ngram_size)}
 
     def shingle_hashes(self, text: str) -> np.ndarray:
@@ -286,9 +258,8 @@ def collision_probability(similarity: float | np.ndarray, bands: int, rows: int)
 
 
 @lru_cache(maxsize=64)
-def optimal_bands_rows(
-    threshold: float, num_perm: int, false_positive_weight: float = 0.5, false_negative_weight: float = 0.5
-) -> tuple[int, int]:
+def optimal_bands_rows(threshold: float, num_perm: int, false_positive_weight: float = 0.5,
+                       false_negative_weight: float = 0.5) -> tuple[int, int]:
     """The (bands, rows) with bands x rows <= num_perm minimising the weighted false-positive area (similarity
     below the threshold yet colliding) plus false-negative area (above it yet never colliding), as datasketch's
     `MinHashLSH` and BigCode's script choose them; (0.7, 256) gives (25, 10)."""

@@ -9,11 +9,11 @@ from datasketch import MinHash
 
 from data_pipeline.dedup.minhash import (
     HASH_FUNCTIONS,
+    MinHashConfig,
     MinHasher,
     estimate_jaccard,
     jaccard,
     tokenize,
-    word_shingles,
 )
 from data_pipeline.dedup.near_dedup import NearDedupConfig
 
@@ -76,12 +76,12 @@ def test_word_shingles_bigcode_split():
     text = "def foo(bar_1, baz):\n    return bar_1+baz  # sum"
     words = ["def", "foo", "bar_1", "baz", "return", "bar_1", "baz", "sum"]
     expected = {" ".join(words[i : i + 5]) for i in range(len(words) - 4)}
-    assert word_shingles(text, 5) == expected
-    assert word_shingles("a b c d", 5) == set()  # fewer words than the n-gram size: no shingles
-    assert word_shingles("", 5) == set()
+    assert MinHasher(MinHashConfig(ngram_size=5)).shingles(text) == expected
+    assert MinHasher(MinHashConfig(ngram_size=5)).shingles("a b c d") == set()  # fewer words than n: no shingles
+    assert MinHasher(MinHashConfig(ngram_size=5)).shingles("") == set()
     # BigCode's script kept empty words between consecutive separators; the option reproduces that.
-    assert word_shingles("a, b c", 3, keep_empty_tokens=True) == {"a  b", " b c"}
-    assert word_shingles("A b C d E", 5, lowercase=True) == {"a b c d e"}
+    assert MinHasher(MinHashConfig(ngram_size=3, keep_empty_tokens=True)).shingles("a, b c") == {"a  b", " b c"}
+    assert MinHasher(MinHashConfig(ngram_size=5, lowercase=True)).shingles("A b C d E") == {"a b c d e"}
 
 
 def test_estimate_close_to_true_jaccard():
