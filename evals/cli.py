@@ -97,7 +97,7 @@ def run(cfg: DictConfig) -> dict:
 
 
 @hydra.main(config_path=str(Path(config_dir()) / "eval"), config_name="eval", version_base=None)
-def _app(cfg: DictConfig) -> None:
+def main(cfg: DictConfig) -> None:  # the console script: Hydra parses sys.argv
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         run(cfg)
@@ -105,10 +105,6 @@ def _app(cfg: DictConfig) -> None:
         print(f"refact-eval: {err}", file=sys.stderr)
         sys.exit(2)
     print(Path(cfg.out).with_suffix(".md").read_text())
-
-
-def main() -> None:
-    _app()
 
 
 if __name__ == "__main__":

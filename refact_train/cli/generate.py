@@ -47,17 +47,13 @@ def run(cfg: DictConfig) -> str:
 
 # Its own config folder: in configs/ the group model/ would claim the `model=DIR` override.
 @hydra.main(config_path=str(Path(config_dir()) / "generate"), config_name="generate", version_base=None)
-def _app(cfg: DictConfig) -> None:
+def main(cfg: DictConfig) -> None:  # the console script: Hydra parses sys.argv
     try:
         text = run(cfg)
     except (FileNotFoundError, ValueError) as err:
         print(f"refact-generate: {err}", file=sys.stderr)
         sys.exit(2)
     print(text)
-
-
-def main() -> None:
-    _app()
 
 
 if __name__ == "__main__":
