@@ -3,6 +3,7 @@ DIR/stats.json after the last stage that makes documents, then run the stages th
 when a tokenizer is given or trained)."""
 from __future__ import annotations
 
+import errno
 import json
 import shutil
 from dataclasses import dataclass, field
@@ -11,7 +12,7 @@ from typing import Any, Callable
 
 from data_pipeline.atomic import write_json_atomic
 from data_pipeline.executor import default_workers, link_or_copy, run_stage
-from data_pipeline.sources.ingest import InputError, validate_inputs
+from data_pipeline.sources.ingest import AccountingError, InputError, validate_inputs
 from data_pipeline.stage import Stage, StageContext
 from data_pipeline.stages import STAGE_ORDER, TURN_ON, build_stage, stage_section
 
@@ -21,7 +22,21 @@ RUN_KEYS = ("stage", "step", "task", "n_tasks", "workers", "progress", "keep_int
 
 
 class PipelineError(RuntimeError):
-    """A problem found before any work: wrong input, wrong option, an output made with another config."""
+    """A problem of the run itself, said in one line: wrong input, wrong option, an output made with another config
+    (found before any work), a full disk, inputs that do not add up. A bad input file is never one: it is dropped."""
+
+
+def run_problem(exc: BaseException, root: Path) -> PipelineError | None:
+    """The one-line PipelineError for an exception that stops the run (a full disk, lost inputs), else None."""
+    fix = "free space (or choose another output=) and rerun the same command; finished work is kept"
+    for cause in (exc, exc.__cause__):
+        if isinstance(cause, AccountingError):
+            return PipelineError(str(cause))
+        if isinstance(cause, OSError) and cause.errno in (errno.ENOSPC, errno.EDQUOT):
+            return PipelineError(f"no space left writing {cause.filename or root}: {fix}")
+    if any(f"[Errno {n}]" in str(exc) for n in (errno.ENOSPC, errno.EDQUOT)):  # raised in a worker process
+        return PipelineError(f"{exc}: {fix}")
+    return None
 
 
 @dataclass
@@ -114,8 +129,14 @@ def run_pipeline(cfg: dict[str, Any], log: Callable[[str], None] = print) -> Pip
         if selected in ("all", stage.name):
             if previous is not None and not _complete(root, stages, previous):
                 raise PipelineError(f"stage {stage.name!r} needs stage {previous!r} complete first; run stage={previous}")
-            result = run_stage(stage, ctx, workers=workers, task=task, n_tasks=n_tasks,
-                               only_step=cfg.get("step"), log=log, progress=bool(cfg.get("progress", True)))
+            try:
+                result = run_stage(stage, ctx, workers=workers, task=task, n_tasks=n_tasks,
+                                   only_step=cfg.get("step"), log=log, progress=bool(cfg.get("progress", True)))
+            except Exception as exc:
+                problem = run_problem(exc, root)
+                if problem is None:
+                    raise
+                raise problem from exc
             if not result.complete:
                 report.notes.append(f"{stage.name}: {result.note}")
                 return report
@@ -183,6 +204,8 @@ def write_pipeline_stats(root: Path, stages: list[tuple[int, Stage]]) -> dict[st
         per_stage.append(json.loads(path.read_text()))
     first, last = per_stage[0], per_stage[-1]
     stats = {
+        # per source: inputs seen = kept + dropped, checked by the ingest stage (data_pipeline/sources/ingest.py)
+        "sources": first["extra"].get("sources", {}),
         "input": {"documents": first["docs_in"], "bytes": first["bytes_in"]},
         "output": {"documents": last["kept"], "bytes": last["bytes_kept"]},
         "dropped_total": sum(s["dropped_total"] for s in per_stage),

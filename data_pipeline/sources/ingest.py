@@ -1,5 +1,12 @@
 """The ingest stage: `plan` lists every input into work items (one per output shard), `read` turns each item
-into document records plus dropped rows for what could not become a document."""
+into document records plus dropped rows for what could not become a document.
+
+Nothing is lost: the plan counts the entries of every source (files and unlistable directories, non-blank JSONL
+lines, table rows, and one entry for a file that cannot even be opened), the read step counts what it kept and
+dropped per source, and the stage fails (AccountingError) unless seen == kept + dropped for every source. A file
+that cannot be read, or stops being readable half-way, becomes a dropped entry (`unreadable`, `corrupt:<format>`,
+a link reason) and the run goes on.
+"""
 from __future__ import annotations
 
 import json
@@ -12,12 +19,14 @@ from data_pipeline.atomic import write_text_atomic
 from data_pipeline.config_check import config_from_dict
 from data_pipeline.records import Document
 from data_pipeline.stage import ShardOutput, Stage, StageContext, Step
-from data_pipeline.stats import UnitStats
-from data_pipeline.sources import tables
-from data_pipeline.sources.files import FileRules, Skipped, list_files, read_files
+from data_pipeline.stats import UnitStats, read_unit_stats, sum_unit_stats
+from data_pipeline.sources import confined, tables
+from data_pipeline.sources.files import FileRules, Skipped, read_file, walk
 
 FORMATS = ("auto", "files", "jsonl", "parquet", "hf_disk", "hf_files")
 JSONL_SUFFIXES = (".jsonl", ".json", ".ndjson")
+# The data files of an `hf_files` folder, by extension (any other file there is `unknown_type`).
+TABLE_SUFFIXES = {**{s: "jsonl" for s in JSONL_SUFFIXES}, ".parquet": "parquet", ".arrow": "arrow", ".csv": "csv"}
 
 
 @dataclass(frozen=True)
@@ -43,6 +52,10 @@ class IngestKeys:
 
 class InputError(ValueError):
     """A missing or unusable input, reported before any work starts."""
+
+
+class AccountingError(RuntimeError):
+    """Some input was neither kept nor dropped: a bug, never a property of the data."""
 
 
 def input_paths(pipeline_cfg: dict[str, Any]) -> list[Path]:
@@ -91,56 +104,153 @@ def validate_inputs(pipeline_cfg: dict[str, Any]) -> list[tuple[Path, str, str]]
     paths = input_paths(pipeline_cfg)
     forced = section.get("format", "auto")
     formats = [detect_format(p, forced) for p in paths]
+    for path, fmt in zip(paths, formats):
+        if fmt == "hf_disk":
+            try:
+                tables.dataset_split(path, section.get("hf_split"))
+            except ValueError as exc:
+                raise InputError(str(exc)) from exc
+            except OSError:
+                pass  # an unreadable dataset_dict.json: the plan drops the input with its reason
     return list(zip(paths, formats, source_names(paths, section)))
 
 
-def plan_items(path: Path, fmt: str, source: str, section: dict[str, Any],
-               cache_dir: str | None = None) -> list[dict[str, Any]]:
-    """The work items (one per output shard) of one input."""
-    shard_bytes = int(section.get("shard_bytes", 64 << 20))
-    base = {"format": fmt, "path": str(path), "source": source}
+def broken(base: dict[str, Any], entry: str, reason: str) -> dict[str, Any]:
+    """An item for an input that cannot be planned: one dropped entry."""
+    return {**base, "format": "skipped", "entries": [[entry, reason]], "inputs": 1}
+
+
+def failure_reason(exc: BaseException, fmt: str) -> str:
+    if isinstance(exc, confined.Refused):
+        return exc.reason
+    return "unreadable" if isinstance(exc, OSError) else f"corrupt:{fmt}"
+
+
+def table_items(base: dict[str, Any], root: Path, rel: str | None, fmt: str, name: str, section: dict[str, Any],
+                first_row: int = 0) -> list[dict[str, Any]]:
+    """The items of one table file (`rel` below `root`, or `root` itself); one dropped entry if it cannot be read."""
+    file_base = {**base, "format": fmt, "root": str(root), "rel": rel, "name": name}
+    rows = int(section.get("rows_per_shard", 10_000))
+    try:
+        with confined.open_binary(root, rel) as f:
+            if fmt == "jsonl":
+                return [{**file_base, **r} for r in tables.plan_jsonl(f, int(section.get("shard_bytes", 64 << 20)))]
+            if fmt == "parquet":
+                return [{**file_base, **r} for r in tables.plan_parquet(f, rows)]
+            if fmt == "arrow":
+                return [{**file_base, "first_row": first_row, **r} for r in tables.plan_arrow(f, rows)]
+            return [{**file_base, **r} for r in tables.plan_csv(f)]
+    except MemoryError:
+        raise
+    except Exception as exc:  # whatever a corrupt file makes a reader raise: that file is dropped, the run goes on
+        return [broken(base, name, failure_reason(exc, fmt))]
+
+
+def plan_items(path: Path, fmt: str, source: str, section: dict[str, Any]) -> list[dict[str, Any]]:
+    """The work items (one per output shard) of one input, each with `inputs`: the entries it accounts for."""
+    base = {"source": source}
     if fmt == "files":
-        rules = FileRules.from_config(section)
+        listing = walk(path, FileRules.from_config(section))
         files_per_shard = int(section.get("files_per_shard", 1000))
+        shard_bytes = int(section.get("shard_bytes", 64 << 20))
         items, group, nbytes = [], [], 0
-        for rel in list_files(path, rules):
-            try:
-                size = os.lstat(path / rel).st_size
-            except OSError:
-                size = 0
+        for rel in listing.files:
+            size = listing.sizes.get(rel, 0)
             if group and (len(group) >= files_per_shard or nbytes + size > shard_bytes):
-                items.append({**base, "files": group})
+                items.append({**base, "format": "files", "root": str(path), "files": group, "inputs": len(group)})
                 group, nbytes = [], 0
             group.append(rel)
             nbytes += size
         if group:
-            items.append({**base, "files": group})
+            items.append({**base, "format": "files", "root": str(path), "files": group, "inputs": len(group)})
+        if listing.skipped:
+            items.append({**base, "format": "skipped", "entries": [[s.path, s.reason] for s in listing.skipped],
+                          "inputs": len(listing.skipped)})
         return items
-    if fmt == "jsonl":
-        return [{**base, **r} for r in tables.plan_jsonl(path, shard_bytes)]
-    rows = int(section.get("rows_per_shard", 10_000))
-    if fmt == "parquet":
-        return [{**base, **r} for r in tables.plan_parquet(path, rows)]
-    loader = "disk" if fmt == "hf_disk" else "files"
-    split = section.get("hf_split")
-    return [{**base, "loader": loader, "split": split, "cache_dir": cache_dir, **r}
-            for r in tables.plan_hf(path, loader, split, rows, cache_dir)]
+    if fmt in ("jsonl", "parquet"):
+        return table_items(base, path, None, fmt, path.name, section)
+    if fmt == "hf_disk":
+        try:
+            shards = tables.saved_dataset_shards(path, tables.dataset_split(path, section.get("hf_split")))
+        except MemoryError:
+            raise
+        except Exception as exc:
+            return [broken(base, path.name, failure_reason(exc, "arrow"))]
+        items, first_row = [], 0
+        for rel in shards:
+            planned = table_items(base, path, rel, "arrow", path.name, section, first_row)
+            first_row += sum(i["inputs"] for i in planned if i["format"] == "arrow")
+            items += planned
+        return items
+    listing = walk(path, FileRules(use_git=False))  # hf_files: a folder of data files
+    items = [{**base, "format": "skipped", "entries": [[s.path, s.reason] for s in listing.skipped],
+              "inputs": len(listing.skipped)}] if listing.skipped else []
+    for rel in listing.files:
+        table = TABLE_SUFFIXES.get(os.path.splitext(rel)[1].lower())
+        if table is None:
+            items.append(broken(base, confined.shown(rel), "unknown_type"))
+        else:
+            items += table_items(base, path, rel, table, confined.shown(rel), section)
+    return items
+
+
+def read_records(item: dict[str, Any], section: dict[str, Any]) -> Iterator[Document | Skipped]:
+    """The records of one table item (its file opened again, without following links)."""
+    fields = {**tables.DEFAULT_FIELDS, **{k: list(v) for k, v in (section.get("fields") or {}).items()}}
+    common = {"name": item["name"], "source": item["source"], "fields": fields,
+              "default_kind": section.get("records_kind", "text")}
+    fmt = item["format"]
+    with confined.open_binary(Path(item["root"]), item["rel"]) as f:
+        if fmt == "jsonl":
+            yield from tables.read_jsonl(f, item["start"], item["end"], item["first_line"], **common)
+        elif fmt == "parquet":
+            yield from tables.read_parquet(f, item["row_groups"], item["first_row"], **common)
+        elif fmt == "arrow":
+            yield from tables.read_arrow(f, item["start"], item["end"], item["first_row"], **common)
+        else:
+            yield from tables.read_csv(f, **common)
 
 
 def read_item(item: dict[str, Any], section: dict[str, Any]) -> Iterator[Document | Skipped]:
-    path, source, fmt = Path(item["path"]), item["source"], item["format"]
-    fields = {**tables.DEFAULT_FIELDS, **{k: list(v) for k, v in (section.get("fields") or {}).items()}}
-    kind = section.get("records_kind", "text")
+    """Every entry of an item as a Document or a Skipped, `item["inputs"]` entries in all. A reader that fails
+    half-way yields one Skipped for the entries it did not get to (`count` of them) instead of raising."""
+    fmt = item["format"]
+    if fmt == "skipped":
+        for rel, reason in item["entries"]:
+            yield Skipped(rel, reason)
+        return
     if fmt == "files":
-        return read_files(path, item["files"], source, FileRules.from_config(section))
-    if fmt == "jsonl":
-        return tables.read_jsonl(path, item["start"], item["end"], item["first_line"], source=source, fields=fields,
-                                 default_kind=kind)
-    if fmt == "parquet":
-        return tables.read_parquet(path, item["row_groups"], item["first_row"], source=source, fields=fields,
-                                   default_kind=kind)
-    return tables.read_hf(path, item["loader"], item["split"], item["start"], item["end"], source=source,
-                          fields=fields, default_kind=kind, cache_dir=item.get("cache_dir"))
+        root, rules = Path(item["root"]), FileRules.from_config(section)
+        for rel in item["files"]:
+            try:
+                yield read_file(root, rel, item["source"], rules)
+            except MemoryError:
+                raise
+            except Exception as exc:  # a bug met on one odd file must not stop a day-long run
+                yield Skipped(rel, f"error:{type(exc).__name__}")
+        return
+    done = 0
+    try:
+        for got in read_records(item, section):
+            done += 1
+            yield got
+    except MemoryError:
+        raise
+    except Exception as exc:
+        left = item["inputs"] - done
+        if left > 0:
+            yield Skipped(f"{item['name']}:{span(item)}", failure_reason(exc, fmt), count=left)
+
+
+def span(item: dict[str, Any]) -> str:
+    """Where in its file an item lies, for the dropped entry of a part that could not be read."""
+    if item["format"] == "jsonl":
+        return f"lines {item['first_line']}+"
+    if item["format"] == "parquet":
+        return f"rows {item['first_row']}-{item['first_row'] + item['inputs'] - 1}"
+    if item["format"] == "arrow":
+        return f"rows {item['first_row'] + item['start']}-{item['first_row'] + item['end'] - 1}"
+    return "rows"
 
 
 class PlanStep(Step):
@@ -154,15 +264,17 @@ class PlanStep(Step):
         plan_dir.mkdir(parents=True, exist_ok=True)
         names: list[str] = []
         per_source: dict[str, int] = {}
+        seen: dict[str, int] = {}
         for path, fmt, source in validate_inputs(ctx.pipeline_cfg):
-            items = plan_items(path, fmt, source, ctx.cfg, cache_dir=str(ctx.work_dir / "hf_cache"))
+            items = plan_items(path, fmt, source, ctx.cfg)
             per_source[source] = len(items)
+            seen[source] = sum(item["inputs"] for item in items)
             for item in items:
                 name = f"{len(names):05d}"
                 write_text_atomic(plan_dir / f"{name}.json", json.dumps(item))
                 names.append(name)
         write_text_atomic(plan_dir / "index.json", json.dumps(names))
-        return UnitStats(extra={"shards_per_source": per_source})
+        return UnitStats(extra={"shards_per_source": per_source, "inputs_seen": seen})
 
 
 class ReadStep(Step):
@@ -173,14 +285,36 @@ class ReadStep(Step):
 
     def run(self, ctx: StageContext, unit: str) -> UnitStats:
         item = json.loads((ctx.scratch_dir("plan") / f"{unit}.json").read_text())
+        source = item["source"]
+        counts = {"kept": 0, "dropped": 0}
         with ShardOutput(ctx, unit) as out:
             for got in read_item(item, ctx.cfg):
                 if isinstance(got, Skipped):
-                    out.drop_record(f"{item['source']}/{got.path}", got.path, item["source"], got.reason, got.nbytes)
+                    path = confined.shown(got.path)
+                    out.drop_record(f"{source}/{path}", path, source, got.reason, got.nbytes)
+                    counts["dropped"] += got.count
                 else:
                     out.keep(got, nbytes=got.meta.get("bytes"))
+                    counts["kept"] += 1
+        out.stats.extra["sources"] = {source: counts}
         return out.stats
 
 
+class IngestStage(Stage):
+    def extra_stats(self, ctx: StageContext) -> dict[str, Any]:
+        """Per source: inputs seen by the plan, kept and dropped by the reads; AccountingError unless they add up."""
+        seen = read_unit_stats(ctx.unit_stats_path("plan", "plan")).extra["inputs_seen"]
+        read = sum_unit_stats(list((ctx.work_dir / "stats" / "read").glob("*.json"))).extra.get("sources", {})
+        sources = {}
+        for source in sorted(set(seen) | set(read)):
+            kept, dropped = read.get(source, {}).get("kept", 0), read.get(source, {}).get("dropped", 0)
+            sources[source] = {"seen": seen.get(source, 0), "kept": kept, "dropped": dropped}
+            if seen.get(source, 0) != kept + dropped:
+                raise AccountingError(
+                    f"{ctx.work_dir}: source {source!r}: {seen.get(source, 0)} inputs seen but {kept} kept + "
+                    f"{dropped} dropped; some input was lost: report this bug with {ctx.work_dir}/scratch/plan")
+        return {"sources": sources}
+
+
 def build_stage(section: dict[str, Any]) -> Stage:
-    return Stage("ingest", [PlanStep(), ReadStep()])
+    return IngestStage("ingest", [PlanStep(), ReadStep()])

@@ -1,9 +1,12 @@
 """Licence detection: SPDX headers in a file, and the text of LICENSE / COPYING files of a repository."""
 from __future__ import annotations
 
+import os
 import re
 from functools import lru_cache
 from pathlib import Path
+
+from data_pipeline.sources import confined
 
 LICENSE_FILE = re.compile(r"^(licen[cs]e|copying|unlicense)([.-][\w.-]*)?$", re.IGNORECASE)
 SPDX_HEADER = re.compile(r"SPDX-License-Identifier:\s*([A-Za-z0-9.+()\- ]+?)\s*(?:\*/|-->|$)", re.MULTILINE)
@@ -72,19 +75,29 @@ def license_from_text(text: str) -> str | None:
     return None
 
 
+LICENSE_READ_BYTES = 200_000
+
+
 @lru_cache(maxsize=4096)
-def directory_license(directory: Path) -> str | None:
-    """The licence declared by LICENSE/COPYING files directly in `directory` (several distinct -> `A AND B`)."""
+def directory_license(directory: Path, root: Path | None = None) -> str | None:
+    """The licence declared by LICENSE/COPYING files directly in `directory` (several distinct -> `A AND B`).
+
+    Read below `root` (default: `directory` itself) without following links: a LICENSE that is a symlink, or a
+    directory reached through one, is not read (data_pipeline/sources/confined.py)."""
+    root = directory if root is None else root
+    rel_dir = "" if directory == root else directory.relative_to(root).as_posix()
     found: list[str] = []
     try:
-        entries = sorted(p for p in directory.iterdir() if LICENSE_FILE.match(p.name) and p.is_file())
+        with confined.open_dir(root, rel_dir) as fd:
+            names = sorted(n for n in os.listdir(fd) if LICENSE_FILE.match(n))
     except OSError:
         return None
-    for path in entries:
+    for name in names:
         try:
-            spdx = license_from_text(path.read_text("utf-8", errors="replace")[:200_000])
+            data = confined.read_bytes(root, f"{rel_dir}/{name}" if rel_dir else name, LICENSE_READ_BYTES)
         except OSError:
-            continue
+            continue  # a link, a directory, unreadable: no licence from it
+        spdx = license_from_text(data.decode("utf-8", errors="replace"))
         if spdx and spdx not in found:
             found.append(spdx)
     if not found:
@@ -96,7 +109,7 @@ def repository_license(file_path: Path, root: Path) -> str | None:
     """The licence of the nearest LICENSE/COPYING file at or above the file's directory, up to `root`."""
     directory = file_path.parent
     while True:
-        spdx = directory_license(directory)
+        spdx = directory_license(directory, root)
         if spdx is not None:
             return spdx
         if directory == root or root not in directory.parents:

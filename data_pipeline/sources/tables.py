@@ -1,18 +1,27 @@
-"""Record sources: JSONL and Parquet files, HF datasets saved with `save_to_disk` or loadable from local files.
+"""Record sources: JSONL, Parquet, CSV and Arrow files, alone or in a folder, and HF datasets saved with
+`save_to_disk` (their Arrow shards read directly).
 
-Each is split into work items (byte ranges of a JSONL file, row groups of a Parquet file, row ranges of a dataset)
-so that one huge file still spreads over many workers. Field names are looked up through configurable aliases
-(`ingest.fields`), so The Stack's `content` / `max_stars_repo_path` columns work as well as our own schema.
+Each file is split into work items (byte ranges of a JSONL file, row groups of a Parquet file, row ranges of an
+Arrow shard) so that one huge file still spreads over many workers. Every reader takes an open binary file (files
+below a folder are opened without following links: data_pipeline/sources/confined.py), and a file that cannot be
+read becomes one dropped entry in the ingest stage instead of an error. Field names are looked up through
+configurable aliases (`ingest.fields`), so The Stack's `content` / `max_stars_repo_path` columns work as well as our
+own schema.
 """
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, BinaryIO, Iterator
 
+import pyarrow as pa
+import pyarrow.csv as pcsv
 import pyarrow.parquet as pq
 
 from data_pipeline.records import KINDS, Document
+from data_pipeline.sources import confined
+from data_pipeline.sources.confined import shown
 from data_pipeline.sources.files import Skipped
 from data_pipeline.sources.languages import CODE_EXTENSIONS, classify_name
 
@@ -39,18 +48,25 @@ def _first(record: dict[str, Any], names: list[str]) -> Any:
 def record_to_document(
     record: Any, *, source: str, locator: str, fields: dict[str, list[str]], default_kind: str
 ) -> Document | Skipped:
-    """One JSON object / table row -> Document, or Skipped("corrupt_record" / "missing_text" / "empty")."""
+    """One JSON object / table row -> Document, or Skipped("corrupt_record" / "missing_text" / "empty" /
+    "encoding:not_utf8"). Strings UTF-8 cannot hold (lone surrogates of JSON escapes, undecodable bytes) are shown
+    escaped in id, path, lang and licence; a text holding them is dropped."""
     if not isinstance(record, dict):
         return Skipped(locator, "corrupt_record")
     text = _first(record, fields["text"])
+    if isinstance(text, (bytes, bytearray)):  # a binary column
+        try:
+            text = bytes(text).decode("utf-8")
+        except UnicodeDecodeError:
+            return Skipped(locator, "encoding:not_utf8", len(text))
     if not isinstance(text, str):
         return Skipped(locator, "missing_text")
+    if shown(text) != text:
+        return Skipped(locator, "encoding:not_utf8", len(text))
     if not text.strip():
         return Skipped(locator, "empty")
-    path = _first(record, fields["path"])
-    path = str(path) if path is not None else None
-    lang = _first(record, fields["lang"])
-    lang = str(lang) if lang is not None else None
+    path = _as_str(_first(record, fields["path"]))
+    lang = _as_str(_first(record, fields["lang"]))
     kind = _first(record, fields["kind"])
     if kind not in KINDS:
         by_name = classify_name(path.rsplit("/", 1)[-1]) if path else None
@@ -66,7 +82,7 @@ def record_to_document(
     license_id = _first(record, fields["license"])
     if isinstance(license_id, (list, tuple)):
         license_id = " AND ".join(str(x) for x in license_id) if license_id else None
-    raw_id = _first(record, fields["id"])
+    raw_id = _as_str(_first(record, fields["id"]))
     meta = _first(record, fields["meta"])
     if isinstance(meta, str):
         try:
@@ -78,112 +94,163 @@ def record_to_document(
     return Document(
         id=f"{source}/{raw_id}" if raw_id is not None else f"{source}/{locator}",
         text=text, kind=kind, lang=lang, source=source, path=path or locator,
-        license=str(license_id) if license_id is not None else None, meta=meta,
+        license=_as_str(license_id), meta=meta,
     )
 
 
+def _as_str(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, (bytes, bytearray)):
+        value = bytes(value).decode("utf-8", "surrogateescape")
+    return shown(str(value))
+
+
 # ---------- JSONL ----------
-def plan_jsonl(path: Path, chunk_bytes: int) -> list[dict[str, Any]]:
-    """Split a JSONL file at line boundaries into ranges of about `chunk_bytes`, with each range's first line number."""
+def plan_jsonl(f: BinaryIO, chunk_bytes: int) -> list[dict[str, Any]]:
+    """Split a JSONL file at line boundaries into ranges of about `chunk_bytes`: each range's bytes, first line
+    number and `inputs` (its non-blank lines, the records the reader will account for)."""
     items: list[dict[str, Any]] = []
-    size = path.stat().st_size
-    with open(path, "rb") as f:
-        start, line_no = 0, 1
-        while start < size:
-            f.seek(min(start + chunk_bytes, size))
-            if f.tell() < size:
-                f.readline()  # move the cut to the end of the line it fell in
-            end = f.tell()
-            items.append({"start": start, "end": end, "first_line": line_no})
-            f.seek(start)
-            line_no += f.read(end - start).count(b"\n")
-            start = end
+    start = offset = inputs = 0
+    line_no = first_line = 1
+    for raw in f:
+        offset += len(raw)
+        line_no += 1
+        inputs += bool(raw.strip())
+        if offset - start >= chunk_bytes:
+            items.append({"start": start, "end": offset, "first_line": first_line, "inputs": inputs})
+            start, first_line, inputs = offset, line_no, 0
+    if offset > start:
+        items.append({"start": start, "end": offset, "first_line": first_line, "inputs": inputs})
     return items
 
 
-def read_jsonl(path: Path, start: int, end: int, first_line: int, *, source: str, fields: dict[str, list[str]],
-               default_kind: str) -> Iterator[Document | Skipped]:
-    name = path.name
-    with open(path, "rb") as f:
-        f.seek(start)
-        line_no = first_line
-        while f.tell() < end:
-            raw = f.readline()
-            locator = f"{name}:{line_no}"
-            line_no += 1
-            if not raw.strip():
-                continue
-            try:
-                record = json.loads(raw.decode("utf-8"))
-            except (UnicodeDecodeError, json.JSONDecodeError):
-                yield Skipped(locator, "corrupt_jsonl", len(raw))
-                continue
-            yield record_to_document(record, source=source, locator=locator, fields=fields, default_kind=default_kind)
+def read_jsonl(f: BinaryIO, start: int, end: int, first_line: int, *, name: str, source: str,
+               fields: dict[str, list[str]], default_kind: str) -> Iterator[Document | Skipped]:
+    f.seek(start)
+    line_no = first_line
+    while f.tell() < end:
+        raw = f.readline()
+        if not raw:
+            raise EOFError(f"{name} ends before byte {end} (shortened since it was planned)")
+        locator = f"{name}:{line_no}"
+        line_no += 1
+        if not raw.strip():
+            continue
+        try:
+            record = json.loads(raw.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+            yield Skipped(locator, "corrupt:jsonl", len(raw))
+            continue
+        yield record_to_document(record, source=source, locator=locator, fields=fields, default_kind=default_kind)
 
 
 # ---------- Parquet ----------
-def plan_parquet(path: Path, rows_per_item: int) -> list[dict[str, Any]]:
-    meta = pq.ParquetFile(str(path)).metadata
+def plan_parquet(f: BinaryIO, rows_per_item: int) -> list[dict[str, Any]]:
+    meta = pq.ParquetFile(f).metadata
     items, groups, rows, first_row = [], [], 0, 0
     for i in range(meta.num_row_groups):
         groups.append(i)
         rows += meta.row_group(i).num_rows
         if rows >= rows_per_item:
-            items.append({"row_groups": groups, "first_row": first_row})
+            items.append({"row_groups": groups, "first_row": first_row, "inputs": rows})
             first_row += rows
             groups, rows = [], 0
     if groups:
-        items.append({"row_groups": groups, "first_row": first_row})
+        items.append({"row_groups": groups, "first_row": first_row, "inputs": rows})
     return items
 
 
-def read_parquet(path: Path, row_groups: list[int], first_row: int, *, source: str, fields: dict[str, list[str]],
-                 default_kind: str) -> Iterator[Document | Skipped]:
-    pf = pq.ParquetFile(str(path))
+def read_parquet(f: BinaryIO, row_groups: list[int], first_row: int, *, name: str, source: str,
+                 fields: dict[str, list[str]], default_kind: str) -> Iterator[Document | Skipped]:
+    batches = pq.ParquetFile(f).iter_batches(batch_size=1024, row_groups=row_groups)
+    yield from _rows(batches, first_row, name, source, fields, default_kind)
+
+
+def _rows(batches: Iterator[pa.RecordBatch], first_row: int, name: str, source: str, fields: dict[str, list[str]],
+          default_kind: str) -> Iterator[Document | Skipped]:
     index = first_row
-    for batch in pf.iter_batches(batch_size=1024, row_groups=row_groups):
+    for batch in batches:
         for record in batch.to_pylist():
-            yield record_to_document(record, source=source, locator=f"{path.name}:{index}", fields=fields,
+            yield record_to_document(record, source=source, locator=f"{name}:{index}", fields=fields,
                                      default_kind=default_kind)
             index += 1
 
 
-# ---------- HF datasets ----------
+# ---------- Arrow (the shards of a dataset saved with `save_to_disk`), CSV ----------
+def arrow_batches(f: BinaryIO) -> Iterator[pa.RecordBatch]:
+    """The record batches of an Arrow IPC stream (what `datasets` writes) or IPC file."""
+    f.seek(0)
+    try:
+        reader = pa.ipc.open_stream(f)
+    except pa.ArrowInvalid:
+        f.seek(0)
+        file_reader = pa.ipc.open_file(f)
+        for i in range(file_reader.num_record_batches):
+            yield file_reader.get_batch(i)
+        return
+    yield from reader
+
+
+def plan_arrow(f: BinaryIO, rows_per_item: int) -> list[dict[str, Any]]:
+    n = sum(batch.num_rows for batch in arrow_batches(f))
+    return [{"start": s, "end": min(s + rows_per_item, n), "inputs": min(rows_per_item, n - s)}
+            for s in range(0, n, rows_per_item)]
+
+
+def read_arrow(f: BinaryIO, start: int, end: int, first_row: int, *, name: str, source: str,
+               fields: dict[str, list[str]], default_kind: str) -> Iterator[Document | Skipped]:
+    """Rows [start, end) of one Arrow file; `first_row` numbers them within the whole dataset."""
+    def window() -> Iterator[pa.RecordBatch]:
+        offset = 0
+        for batch in arrow_batches(f):
+            lo, hi = max(start - offset, 0), min(end - offset, batch.num_rows)
+            if lo < hi:
+                yield batch.slice(lo, hi - lo)
+            offset += batch.num_rows
+            if offset >= end:
+                return
+    yield from _rows(window(), first_row + start, name, source, fields, default_kind)
+
+
+def plan_csv(f: BinaryIO) -> list[dict[str, Any]]:
+    f.seek(0)
+    return [{"inputs": pcsv.read_csv(f).num_rows}]
+
+
+def read_csv(f: BinaryIO, *, name: str, source: str, fields: dict[str, list[str]],
+             default_kind: str) -> Iterator[Document | Skipped]:
+    f.seek(0)
+    yield from _rows(iter(pcsv.read_csv(f).to_batches()), 0, name, source, fields, default_kind)
+
+
+# ---------- datasets saved with `save_to_disk` ----------
 def is_saved_dataset(path: Path) -> bool:
-    return path.is_dir() and any((path / n).exists() for n in ("state.json", "dataset_dict.json"))
+    return path.is_dir() and any(os.path.lexists(path / n) for n in ("state.json", "dataset_dict.json"))
 
 
-def load_hf(path: Path, loader: str, split: str | None, cache_dir: str | None = None):
-    """A `datasets.Dataset`: `load_from_disk` (saved) or `load_dataset` of a local folder of data files (its Arrow
-    cache goes to `cache_dir`, the pipeline's output directory, not the user's home)."""
-    import datasets
-
-    if loader == "disk":
-        ds = datasets.load_from_disk(str(path))
-    else:
-        ds = datasets.load_dataset(str(path), split=split or "train", cache_dir=cache_dir)
-    if isinstance(ds, datasets.DatasetDict):
-        if split is None:
-            if len(ds) != 1:
-                raise ValueError(f"{path}: a DatasetDict with splits {list(ds)}; set ingest.hf_split to one of them")
-            split = next(iter(ds))
-        ds = ds[split]
-    return ds
+def dataset_splits(root: Path) -> list[str] | None:
+    """The splits of a saved DatasetDict (its dataset_dict.json), None for a single saved Dataset."""
+    if not os.path.lexists(root / "dataset_dict.json"):
+        return None
+    return list(json.loads(confined.read_bytes(root, "dataset_dict.json", 1 << 20))["splits"])
 
 
-def plan_hf(path: Path, loader: str, split: str | None, rows_per_item: int,
-            cache_dir: str | None = None) -> list[dict[str, Any]]:
-    n = len(load_hf(path, loader, split, cache_dir))
-    return [{"start": s, "end": min(s + rows_per_item, n)} for s in range(0, n, rows_per_item)]
+def dataset_split(root: Path, split: str | None) -> str | None:
+    """The split to read; ValueError (a config problem: `ingest.hf_split`) when a DatasetDict needs one named."""
+    splits = dataset_splits(root)
+    if splits is None:
+        return None
+    if split is None and len(splits) == 1:
+        return splits[0]
+    if split not in splits:
+        raise ValueError(f"{root}: a DatasetDict with splits {splits}; set ingest.hf_split to one of them")
+    return split
 
 
-def read_hf(path: Path, loader: str, split: str | None, start: int, end: int, *, source: str,
-            fields: dict[str, list[str]], default_kind: str, cache_dir: str | None = None) -> Iterator[Document | Skipped]:
-    ds = load_hf(path, loader, split, cache_dir)
-    for offset in range(start, end, 1024):
-        batch = ds[offset: min(offset + 1024, end)]
-        columns = list(batch)
-        for i in range(len(batch[columns[0]]) if columns else 0):
-            record = {c: batch[c][i] for c in columns}
-            yield record_to_document(record, source=source, locator=f"{path.name}:{offset + i}", fields=fields,
-                                     default_kind=default_kind)
+def saved_dataset_shards(root: Path, split: str | None) -> list[str]:
+    """Relative paths of the Arrow shards of a saved dataset, in order (read from state.json without following
+    links; a shard name that leads out of `root` is refused when it is opened)."""
+    prefix = f"{split}/" if split else ""
+    state = json.loads(confined.read_bytes(root, prefix + "state.json", 1 << 24))
+    return [prefix + entry["filename"] for entry in state["_data_files"]]

@@ -35,7 +35,7 @@ def run(tmp_path_factory):
     write_parquet(root / "stack.parquet")
     out = root / "out"
     assert main([f"input=[{corpus},{root / 'records.jsonl'},{root / 'stack.parquet'}]", f"output={out}", *ARGS]) == 0
-    expected_drops.update({"records.jsonl:3": ("ingest", "corrupt_jsonl"), "records.jsonl:4": ("ingest", "missing_text"),
+    expected_drops.update({"records.jsonl:3": ("ingest", "corrupt:jsonl"), "records.jsonl:4": ("ingest", "missing_text"),
                            "pkg/gpl.py": ("license", "not_permissive:GPL-2.0")})
     survivors = {p for p in CANDIDATES if p not in expected_drops}
     return out, expected_drops, survivors

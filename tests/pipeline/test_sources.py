@@ -116,15 +116,16 @@ def test_jsonl_ranges_cover_every_line_once(tmp_path):
     lines = [json.dumps({"id": i, "text": f"document number {i} " * (i % 7 + 1)}) for i in range(200)]
     lines[17] = '{"id": 17, "text": "cut'
     path.write_text("\n".join(lines) + "\n\n")
-    plan = tables.plan_jsonl(path, chunk_bytes=500)
-    assert len(plan) > 5
-    got = []
-    for r in plan:
-        got += tables.read_jsonl(path, r["start"], r["end"], r["first_line"], source="s",
-                                 fields=tables.DEFAULT_FIELDS, default_kind="text")
+    with open(path, "rb") as f:
+        plan = tables.plan_jsonl(f, chunk_bytes=500)
+        assert len(plan) > 5 and sum(r["inputs"] for r in plan) == 200  # the blank line is no input
+        got = []
+        for r in plan:
+            got += tables.read_jsonl(f, r["start"], r["end"], r["first_line"], name="d.jsonl", source="s",
+                                     fields=tables.DEFAULT_FIELDS, default_kind="text")
     docs, skipped = _docs(got)
     assert [d.id for d in docs] == [f"s/{i}" for i in range(200) if i != 17]
-    assert [(s.path, s.reason) for s in skipped] == [("d.jsonl:18", "corrupt_jsonl")]
+    assert [(s.path, s.reason) for s in skipped] == [("d.jsonl:18", "corrupt:jsonl")]
 
 
 def test_records_kind_from_fields_path_or_language():
@@ -141,18 +142,24 @@ def test_records_kind_from_fields_path_or_language():
 def test_parquet_and_saved_hf_dataset(tmp_path):
     rows = [{"id": str(i), "text": f"row {i}", "kind": "text"} for i in range(50)]
     pq.write_table(pa.Table.from_pylist(rows), str(tmp_path / "d.parquet"), row_group_size=10)
-    plan = tables.plan_parquet(tmp_path / "d.parquet", rows_per_item=20)
-    assert [p["first_row"] for p in plan] == [0, 20, 40]
-    got = [d for p in plan for d in tables.read_parquet(tmp_path / "d.parquet", p["row_groups"], p["first_row"],
-                                                         source="s", fields=tables.DEFAULT_FIELDS, default_kind="text")]
+    common = {"name": "d.parquet", "source": "s", "fields": tables.DEFAULT_FIELDS, "default_kind": "text"}
+    with open(tmp_path / "d.parquet", "rb") as f:
+        plan = tables.plan_parquet(f, rows_per_item=20)
+        assert [(p["first_row"], p["inputs"]) for p in plan] == [(0, 20), (20, 20), (40, 10)]
+        got = [d for p in plan for d in tables.read_parquet(f, p["row_groups"], p["first_row"], **common)]
     assert [d.id for d in got] == [f"s/{i}" for i in range(50)]
 
     import datasets
-    datasets.Dataset.from_list(rows).save_to_disk(str(tmp_path / "saved"))
+    datasets.Dataset.from_list(rows).save_to_disk(str(tmp_path / "saved"), num_shards=2)
     assert detect_format(tmp_path / "saved") == "hf_disk"
-    plan = tables.plan_hf(tmp_path / "saved", "disk", None, rows_per_item=30)
-    got = [d for p in plan for d in tables.read_hf(tmp_path / "saved", "disk", None, p["start"], p["end"],
-                                                   source="s", fields=tables.DEFAULT_FIELDS, default_kind="text")]
+    shards = tables.saved_dataset_shards(tmp_path / "saved", None)
+    assert len(shards) == 2
+    got, first_row = [], 0
+    for rel in shards:
+        with open(tmp_path / "saved" / rel, "rb") as f:
+            plan = tables.plan_arrow(f, rows_per_item=10)
+            got += [d for p in plan for d in tables.read_arrow(f, p["start"], p["end"], first_row, **common)]
+            first_row += sum(p["inputs"] for p in plan)
     assert [d.text for d in got] == [r["text"] for r in rows]
 
 
@@ -164,7 +171,7 @@ def test_format_detection_errors_name_the_path(tmp_path):
         detect_format(tmp_path / "x.csv")
 
 
-def test_local_files_hf_dataset_through_the_ingest_stage(tmp_path):
+def test_folder_of_data_files_through_the_ingest_stage(tmp_path):
     from data_pipeline.executor import run_stage
     from data_pipeline.sources.ingest import build_stage
     from data_pipeline.stage import StageContext
@@ -173,9 +180,15 @@ def test_local_files_hf_dataset_through_the_ingest_stage(tmp_path):
     (tmp_path / "ds" / "data").mkdir(parents=True)
     (tmp_path / "ds" / "data" / "train.jsonl").write_text(
         "\n".join(json.dumps({"text": f"row {i}", "id": i}) for i in range(7)) + "\n")
-    cfg = {"input": str(tmp_path / "ds"), "ingest": {"format": "hf_files", "rows_per_shard": 3}}
+    pq.write_table(pa.Table.from_pylist([{"text": f"row {i}", "id": i} for i in range(7, 12)]),
+                   str(tmp_path / "ds" / "data" / "more.parquet"), row_group_size=3)
+    (tmp_path / "ds" / "README.md").write_text("# a dataset card: not data\n")
+    cfg = {"input": str(tmp_path / "ds"), "ingest": {"format": "hf_files", "rows_per_shard": 3, "shard_bytes": 40}}
     ctx = StageContext("ingest", 0, tmp_path / "out", (), cfg["ingest"], cfg)
     assert run_stage(build_stage(cfg["ingest"]), ctx, progress=False).complete
     docs = [d for p in sorted(ctx.documents_dir.glob("part-*.parquet")) for d in read_documents(p)]
-    assert [d.id for d in docs] == [f"ds/{i}" for i in range(7)] and len(list(ctx.documents_dir.iterdir())) == 3
-    assert (ctx.work_dir / "hf_cache").is_dir()  # the Arrow cache stays inside the output directory
+    assert sorted(d.id for d in docs) == sorted(f"ds/{i}" for i in range(12))
+    assert len(list(ctx.documents_dir.iterdir())) > 3  # byte ranges of the JSONL file, row groups of the Parquet
+    stats = json.loads(ctx.stats_path.read_text())
+    assert stats["dropped"] == {"unknown_type": 1}  # README.md
+    assert stats["extra"]["sources"] == {"ds": {"seen": 13, "kept": 12, "dropped": 1}}
