@@ -59,7 +59,7 @@ class GGUFExport:
 
 
 # ---- weights ---------------------------------------------------------------------------------------------------
-def gguf_dtype(name: str, stored: torch.dtype) -> str:
+def gguf_dtype(name: str, stored: torch.dtype = torch.float32) -> str:
     """"stored" (the source's own float type) or one of DTYPES, also under torch's names (float16, bfloat16...)."""
     if name in ("stored", "auto"):
         return _TORCH_TO_GGUF.get(stored, "f32")
@@ -214,13 +214,20 @@ def gguf_vocab(tokenizer, n_rows: int) -> GGUFVocab:
 
 
 # ---- the file --------------------------------------------------------------------------------------------------
-def write_gguf(model, tokenizer, path: str | Path, dtype: str = "stored", *, drop_ln_f_bias: bool = False,
-               name: str | None = None) -> GGUFExport:
-    """Write `model` (RefactForCausalLM) and its tokenizer as one .gguf file for llama.cpp (atomically)."""
+def check_request(path: str | Path, dtype: str) -> Path:
+    """Refuse a bad output name or dtype before anything is loaded; returns the path."""
     path = Path(path)
     if path.suffix != ".gguf":
         raise GGUFExportError(f"{path}: for --format gguf, OUT is the file to write and ends in .gguf "
                               f"(e.g. {path.name or 'model'}-f16.gguf)")
+    gguf_dtype(dtype)
+    return path
+
+
+def write_gguf(model, tokenizer, path: str | Path, dtype: str = "stored", *, drop_ln_f_bias: bool = False,
+               name: str | None = None) -> GGUFExport:
+    """Write `model` (RefactForCausalLM) and its tokenizer as one .gguf file for llama.cpp (atomically)."""
+    path = check_request(path, dtype)
     if tokenizer is None:
         raise GGUFExportError("no tokenizer found with the model: a GGUF carries its tokenizer, pass --tokenizer PATH")
     config = model.config
