@@ -237,7 +237,8 @@ def write_gguf(model, tokenizer, path: str | Path, dtype: str = "stored", *, dro
     vocab = gguf_vocab(tokenizer, state["transformer.wte.weight"].shape[0])
     for key in ("bos_token_id", "eos_token_id", "pad_token_id"):
         if not 0 <= getattr(config, key) < len(vocab.tokens):
-            raise GGUFExportError(f"model config {key} {getattr(config, key)} is outside the {len(vocab.tokens)} tokens")
+            raise GGUFExportError(f"model config {key} {getattr(config, key)} is outside the "
+                                  f"{len(vocab.tokens)} tokens")
 
     kept_f16: list[str] = []
     with atomic_path(path) as tmp:
