@@ -31,6 +31,7 @@ _ALIASES = {"float32": "f32", "fp32": "f32", "float16": "f16", "fp16": "f16", "b
 _TORCH_TO_GGUF = {torch.float32: "f32", torch.float16: "f16", torch.bfloat16: "bf16"}
 FIM_TOKENS = {"prefix": "<fim_prefix>", "suffix": "<fim_suffix>", "middle": "<fim_middle>", "pad": "<fim_pad>"}
 EOT_TOKEN = "<|endoftext|>"
+CHAT_TURN_TOKEN = "<empty_output>"  # ends an assistant turn; written as llama.cpp's EOM token so generation stops there
 # The release's chat format (data_pipeline/chat.py) for llama.cpp's server (--jinja) and Ollama.
 CHAT_TEMPLATE = ("{% for message in messages %}<empty_output>{{ message['role'] | upper }} {{ message['content'] }}\n"
                  "{% endfor %}{% if add_generation_prompt %}<empty_output>ASSISTANT{% endif %}")
@@ -148,7 +149,7 @@ class GGUFVocab:
     types: list[int]
     merges: list[str]
     pre: str
-    special_ids: dict[str, int]  # eot, fim prefix / suffix / middle / pad
+    special_ids: dict[str, int]  # eot, fim prefix / suffix / middle / pad, chat_turn when the tokenizer has it
 
 
 def pre_tokenizer_type(spec: dict | None, source: str = "tokenizer") -> str:
@@ -210,6 +211,8 @@ def gguf_vocab(tokenizer, n_rows: int) -> GGUFVocab:
                               f"Export with the tokenizer the model was trained with (--tokenizer PATH), or one made "
                               f"by data_pipeline.tokenizer.train_bpe (it adds the 19 Refact special tokens)")
     ids = {"eot": vocab[EOT_TOKEN], **{k: vocab[t] for k, t in FIM_TOKENS.items()}}
+    if CHAT_TURN_TOKEN in vocab:
+        ids["chat_turn"] = vocab[CHAT_TURN_TOKEN]
     return GGUFVocab(tokens, [int(t) for t in types], merges, pre, ids)
 
 
@@ -265,6 +268,8 @@ def write_gguf(model, tokenizer, path: str | Path, dtype: str = "stored", *, dro
         writer.add_bos_token_id(config.bos_token_id)
         writer.add_eos_token_id(config.eos_token_id)
         writer.add_eot_token_id(vocab.special_ids["eot"])
+        if "chat_turn" in vocab.special_ids:
+            writer.add_eom_token_id(vocab.special_ids["chat_turn"])
         writer.add_pad_token_id(config.pad_token_id)
         writer.add_add_bos_token(False)  # our prompts start with the text (or a FIM / chat token), never a BOS
         writer.add_add_eos_token(False)

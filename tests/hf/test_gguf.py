@@ -189,7 +189,7 @@ def test_reader_gives_back_every_tensor_and_key(tmp_path, tok, dtype):
     assert f["tokenizer.ggml.merges"] == merges and f["tokenizer.ggml.model"] == "gpt2"
     assert f["tokenizer.ggml.pre"] == "gpt-2"
     ids = {k.removeprefix("tokenizer.ggml."): f[k] for k in f if k.endswith("token_id")}
-    assert ids == {"bos_token_id": 0, "eos_token_id": 0, "eot_token_id": 0, "padding_token_id": 4,
+    assert ids == {"bos_token_id": 0, "eos_token_id": 0, "eot_token_id": 0, "eom_token_id": 14, "padding_token_id": 4,
                    "fim_pre_token_id": 1, "fim_suf_token_id": 3, "fim_mid_token_id": 2, "fim_pad_token_id": 4}
     assert f["tokenizer.ggml.add_bos_token"] is False and f["tokenizer.chat_template"] == CHAT_TEMPLATE
 
