@@ -89,7 +89,7 @@ def test_alibi_slopes_equal_llama_cpps_for_any_head_count():
         theirs = llama_cpp_slopes(n_head)
         worst = max(worst, float(np.max(np.abs(ours / theirs - 1))))
     # Same formula; llama.cpp raises a rounded float32 base to the power h, so the last bits can differ.
-    assert worst < 5e-6
+    assert worst < 1e-6  # measured: 4.8e-7 (n_head 32), a few float32 ulps
 
 
 def reference_refact_graph(reader: gguf.GGUFReader, ids: list[int]) -> torch.Tensor:
