@@ -52,9 +52,11 @@ class GGUFExport:
     n_tokens: int  # token list length = embedding rows (tokenizer entries plus unused padding rows)
     pre_tokenizer: str
     kept_f16: tuple[str, ...] = ()  # q8_0: tensors whose rows are not a multiple of 32, stored as f16
+    dropped_ln_f_bias: bool = False  # --drop-ln-f-bias removed a non-zero bias: not exact
 
     def summary(self) -> str:
         extra = f"; {len(self.kept_f16)} tensors kept in f16 (rows not a multiple of 32)" if self.kept_f16 else ""
+        extra += "; ln_f.bias DROPPED, logits differ from the source" if self.dropped_ln_f_bias else ""
         return (f"{self.dtype}, {self.n_tensors} tensors, {self.n_tokens} tokens, pre-tokenizer "
                 f"{self.pre_tokenizer!r}{extra}")
 
@@ -93,8 +95,11 @@ def centre_residual_writes(state: dict[str, torch.Tensor]) -> dict[str, torch.Te
     return {name: centre_tensor(name, t) for name, t in state.items()}
 
 
-def check_expressible(state: dict[str, torch.Tensor], config, drop_ln_f_bias: bool = False) -> None:
-    """Refuse what llama.cpp's refact graph cannot compute exactly."""
+def check_expressible(state: dict[str, torch.Tensor], drop_ln_f_bias: bool = False) -> bool:
+    """Refuse what llama.cpp's refact graph cannot compute exactly; True when a non-zero ln_f bias is dropped.
+
+    Everything else RefactForCausalLM can hold, the graph computes: any head count and width, one K/V head, any MLP
+    width, tied or untied head (written untied)."""
     bias = state.get("ln_f.bias")
     if bias is not None and bool(bias.any()) and not drop_ln_f_bias:
         offset = (state["lm_head.weight"].double() @ bias.double()).abs().max().item()
@@ -102,9 +107,7 @@ def check_expressible(state: dict[str, torch.Tensor], config, drop_ln_f_bias: bo
             f"ln_f carries a bias (the earlier released revision): llama.cpp's refact architecture has no output-norm "
             f"bias, so the GGUF would shift every logit by lm_head @ ln_f.bias (up to {offset:.3g}). Pass "
             f"--drop-ln-f-bias to export anyway (not exact), or export a checkpoint without that bias")
-    if state["transformer.h.0.attn.kv.weight"].shape[0] != 2 * config.head_dim:
-        raise GGUFExportError(f"attn.kv has {state['transformer.h.0.attn.kv.weight'].shape[0]} rows, expected "
-                              f"{2 * config.head_dim}: the refact architecture has exactly one shared K/V head")
+    return bias is not None and bool(bias.any())
 
 
 def refact_tensors(state: dict[str, torch.Tensor], config) -> Iterator[tuple[str, torch.Tensor]]:
@@ -236,7 +239,7 @@ def write_gguf(model, tokenizer, path: str | Path, dtype: str = "stored", *, dro
     config = model.config
     state = dict(model.state_dict())
     dtype = gguf_dtype(dtype, state["lm_head.weight"].dtype)
-    check_expressible(state, config, drop_ln_f_bias)
+    dropped_bias = check_expressible(state, drop_ln_f_bias)
     vocab = gguf_vocab(tokenizer, state["transformer.wte.weight"].shape[0])
     for key in ("bos_token_id", "eos_token_id", "pad_token_id"):
         if not 0 <= getattr(config, key) < len(vocab.tokens):
@@ -290,4 +293,4 @@ def write_gguf(model, tokenizer, path: str | Path, dtype: str = "stored", *, dro
         writer.write_kv_data_to_file()
         writer.write_tensors_to_file()
         writer.close()
-    return GGUFExport(path, dtype, n_tensors, len(vocab.tokens), vocab.pre, tuple(kept_f16))
+    return GGUFExport(path, dtype, n_tensors, len(vocab.tokens), vocab.pre, tuple(kept_f16), dropped_bias)
