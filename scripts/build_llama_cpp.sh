@@ -9,7 +9,7 @@ ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 CACHE="$ROOT/.cache/llama_cpp"
 SITE="$CACHE/site-$VERSION"
 mkdir -p "$CACHE/wheels"
-if [ -f "$SITE/llama_cpp/__init__.py" ]; then echo "llama-cpp-python $VERSION already in $SITE"; exit 0; fi
+if [ -f "$SITE/llama_cpp/__init__.py" ] && [ -d "$SITE/diskcache" ]; then echo "llama-cpp-python $VERSION already in $SITE"; exit 0; fi
 export CMAKE_ARGS="${CMAKE_ARGS:-} -DLLAVA_BUILD=OFF -DGGML_OPENMP=OFF -DGGML_BLAS=OFF -DLLAMA_OPENSSL=OFF \
  -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TOOLS=OFF -DLLAMA_BUILD_SERVER=OFF"
 export CMAKE_BUILD_PARALLEL_LEVEL="${CMAKE_BUILD_PARALLEL_LEVEL:-2}"
@@ -18,5 +18,5 @@ if ! ls "$CACHE/wheels"/llama_cpp_python-"$VERSION"-*.whl >/dev/null 2>&1; then
 fi
 # --target keeps the binding (and diskcache, its one dependency the project lacks) out of the system
 # site-packages; numpy, jinja2 and typing-extensions come from the environment.
-python3 -m pip install --no-deps --target "$SITE" "$CACHE/wheels"/llama_cpp_python-"$VERSION"-*.whl "diskcache>=5.6.1"
+python3 -m pip install --no-deps --upgrade --target "$SITE" "$CACHE/wheels"/llama_cpp_python-"$VERSION"-*.whl "diskcache>=5.6.1"
 echo "llama-cpp-python $VERSION installed in $SITE"

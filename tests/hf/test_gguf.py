@@ -2,6 +2,7 @@
 
 The run against llama.cpp itself is tests/hf/test_gguf_llama_cpp.py (slow: it builds llama.cpp).
 """
+import json
 import math
 
 import gguf
@@ -185,7 +186,7 @@ def test_reader_gives_back_every_tensor_and_key(tmp_path, tok, dtype):
     types = f["tokenizer.ggml.token_type"]
     assert [types[i] for i in range(19)] == [gguf.TokenType.CONTROL] * 19 and tokens[:19] == list(SPECIAL_TOKENS)
     assert types[len(vocab)] == gguf.TokenType.UNUSED and types[100] == gguf.TokenType.NORMAL
-    merges = [" ".join(m) for m in __import__("json").loads(tok.tokenizer.to_str())["model"]["merges"]]
+    merges = [" ".join(m) for m in json.loads(tok.tokenizer.to_str())["model"]["merges"]]
     assert f["tokenizer.ggml.merges"] == merges and f["tokenizer.ggml.model"] == "gpt2"
     assert f["tokenizer.ggml.pre"] == "gpt-2"
     ids = {k.removeprefix("tokenizer.ggml."): f[k] for k in f if k.endswith("token_id")}

@@ -1,10 +1,11 @@
 """The GGUF export run by llama.cpp itself (through llama-cpp-python, built from the PyPI source package).
 
-Slow: the first run builds llama.cpp with scripts/build_llama_cpp.sh into .cache/llama_cpp/ (~20-40 min on 2 cores);
+Slow: the first run builds llama.cpp with scripts/build_llama_cpp.sh into .cache/llama_cpp/ (~15 min on 2 busy cores);
 later runs reuse it. Checks that llama.cpp tokenizes real code exactly as we do (both pre-tokenizer types), and that
 a tiny random model with a trained tokenizer gives the same greedy tokens as `refact-generate` for a plain, a FIM
-(PSM) and a chat prompt, with logits within LOGIT_TOL of ours (f32 export).
+(PSM) and a chat prompt, with logits within LOGIT_TOL of ours (f32 export), with and without flash attention.
 """
+import ctypes
 import subprocess
 import sys
 import sysconfig
@@ -27,7 +28,10 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(5400)]
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 LLAMA_CPP_PYTHON = "0.3.36"
-LOGIT_TOL = 1e-4  # max |llama.cpp - ours| / max |ours| over every position, f32 weights and f32 KV cache
+# max |llama.cpp - ours| / max |ours| over every position, f32 weights and f32 KV cache. Without flash attention
+# the difference is float32 summation order (measured ~2e-6); ggml's CPU flash attention rounds to f16 inside
+# (measured ~3e-4).
+LOGIT_TOL = {False: 1e-5, True: 1e-3}
 NEW_TOKENS = 24
 
 STDLIB = Path(sysconfig.get_paths()["stdlib"])
@@ -96,13 +100,28 @@ def open_gguf(llama_cpp, path, flash_attn=False):
                            verbose=False)
 
 
+def token_bytes(llama_cpp, vocab, ids) -> bytes:
+    """What llama.cpp prints for these ids, piece by piece as its server streams them (llama_token_to_piece; the
+    binding's own detokenize cuts pieces at 32 bytes)."""
+    buf = (ctypes.c_char * 1024)()
+    out = b""
+    for i in ids:
+        n = llama_cpp.llama_token_to_piece(vocab, i, buf, len(buf), 0, False)
+        assert 0 <= n <= len(buf)
+        out += bytes(buf[:n])
+    return out
+
+
 def test_llama_cpp_tokenizes_like_us(llama_cpp, exported):
     _, path, _, tok = exported
     llm = open_gguf(llama_cpp, path)
     assert llm.metadata["tokenizer.ggml.pre"] in ("gpt-2", "refact")
     vocab = llama_cpp.llama_model_get_vocab(llm.model)
     eog = [i for i in range(tok.vocab_size) if llama_cpp.llama_vocab_is_eog(vocab, i)]
-    assert eog == [tok.eot_id, tok.empty_output_id]  # generation stops at <|endoftext|> and the chat turn token
+    # generation stops at <|endoftext|>, the chat turn token (our EOM), and the two llama.cpp finds by their text:
+    # <fim_pad> and <reponame>, which it takes for its repository-level FIM token
+    assert eog == [tok.eot_id, tok.fim_pad_id, tok.empty_output_id, tok.token_id("<reponame>")]
+    assert llama_cpp.llama_vocab_fim_rep(vocab) == tok.token_id("<reponame>")
     assert (llama_cpp.llama_vocab_fim_pre(vocab), llama_cpp.llama_vocab_fim_suf(vocab),
             llama_cpp.llama_vocab_fim_mid(vocab)) == (tok.fim_prefix_id, tok.fim_suffix_id, tok.fim_middle_id)
     for lang, text in real_code().items():
@@ -110,7 +129,7 @@ def test_llama_cpp_tokenizes_like_us(llama_cpp, exported):
         theirs = llm.tokenize(text.encode("utf-8"), add_bos=False, special=False)
         first = next((i for i, (a, b) in enumerate(zip(ours, theirs)) if a != b), min(len(ours), len(theirs)))
         assert theirs == ours, f"{lang}: first difference at token {first}: {tok.decode(ours[first:first + 5])!r}"
-        assert llm.detokenize(ours) == tok.decode_bytes(ours)
+        assert token_bytes(llama_cpp, vocab, ours) == tok.decode_bytes(ours)
     prefix, suffix = "def mean(xs):\n    total = 0\n", "\n    return total / len(xs)  # 平均\n"
     psm = "<fim_prefix>" + prefix + "<fim_suffix>" + suffix + "<fim_middle>"
     assert llm.tokenize(psm.encode(), add_bos=False, special=True) == format_fim_prompt(prefix, suffix, tokenizer=tok)
@@ -169,6 +188,6 @@ def test_llama_cpp_generates_our_tokens(llama_cpp, exported):
                 want = model(torch.tensor([ids + ours]))[0, :logits.shape[0]].numpy()
             rel = np.abs(logits - want).max() / np.abs(want).max()
             print(f"{mode} flash_attn={flash_attn}: {len(ours)} tokens equal, max logit error {rel:.2e} relative")
-            assert rel < LOGIT_TOL, f"{mode}: logits differ by {rel:.2e} of their range"
+            assert rel < LOGIT_TOL[flash_attn], f"{mode}: logits differ by {rel:.2e} of their range"
             if not flash_attn:  # the CLI prints the decoded text of the same tokens
                 assert refact_generate(hf, mode, *args) == tok.decode(theirs)
