@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Fine-tune a model on your own code (docs/finetune_repo.md):
-#   bash scripts/finetune_repo.sh BASE_HF_DIR REPO [REPO ...]
+#   bash scripts/finetune_repo.sh BASE_HF_DIR REPO [REPO ...] [--gguf]
 # refact-pipeline on the repositories (base model's tokenizer, licence filter off, a few files held out) ->
 # refact-eval of the base model on the held-out files -> refact-train (LoRA by default, full as an option) ->
 # refact-export of a merged HF directory -> refact-eval again -> the numbers before and after side by side.
+# --gguf also writes the merged model as a GGUF file for llama.cpp / Ollama beside it (docs/gguf.md).
 #
 # Environment (defaults in brackets):
 #   REFACT_FT_DIR [runs/finetune_repo]   work directory (a previous fine-tune in it is replaced)
@@ -16,12 +17,24 @@
 #   REFACT_FT_THREADS []                 torch CPU threads for training and evals (empty: torch's default)
 #   REFACT_FT_TRAIN_CMD [refact-train]   e.g. "launch/torchrun.sh --nproc 8" for 8 GPUs
 #   REFACT_FT_TRAIN_ARGS []              more refact-train overrides, e.g. "dist=fsdp2 train.device=cuda"
+#   REFACT_FT_GGUF_DTYPE [f16]           with --gguf: f32 (exact) | f16 | bf16 | q8_0
 set -euo pipefail
 cd "$(dirname "$0")/.."
+GGUF=0
+ARGS=()
+for arg in "$@"; do
+  if [[ "$arg" == --gguf ]]; then GGUF=1; else ARGS+=("$arg"); fi
+done
+set -- "${ARGS[@]}"
 if [[ $# -lt 2 ]]; then
-  echo "usage: bash scripts/finetune_repo.sh BASE_HF_DIR REPO [REPO ...]" >&2
+  echo "usage: bash scripts/finetune_repo.sh BASE_HF_DIR REPO [REPO ...] [--gguf]" >&2
   exit 2
 fi
+GGUF_DTYPE=${REFACT_FT_GGUF_DTYPE:-f16}
+case "$GGUF_DTYPE" in
+  f32|f16|bf16|q8_0) ;;
+  *) echo "finetune_repo: REFACT_FT_GGUF_DTYPE=$GGUF_DTYPE: use f32, f16, bf16 or q8_0" >&2; exit 2 ;;
+esac
 PYTHON=${PYTHON:-python3}
 BASE=$(cd "$1" && pwd)
 shift
@@ -47,7 +60,7 @@ if [[ -e "$WORK" && ! -e "$WORK/$MARKER" && -n "$(ls -A "$WORK" 2>/dev/null)" ]]
   echo "finetune_repo: $WORK exists and is not a fine-tune directory: choose another REFACT_FT_DIR" >&2
   exit 2
 fi
-rm -rf "$WORK/data" "$WORK/run" "$WORK/hf" "$WORK/eval"
+rm -rf "$WORK/data" "$WORK/run" "$WORK/hf" "$WORK/eval" "$WORK"/model-*.gguf
 mkdir -p "$WORK/eval" && touch "$WORK/$MARKER"
 WORK=$(cd "$WORK" && pwd)
 
@@ -82,6 +95,9 @@ $TRAIN_CMD "experiment=$EXPERIMENT" "init_from=$BASE" "data.path=$WORK/data" "ru
 step "4/5 refact-export the last checkpoint (LoRA adapters merged into plain weights)"
 LAST=$(ls -d "$WORK"/run/checkpoints/step-* | sort | tail -n 1)
 refact-export "$LAST" "$WORK/hf"
+if [[ "$GGUF" == 1 ]]; then
+  refact-export "$WORK/hf" "$WORK/model-$GGUF_DTYPE.gguf" --format gguf --dtype "$GGUF_DTYPE"
+fi
 
 step "5/5 refact-eval of the fine-tuned model on the same held-out files"
 refact-eval "model=$WORK/hf" "${EVAL_ARGS[@]}" "out=$WORK/eval/after.json"
@@ -89,3 +105,6 @@ refact-eval "model=$WORK/hf" "${EVAL_ARGS[@]}" "out=$WORK/eval/after.json"
 step "done in $((SECONDS - START)) s: before and after ($WORK/eval/compare.md)"
 "$PYTHON" scripts/eval_compare.py "$WORK/eval/before.json" "$WORK/eval/after.json" "$WORK/eval/compare.md"
 echo "fine-tuned model (merged HF directory): $WORK/hf"
+if [[ "$GGUF" == 1 ]]; then
+  echo "the same model for llama.cpp / Ollama: $WORK/model-$GGUF_DTYPE.gguf (docs/gguf.md)"
+fi

@@ -1,25 +1,37 @@
 """refact-export CHECKPOINT_OR_HF_DIR OUT_DIR: a trainer checkpoint (any backend) or an HF directory of either
-released revision -> an HF directory of the current revision that `transformers` loads (LoRA runs come merged)."""
+released revision -> an HF directory of the current revision that `transformers` loads; with `--format gguf`, one
+.gguf file for llama.cpp instead (docs/gguf.md)."""
 from __future__ import annotations
 
 import argparse
 import sys
 
 from refact_train.hf import save_hf_checkpoint
+from refact_train.hf.gguf import check_request, write_gguf
 from refact_train.models import load_model_and_tokenizer, pick_dtype
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="refact-export", description=__doc__)
     parser.add_argument("source", help="trainer checkpoint directory (or run dir) or HF directory")
-    parser.add_argument("out_dir", help="HF directory to write (replaced if it exists)")
-    parser.add_argument("--dtype", default="stored", help="stored (default) | float32 | bfloat16 | float16")
+    parser.add_argument("out_dir", help="HF directory to write (replaced if it exists), or the .gguf file")
+    parser.add_argument("--format", choices=("hf", "gguf"), default="hf", help="hf (default) | gguf (llama.cpp)")
+    parser.add_argument("--dtype", default="stored",
+                        help="stored (default) | float32 | bfloat16 | float16; gguf: f32 | f16 | bf16 | q8_0")
+    parser.add_argument("--drop-ln-f-bias", action="store_true", help="gguf: export a model whose ln_f has a bias "
+                        "(llama.cpp's refact graph has none; not exact)")
     parser.add_argument("--tokenizer", default=None, help="tokenizer to ship (default: the source's own)")
     parser.add_argument("--max-shard-gb", type=float, default=2.0, help="shard safetensors above this size")
     args = parser.parse_args(argv)
     try:
+        dtype = None if args.dtype == "stored" or args.format == "gguf" else pick_dtype(args.dtype, "cpu")
+        if args.format == "gguf":
+            check_request(args.out_dir, args.dtype)  # a bad OUT or --dtype fails before the model loads
         model, tokenizer = load_model_and_tokenizer(args.source, tokenizer_path=args.tokenizer)
-        dtype = None if args.dtype == "stored" else pick_dtype(args.dtype, "cpu")
+        if args.format == "gguf":
+            result = write_gguf(model, tokenizer, args.out_dir, args.dtype, drop_ln_f_bias=args.drop_ln_f_bias)
+            print(f"refact-export: wrote {result.path} ({result.summary()})")
+            return 0
         out = save_hf_checkpoint(model, args.out_dir, tokenizer=tokenizer, dtype=dtype,
                                  max_shard_bytes=int(args.max_shard_gb * 1024**3))
     except (FileNotFoundError, ValueError, KeyError) as err:

@@ -69,9 +69,11 @@ def test_finetune_repo_lora(tmp_path):
     env = dict(os.environ, PYTHON=sys.executable, REFACT_FT_DIR=str(work), REFACT_FT_STEPS="3",
                REFACT_FT_SEQ_LEN="128", REFACT_FT_BATCH="4", REFACT_FT_MICRO_BATCH="2", REFACT_FT_HOLDOUT="2",
                REFACT_FT_EVAL_LIMIT="2", REFACT_FT_THREADS="1", HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
+               REFACT_FT_GGUF_DTYPE="f32",
                REFACT_FT_TRAIN_ARGS="train.device=cpu train.precision=fp32 checkpoint.every=3 metrics.progress=false")
-    done = subprocess.run(["bash", str(REPO_ROOT / "scripts" / "finetune_repo.sh"), str(base), str(repo)], env=env,
-                          capture_output=True, text=True, timeout=1700)
+    script = str(REPO_ROOT / "scripts" / "finetune_repo.sh")
+    done = subprocess.run(["bash", script, str(base), str(repo), "--gguf"], env=env, capture_output=True, text=True,
+                          timeout=1700)
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
 
     stats = json.loads((work / "data" / "stats.json").read_text())
@@ -91,3 +93,12 @@ def test_finetune_repo_lora(tmp_path):
     assert set(b) == set(t)
     changed = {k for k in b if not torch.equal(b[k], t[k])}
     assert changed and all(any(m in k for m in ("attn.q", "attn.kv", "c_proj", "gate_up_proj")) for k in changed)
+
+    # --gguf: the merged model for llama.cpp beside it, holding the merged (centred) weights
+    import gguf
+
+    from refact_train.hf.gguf import centre_tensor
+    in_file = {x.name: x.data for x in gguf.GGUFReader(work / "model-f32.gguf").tensors}
+    assert torch.equal(torch.from_numpy(in_file["blk.0.attn_q.weight"].copy()), t["transformer.h.0.attn.q.weight"])
+    want = centre_tensor("transformer.h.0.attn.c_proj.weight", t["transformer.h.0.attn.c_proj.weight"], torch.float32)
+    assert torch.equal(torch.from_numpy(in_file["blk.0.attn_output.weight"].copy()), want)
