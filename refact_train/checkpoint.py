@@ -5,6 +5,9 @@ A checkpoint is `RUN_DIR/checkpoints/step-NNNNNNNN/` holding the backend's state
 DeepSpeed's own files plus model.pt), `trainer_state.json` (step, data position, dropout phase, ...),
 `rng/rank-NNNNN.pt`, `config.yaml` (the resolved training config), the tokenizer, and `COMPLETE.json` written last:
 the size and xxh64 of every file. A directory without a valid COMPLETE.json is incomplete or corrupt and is skipped.
+
+With validation on, `RUN_DIR/best` (a relative link to `checkpoints/step-NNNNNNNN`) and `RUN_DIR/best.json` (step,
+val_loss, checkpoint) name the checkpoint with the lowest validation loss; rotation never deletes it.
 """
 from __future__ import annotations
 
@@ -21,9 +24,10 @@ import numpy as np
 import torch
 import xxhash
 
-from data_pipeline.atomic import write_text_atomic
+from data_pipeline.atomic import atomic_path, write_json_atomic, write_text_atomic
 
 MARKER = "COMPLETE.json"
+BEST_LINK, BEST_FILE = "best", "best.json"
 STEP_RE = re.compile(r"^step-(\d{8})$")
 
 
@@ -165,6 +169,7 @@ class Checkpointer:
         self.config_yaml = config_yaml
         self.tokenizer_dir = tokenizer_dir
         self.log = log
+        self.best_step: int | None = None  # never pruned
 
     def maybe_save(self, state: TrainerState, last: bool, force: bool = False) -> Path | None:
         """Save every `every` steps, at the last step and when forced (a stop); the path written, else None."""
@@ -207,16 +212,37 @@ class Checkpointer:
         return final
 
     def prune(self) -> None:
-        """Keep the newest `keep_last` intact checkpoints; broken ones older than the newest intact one go too."""
+        """Keep the newest `keep_last` intact checkpoints and the best one; broken ones older than the newest intact one
+        go too."""
         if self.keep_last <= 0:
             return
         kept = 0
-        for _, d in list_checkpoints(self.root):
+        for step, d in list_checkpoints(self.root):
             if kept < self.keep_last and (d / MARKER).is_file():
                 kept += 1
                 continue
-            if kept > 0:
+            if kept > 0 and step != self.best_step:
                 shutil.rmtree(d, ignore_errors=True)
+
+    def mark_best(self, best: dict | None) -> None:
+        """Record `best` ({"step", "val_loss"}, its checkpoint already saved) as RUN/best and RUN/best.json, then
+        rotate (the previous best may go now). None (a run resumed from before any best) removes the record."""
+        self.best_step = None if best is None else int(best["step"])
+        if not self.backend.env.is_main:
+            return
+        run_dir, link = self.root.parent, self.root.parent / BEST_LINK
+        if best is None:
+            for p in (link, run_dir / BEST_FILE):
+                if p.is_symlink() or p.is_file():
+                    p.unlink()
+            return
+        target = Path(self.root.name) / step_dir_name(self.best_step)
+        write_json_atomic(run_dir / BEST_FILE, {"step": self.best_step, "val_loss": float(best["val_loss"]),
+                                                "checkpoint": str(target)})
+        with atomic_path(link) as tmp:  # swapped in one rename: RUN/best always names a whole checkpoint
+            tmp.unlink(missing_ok=True)
+            os.symlink(target, tmp)
+        self.prune()
 
     def resume(self, resume, global_batch: int, seed: int) -> TrainerState | None:
         """Load the checkpoint `resume` names ("auto": this run's newest intact one; "never"/None: none) into the

@@ -82,6 +82,19 @@ def epoch_order(seed: int, epoch: int, n_samples: int) -> np.ndarray:
     return epoch_permutation(seed, epoch, n_samples)(np.arange(n_samples))
 
 
+def fim_transform(fim: dict, seed: int, tokenizer: Any) -> Callable | None:
+    """(tokens, sample index) -> (ids, loss mask): `data.fim` applied with an RNG from (seed, index); None when FIM
+    is off. The training samples and the validation windows (refact_train/validation.py) both go through it."""
+    if not fim or float(fim.get("rate", 0.0)) <= 0.0:
+        return None
+    fim_cfg = FimConfig.from_dict(dict(fim))
+
+    def transform(tokens: np.ndarray, index: int) -> tuple[np.ndarray, np.ndarray]:
+        out, mask = apply_fim(tokens, rng=fim_rng(seed, index), cfg=fim_cfg, tokenizer=tokenizer)
+        return np.asarray(out, dtype=np.int64), np.asarray(mask, dtype=bool)
+    return transform
+
+
 class PackedSamples:
     """Sample g (global sample index, any epoch) -> (tokens[L+1], loss_mask[L+1])."""
 
@@ -92,20 +105,10 @@ class PackedSamples:
         if self.n_samples < 1:
             raise ValueError(f"{self.stream.dir}: {len(self.stream)} tokens in split {cfg.split!r}, fewer than one "
                              f"sample of seq_len+1 = {cfg.seq_len + 1}; lower data.seq_len or add data")
-        self._fim = self._fim_transform(cfg.fim, tokenizer)
-
-    def _fim_transform(self, fim: dict, tokenizer: Any) -> Callable | None:
-        if not fim or float(fim.get("rate", 0.0)) <= 0.0:
-            return None
-        if tokenizer is None:
+        fim_on = bool(cfg.fim) and float(cfg.fim.get("rate", 0.0)) > 0.0
+        if tokenizer is None and fim_on:
             tokenizer = load_tokenizer(self.stream.dir / "tokenizer.json")
-        fim_cfg = FimConfig.from_dict(dict(fim))
-        seed = self.cfg.seed
-
-        def transform(tokens: np.ndarray, index: int) -> tuple[np.ndarray, np.ndarray]:
-            out, mask = apply_fim(tokens, rng=fim_rng(seed, index), cfg=fim_cfg, tokenizer=tokenizer)
-            return np.asarray(out, dtype=np.int64), np.asarray(mask, dtype=bool)
-        return transform
+        self._fim = fim_transform(cfg.fim, cfg.seed, tokenizer)
 
     def __getitem__(self, g: int) -> tuple[np.ndarray, np.ndarray]:
         epoch, pos = divmod(int(g), self.n_samples)

@@ -102,10 +102,16 @@ class ProgressBar:
         self.bar = tqdm(total=total, initial=start, disable=not enabled, dynamic_ncols=True, desc="train",
                         file=sys.stderr)
 
+        self.val: str | None = None  # the latest validation loss, shown beside the training loss
+
     def log(self, record: dict) -> None:
+        if "val_loss" in record:  # a validation record: shown with the next training record
+            self.val = f"{record['val_loss']:.4f}" if isinstance(record["val_loss"], float) else "nan"
+            return
         self.bar.update(record["step"] - self.bar.n)
         loss = record["loss"]
-        self.bar.set_postfix(loss=loss if isinstance(loss, str) else f"{loss:.4f}", lr=f"{record['lr']:.2e}",
+        extra = {"val_loss": self.val} if self.val is not None else {}
+        self.bar.set_postfix(loss=loss if isinstance(loss, str) else f"{loss:.4f}", **extra, lr=f"{record['lr']:.2e}",
                              tok_s=f"{record['tokens_per_s']:.0f}", refresh=False)
 
     def close(self) -> None:
@@ -155,6 +161,11 @@ class StepMetrics:
                          "samples_seen": state.samples_seen, "skipped": not finite, "nan_steps": state.nan_steps,
                          **memory_stats(self.device)})
         self.t0, self.steps_since = time.perf_counter(), 0
+
+    def evaluation(self, state, values: dict, seconds: float) -> None:
+        """A validation record of this step (its own line in metrics.jsonl); its time is not training time."""
+        self.logger.log({"step": state.step, "tokens_seen": state.tokens_seen, **values})
+        self.t0 += seconds
 
     def close(self) -> None:
         self.logger.close()

@@ -25,6 +25,7 @@ from refact_train.metrics import (
 )
 from refact_train.models import export_hf, prepare_model
 from refact_train.optim import OptimConfig, build_optimizer, lr_at
+from refact_train.validation import ValidationConfig, Validator, improves
 
 
 class NonFiniteLossError(RuntimeError):
@@ -97,6 +98,8 @@ class Trainer:
         self.config_yaml = OmegaConf.to_yaml(OmegaConf.create(cfg))
         self.checkpointer = Checkpointer(self.run_dir, self.backend, int(cfg["checkpoint"]["every"]),
                                          int(cfg["checkpoint"]["keep_last"]), self.config_yaml, self.tokenizer_dir, log)
+        self.validator = Validator(ValidationConfig.from_dict(cfg.get("validation")), cfg, self.tokenizer,
+                                   self.backend, self.layout, self.precision, log)
 
     def _precision(self, p: str) -> torch.dtype | None:
         """The autocast dtype (None = plain fp32): bf16 on GPU by default, fp32 on CPU unless asked."""
@@ -110,6 +113,7 @@ class Trainer:
                                          int(self.cfg["seed"]))
         if saved is not None:
             self.state = saved
+        self.checkpointer.mark_best(self.state.extra.get("best"))  # the resumed timeline's best, or none
 
     # --- signals --------------------------------------------------------------------------------------------------
     def install_signal_handlers(self) -> None:
@@ -154,6 +158,20 @@ class Trainer:
         grad_norm = self.backend.step(self.optim_cfg.clip_grad)
         return float(total / n_tokens), grad_norm, finite
 
+    # --- validation -----------------------------------------------------------------------------------------------
+    def validate(self, metrics: StepMetrics, last: bool) -> bool:
+        """Evaluate when the Validator says it is due; True when the validation loss is the best so far (the caller
+        then makes sure this step has a checkpoint and marks it best)."""
+        st = self.state
+        val = self.validator.maybe_run(self.backend.model, st.step, last)
+        if val is None:
+            return False
+        metrics.evaluation(st, val, val["val_seconds"])
+        if not (self.validator.cfg.keep_best and improves(st.extra.get("best"), st.step, val["val_loss"])):
+            return False
+        st.extra["best"] = {"step": st.step, "val_loss": val["val_loss"]}
+        return True
+
     # --- the loop -------------------------------------------------------------------------------------------------
     def _sinks(self) -> MetricsLogger:
         mcfg = self.cfg["metrics"]
@@ -186,6 +204,8 @@ class Trainer:
         nxt = pool.submit(self.loader.step_batches, self.state.samples_seen)
         self.backend.model.train()
         try:
+            if self.state.step == 0:
+                self.validate(metrics, last=False)  # the initial weights (validation.at_start)
             while self.state.step < self.max_steps:
                 st = self.state
                 lr = lr_at(st.step, self.max_steps, self.optim_cfg)
@@ -209,9 +229,14 @@ class Trainer:
                     raise NonFiniteLossError(
                         f"{st.nan_steps} steps with a NaN/inf loss (train.max_nan_steps={max_nan}): stopping; the last "
                         f"good checkpoint in {self.run_dir / 'checkpoints'} is untouched")
-                stop = self._stop_requested() or st.step == self.stop_after
-                if self.checkpointer.maybe_save(st, last=st.step == self.max_steps, force=stop) is not None:
+                signalled = self._stop_requested()  # the same answer on every rank
+                stop = signalled or st.step == self.stop_after
+                # a preempted job has seconds to checkpoint: no validation then (the resumed run goes on after it)
+                best = not signalled and self.validate(metrics, last=st.step == self.max_steps)
+                if self.checkpointer.maybe_save(st, last=st.step == self.max_steps, force=stop or best) is not None:
                     self._maybe_export(st.step, final=st.step == self.max_steps)
+                if best:
+                    self.checkpointer.mark_best(st.extra["best"])
                 if stop:
                     why = f"signal {self.signal_received}" if self.signal_received else "train.stop_after"
                     log(f"[train] {why}: checkpoint written at step {st.step}, exiting")

@@ -173,8 +173,17 @@ class DeepSpeedBackend(Backend):
                 for st in self._client_optimizer.state.values():
                     if "step" in st:
                         st["step"] = optim_sd["__step__"].clone()
+        import deepspeed
         for name, p in self._named_params():
             safe_set_full_fp32_param(p, model_sd[name].to(self.env.device))
+            # that sets only the optimizer's fp32 master copy: the module's own weights, which the forward pass
+            # reads, would stay the initial ones until the first step has copied the master back
+            if hasattr(p, "ds_id"):  # ZeRO-3: gathered, set on rank 0, partitioned again from it
+                with deepspeed.zero.GatheredParameters([p], modifier_rank=0):
+                    if self.env.is_main:
+                        p.data.copy_(model_sd[name])
+            else:
+                p.data.copy_(model_sd[name])
             if optim_sd is not None and name in optim_sd:
                 for k, v in optim_sd[name].items():
                     if torch.is_tensor(v) and v.ndim > 0:

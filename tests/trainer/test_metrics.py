@@ -26,7 +26,7 @@ def test_jsonl_wandb_offline_and_plots(corpus_dir, tmp_path, monkeypatch):
 
     from refact_train.plot import plot_run
     pngs = plot_run(run)
-    assert sorted(p.name for p in pngs) == ["dropout.png", "loss.png", "lr.png", "tokens_per_s.png"]
+    assert sorted(p.name for p in pngs) == ["dashboard.png", "dropout.png", "loss.png", "lr.png", "tokens_per_s.png"]
     assert all(p.read_bytes()[:4] == b"\x89PNG" for p in pngs)
 
 

@@ -1,0 +1,155 @@
+"""Validation while training: the loss on the held-out (`valid`) split on a schedule, and which step was best.
+
+The valid split is read through the same validated shard reader as training (refact_train/data.py `TokenStream`)
+and cut into consecutive windows of `data.seq_len + 1` tokens (the last, shorter one padded without loss); each
+window goes through the training FIM transform with an RNG from (`validation.seed`, window index), so every
+evaluation sees exactly the same samples. The model runs in eval mode (dropout off) and is put back as it was.
+
+Window i belongs to micro-batch i // micro_batch and micro-batch c to rank c % world_size; each rank sums its
+token losses, loss tokens and target bytes and the sums are all-reduced, so every rank gets the same value, equal
+(up to float summation order) to a one-process evaluation of the same weights. Every rank runs the same number of
+forward passes (a rank short of a micro-batch runs one more and drops it): FSDP2 and ZeRO-3 gather parameters
+collectively inside the forward.
+
+`val_bits_per_byte` = summed NLL in bits / UTF-8 bytes of the target tokens with loss; special tokens (EOT, the FIM
+sentinels, padding) count 0 bytes, as in `refact-eval`'s perplexity task.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from data_pipeline.config_check import config_from_dict
+from data_pipeline.tokenizer import SPECIAL_TOKENS
+from refact_train.data import TokenStream, collate, fim_transform
+
+
+@dataclass(frozen=True)
+class ValidationConfig:
+    every: int = 0             # evaluate the valid split every N optimizer steps and at the last step (0: never)
+    max_batches: int = 8       # at most this many batches of train.global_batch windows (0: the whole split)
+    at_start: bool = True      # also before the first step of a fresh run: the curve starts at the initial weights
+    split: str = "valid"
+    seed: int = 1234           # FIM cuts of the valid windows: fixed, so every evaluation sees the same samples
+    keep_best: bool = True     # record the checkpoint with the lowest val_loss (RUN/best), saving one if needed
+    fim_every: int = 0         # held-out-files FIM exact match / edit similarity every N steps (0: never)
+    fim_cuts: int = 16         # at most this many FIM cuts of the held-out files (DIR/heldout/) per evaluation
+    fim_samples_per_document: int = 4
+    fim_max_new_tokens: int = 64
+    fim_seed: int = 1234       # the cuts depend on (seed, document index) only, as in refact-eval's heldout_fim
+
+    @classmethod
+    def from_dict(cls, values: dict | None) -> "ValidationConfig":
+        return config_from_dict(cls, dict(values or {}), "validation config")
+
+    @property
+    def enabled(self) -> bool:
+        return self.every > 0 or self.fim_every > 0
+
+
+def target_byte_lengths(tokenizer) -> torch.Tensor:
+    """UTF-8 bytes of each token id of the tokenizer (0 for special tokens: EOT, FIM sentinels, padding)."""
+    specials = {tokenizer.tokenizer.token_to_id(t) for t in SPECIAL_TOKENS}
+    specials |= set(tokenizer.tokenizer.get_added_tokens_decoder())
+    return torch.tensor([0 if i in specials else len(tokenizer.decode_bytes([i])) for i in range(tokenizer.vocab_size)],
+                        dtype=torch.float64)
+
+
+class ValidWindows:
+    """Window i of a split: tokens [i·L, i·L + L + 1) through the FIM transform; the last window may be short."""
+
+    def __init__(self, path: str, split: str, seq_len: int, fim: dict, seed: int, tokenizer):
+        self.stream = TokenStream(path, split, tokenizer_sha256=tokenizer.sha256)
+        self.seq_len = seq_len
+        self.n = max(1, math.ceil((len(self.stream) - 1) / seq_len))
+        self.fim = fim_transform(fim, seed, tokenizer)
+        self.pad = tokenizer.fim_pad_id
+
+    def __getitem__(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        L = self.seq_len
+        start = i * L
+        tokens = self.stream.read(start, min(L + 1, len(self.stream) - start))
+        ids, mask = self.fim(tokens, i) if self.fim is not None else (tokens, np.ones(len(tokens), dtype=bool))
+        if len(ids) < L + 1:  # the split's tail: padding has no loss
+            missing = L + 1 - len(ids)
+            ids = np.concatenate([ids, np.full(missing, self.pad, dtype=np.int64)])
+            mask = np.concatenate([mask, np.zeros(missing, dtype=bool)])
+        return ids, mask
+
+
+class Validator:
+    """Decides itself when to evaluate; `maybe_run` is all the train loop calls. Every rank calls it."""
+
+    def __init__(self, cfg: ValidationConfig, run_cfg: dict, tokenizer, backend, layout, precision, log=print):
+        self.cfg, self.backend, self.precision, self.log = cfg, backend, precision, log
+        self.device = backend.env.device
+        self.windows = None
+        if cfg.every > 0:
+            d = run_cfg["data"]
+            if d.get("kind", "shards") != "shards":
+                raise ValueError(f"validation.every={cfg.every}: validation reads the valid split of token shards; "
+                                 f"data.kind={d.get('kind')!r} has none (set validation.every=0)")
+            self.windows = ValidWindows(d["path"], cfg.split, int(d["seq_len"]), dict(d.get("fim") or {}), cfg.seed,
+                                        tokenizer)
+            count = self.windows.n
+            if cfg.max_batches > 0:
+                count = min(count, cfg.max_batches * layout.global_batch)
+            mb, world, rank = layout.micro_batch, layout.world_size, layout.rank
+            chunks = [list(range(i, min(i + mb, count))) for i in range(0, count, mb)]
+            self.mine = chunks[rank::world]
+            self.n_forward = math.ceil(len(chunks) / world)
+            self.spare = chunks[0]  # what a rank short of a micro-batch runs (and drops) to keep forwards in step
+            self.n_windows = count
+            self.byte_len = target_byte_lengths(tokenizer).to(self.device)
+            if backend.env.is_main:
+                log(f"[validation] {count} windows of {d['seq_len']} tokens from split {cfg.split!r} "
+                    f"({self.windows.n} in the split) every {cfg.every} steps")
+
+    def due(self, step: int, last: bool) -> bool:
+        every = self.cfg.every
+        return self.windows is not None and (step % every == 0 or last) and (step > 0 or self.cfg.at_start)
+
+    def maybe_run(self, model: torch.nn.Module, step: int, last: bool = False) -> dict | None:
+        """The validation record of this step ({"val_loss", "val_bits_per_byte", ...}) when one is due, else None."""
+        if not self.due(step, last):
+            return None
+        start = time.perf_counter()
+        out = self.evaluate(model)
+        out["val_seconds"] = time.perf_counter() - start
+        return out
+
+    @torch.no_grad()
+    def evaluate(self, model: torch.nn.Module) -> dict:
+        was_training = model.training
+        model.eval()  # dropout off (embedding, attention, residual, LoRA)
+        dev = self.device
+        sums = torch.zeros(3, dtype=torch.float64, device=dev)  # nll (nats), loss tokens, target bytes
+        try:
+            for k in range(self.n_forward):
+                idx = self.mine[k] if k < len(self.mine) else self.spare
+                b = collate([self.windows[i] for i in idx], idx)
+                with torch.autocast(dev.type, dtype=self.precision or torch.float32,
+                                    enabled=self.precision is not None):
+                    logits = model(b.input_ids.to(dev))
+                if k >= len(self.mine):
+                    continue
+                labels, mask = b.labels.to(dev).flatten(), b.loss_mask.to(dev).flatten().double()
+                nll = F.cross_entropy(logits.float().flatten(0, 1), labels, reduction="none").double()
+                sums += torch.stack([(nll * mask).sum(), mask.sum(), (self.byte_len[labels] * mask).sum()])
+        finally:
+            model.train(was_training)
+        sums = self.backend.all_reduce_sum(sums)
+        nll, tokens, n_bytes = (float(x) for x in sums.cpu())
+        return {"val_loss": nll / max(tokens, 1.0), "val_bits_per_byte": nll / math.log(2) / max(n_bytes, 1.0),
+                "val_tokens": int(tokens), "val_windows": self.n_windows}
+
+
+def improves(best: dict | None, step: int, val_loss: float) -> bool:
+    """Whether `val_loss` at `step` beats `best` ({"step", "val_loss"} or None). Step 0 (the initial weights, before
+    any training) is never a best checkpoint: there is none to keep."""
+    return step > 0 and math.isfinite(val_loss) and (best is None or val_loss < best["val_loss"])

@@ -1,0 +1,29 @@
+"""Run under torchrun by test_validation_distributed.py: every rank loads a checkpoint into the backend named by
+`dist=...`, evaluates the valid split with the trainer's Validator and writes what it got to OUT/rank-R.json.
+
+    torchrun --nproc_per_node 2 tests/trainer/validation_ranks.py OUT override ...
+"""
+import json
+import os
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from helpers import TINY, compose  # noqa: E402
+from refact_train.trainer import Trainer  # noqa: E402
+
+
+def main(out: str, overrides: list[str]) -> None:
+    trainer = Trainer(compose(TINY + overrides))
+    try:
+        trainer.maybe_resume()
+        val = trainer.validator.evaluate(trainer.backend.model)
+        rank = int(os.environ.get("RANK", 0))
+        Path(out, f"rank-{rank}.json").write_text(json.dumps({**val, "training_mode": trainer.backend.model.training}))
+    finally:
+        trainer.close()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], sys.argv[2:])
