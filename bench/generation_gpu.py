@@ -52,7 +52,8 @@ def main() -> None:
             torch.cuda.synchronize()
         elapsed = time.perf_counter() - t0
         new_tokens = sum(len(o) for o in outputs[batch])
-        row = {"batch": batch, "prompt_tokens": args.prompt, "new_tokens_per_row": args.new, "seconds": round(elapsed, 3),
+        row = {"batch": batch, "prompt_tokens": args.prompt, "new_tokens_per_row": args.new,
+               "seconds": round(elapsed, 3),
                "new_tokens_per_s": round(new_tokens / elapsed, 1), "dtype": str(dtype).removeprefix("torch."),
                "model": args.model, "device": str(dev)}
         if dev.type == "cuda":

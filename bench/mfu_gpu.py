@@ -5,8 +5,8 @@ One step is what the trainer does: forward under autocast, fp32 cross-entropy, b
 micro-batches), gradient clipping at 1.0 and a Lion step built by refact_train.optim. MFU uses the trainer's own
 accounting (refact_train.metrics: 6N + 12·layers·width·context FLOPs per token, PaLM appendix B; peak bf16 FLOP/s from
 the GPU's name), so the trainer's logged MFU and this bench can be compared directly.
-`--compile` wraps the model in torch.compile, exactly what `train.compile=true` does; `flex` compiles its attention
-kernel in any case. Out of memory is a result (written as the row's error), not a crash.
+`--compile` wraps the model in torch.compile, exactly what `train.compile=true` does; `flex` compiles its
+attention kernel in any case. Out of memory is a result (written as the row's error), not a crash.
 
   python bench/mfu_gpu.py [--backends sdpa,flex,flash] [--compile-modes off,on] [--seq 4096 --micro-batch 2]
   python bench/mfu_gpu.py --device cpu --model tiny --set n_embd=64 n_layer=2 --seq 64 --peak-flops 1e11

@@ -16,13 +16,15 @@
 #   5 generation tokens/s at batch 1 and 8 with the KV cache (bench/generation_gpu.py)
 #   6 OUT_DIR/gpu_check.json, gpu_check.md and gpu_check.log (scripts/gpu_check_report.py)
 # Exit status: 0 when every step passed, 1 otherwise (the report says which).
+# A rerun of some steps only (after a fix, on what is left of a GPU lease): GPU_CHECK_STEPS=install,shards,train,...
+# (a prefix selects a family: mfu = every bench row); the others are reported as not selected.
 set -uo pipefail
 cpu=0 compile=1 out=""
 for a in "$@"; do
   case "$a" in
     --cpu) cpu=1 ;;
     --no-compile) compile=0 ;;
-    -h|--help) sed -n 2,21p "$0"; exit 0 ;;
+    -h|--help) awk 'NR > 1 && /^#/ {print; next} NR > 1 {exit}' "$0"; exit 0 ;;
     -*) echo "gpu_check: unknown option $a" >&2; exit 2 ;;
     *) out=$a ;;
   esac
@@ -33,6 +35,7 @@ mkdir -p "$out" && out=$(cd "$out" && pwd)
 work=${GPU_CHECK_WORK:-$(mktemp -d -t gpu_check.XXXXXX)}
 mkdir -p "$work/logs"
 : > "$work/steps.jsonl"
+rm -f "$work"/{install,mfu,memory,generation}.json "$work/tests.xml"  # a reused work folder: this run's figures only
 start=$(date +%s)
 py=${PYTHON:-python3}
 
@@ -70,6 +73,10 @@ run_step() {
   local name=$1 box=$2; shift 2
   local left=$((deadline - ($(date +%s) - start) - 15))  # 15 s kept for the report
   local t=$(( box < left ? box : left )) t0 rc
+  if [ -n "${GPU_CHECK_STEPS:-}" ] && ! [[ ",$GPU_CHECK_STEPS," == *",$name,"* || ",$GPU_CHECK_STEPS," == *",${name%%_*},"* ]]; then
+    echo "{\"step\": \"$name\", \"rc\": null, \"skipped\": \"not selected (GPU_CHECK_STEPS)\"}" >> "$work/steps.jsonl"
+    return
+  fi
   if [ "$t" -lt 10 ]; then
     echo "{\"step\": \"$name\", \"rc\": null, \"skipped\": \"no time left before the ${deadline}s deadline\"}" \
       >> "$work/steps.jsonl"

@@ -28,8 +28,8 @@ from data_pipeline.atomic import write_json_atomic, write_text_atomic  # noqa: E
 
 VERSIONED = {"torch": "torch", "triton": "triton", "transformers": "transformers", "peft": "peft",
              "safetensors": "safetensors", "tokenizers": "tokenizers", "pyarrow": "pyarrow", "numpy": "numpy",
-             "hydra": "hydra-core", "omegaconf": "omegaconf", "lion_pytorch": "lion-pytorch", "flash_attn": "flash-attn",
-             "pytest": "pytest"}  # module: distribution
+             "hydra": "hydra-core", "omegaconf": "omegaconf", "lion_pytorch": "lion-pytorch",
+             "flash_attn": "flash-attn", "pytest": "pytest"}  # module: distribution
 
 
 def load(path: Path, default=None):
@@ -139,6 +139,21 @@ def fmt(x, pct=False, nd=1):
     return f"{100 * x:.{nd}f}%" if pct else (f"{x:,.{nd}f}" if isinstance(x, float) else str(x))
 
 
+def summary(name: str, st: dict) -> str:
+    if name == "install":
+        return f"from wheels: {', '.join(st.get('installed_from_wheels') or []) or 'nothing missing'}"
+    if name == "tests":
+        return f"{st.get('passed')} passed, {st.get('skipped')} skipped, {st.get('failures')} failed"
+    if name == "mfu" and st.get("best"):
+        b = st["best"]
+        return f"best: {b['backend']} compile={b['compile']}, MFU {fmt(b['mfu'], True)}"
+    if name == "memory" and st.get("errors"):
+        return "errors in: " + ", ".join(st["errors"])
+    if name == "train":
+        return f"loss falls: {st.get('loss_falls')}, MFU agrees with the bench: {st.get('mfu_agrees')}"
+    return ""
+
+
 def markdown(rep: dict) -> str:
     m, s = rep["machine"], rep["steps"]
     lines = [f"# GPU check ({rep['mode']} mode): {'PASS' if rep['pass'] else 'FAIL'}", "",
@@ -147,7 +162,7 @@ def markdown(rep: dict) -> str:
              "Versions: " + ", ".join(f"{k} {v}" for k, v in m["versions"].items()), "",
              "| step | result | seconds | notes |", "| --- | --- | --- | --- |"]
     for name, st in s.items():
-        notes = st.get("why") or ""
+        notes = st.get("why") or summary(name, st)
         lines.append(f"| {name} | {'pass' if st.get('pass') else 'FAIL'} | {fmt(st.get('seconds'))} | {notes} |")
     lines += ["", "## MFU and tokens/s (fwd + bwd + Lion)", "",
               "| backend | compile | ckpt | micro x accum | tokens/s | MFU | step s | warm-up s | peak GiB |",
@@ -162,8 +177,9 @@ def markdown(rep: dict) -> str:
     t = s["train"]
     lines += ["", "## refact-train, 30 steps", "",
               f"loss {fmt(t.get('loss_first3'), nd=3)} (first 3) -> {fmt(t.get('loss_last5'), nd=3)} (last 5); "
-              f"logged MFU {fmt(t.get('trainer_mfu_median'), True)} vs bench {fmt(t.get('bench_mfu_same_config'), True)}"
-              f" (tolerance {fmt(t.get('mfu_tolerance'), True, 0)}); peak GPU memory {fmt(t.get('peak_gpu_alloc_gib'))}"
+              f"logged MFU {fmt(t.get('trainer_mfu_median'), True)} vs bench "
+              f"{fmt(t.get('bench_mfu_same_config'), True)} (tolerance {fmt(t.get('mfu_tolerance'), True, 0)}); "
+              f"peak GPU memory {fmt(t.get('peak_gpu_alloc_gib'))}"
               " GiB", "", "## Peak memory, 4096 context, micro-batch 1", "",
               "| config | ckpt | world | peak allocated GiB | peak reserved GiB | fits 24 GiB A5000 |",
               "| --- | --- | --- | --- | --- | --- |"]

@@ -78,7 +78,8 @@ def install(wheels: Path, site: Path) -> dict:
                            text=True, env=_env_with_path(env_path))
     origins = json.loads(check.stdout) if check.returncode == 0 else {"probe": check.stderr[-2000:]}
     ok = all(not str(v).startswith("ERROR") for v in origins.values()) and (pip is None or pip["returncode"] == 0)
-    return {"ok": ok and check.returncode == 0, "missing": missing, "installed_from_wheels": [Path(t).name for t in todo],
+    return {"ok": ok and check.returncode == 0, "missing": missing,
+            "installed_from_wheels": [Path(t).name for t in todo],
             "no_wheel": no_wheel, "pip": pip, "modules": origins, "site": str(site) if todo else None,
             "seconds": round(time.perf_counter() - t0, 2)}
 

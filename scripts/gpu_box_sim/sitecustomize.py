@@ -12,7 +12,8 @@ _SITE = os.environ.get("GPU_CHECK_SITE") or ""
 
 
 def _in_site(name: str) -> bool:
-    return bool(_SITE) and (os.path.isdir(os.path.join(_SITE, name)) or os.path.isfile(os.path.join(_SITE, name + ".py")))
+    where = os.path.join(_SITE, name)
+    return bool(_SITE) and (os.path.isdir(where) or os.path.isfile(where + ".py"))
 
 
 for _name in filter(None, os.environ.get("GPU_CHECK_HIDE", "").split(",")):

@@ -1,5 +1,6 @@
-"""On CUDA in bf16: every attention backend against `reference` (forward and gradients), flex compiled (attention() compiles
-it on CUDA), flash when installed, the memory-efficient SDPA kernel for our ALiBi mask, and KV-cache generation (skipped without a GPU)."""
+"""On CUDA in bf16: every attention backend against `reference` (forward and gradients), flex compiled (attention()
+compiles it on CUDA), flash when installed, the memory-efficient SDPA kernel for our ALiBi mask, and KV-cache generation
+(skipped without a GPU)."""
 import importlib.util
 
 import pytest
