@@ -2,8 +2,9 @@
 
 q: [B, H, T, D]; k, v: [B, 1, S, D] (one shared K/V head); the T queries are the last T of the S positions.
 Backends: "flash" (flash-attn, CUDA, `alibi_slopes`), "flex" (FlexAttention with an ALiBi score_mod; compile it for
-speed; no dropout, no CPU backward), "sdpa" (torch SDPA with a float ALiBi bias, K/V expanded to the query heads), "reference"
-(plain matmuls, fp32 softmax: the ground truth the tests compare against). "auto" picks flash when it can, else sdpa.
+speed; no dropout, no CPU backward), "sdpa" (torch SDPA with a float ALiBi bias, K/V expanded to the query heads),
+"reference" (plain matmuls, fp32 softmax: the ground truth the tests compare against). "auto" picks flash when it
+can, else sdpa.
 """
 from __future__ import annotations
 
