@@ -2,8 +2,9 @@
 
 q: [B, H, T, D]; k, v: [B, 1, S, D] (one shared K/V head); the T queries are the last T of the S positions.
 Backends: "flash" (flash-attn, CUDA, `alibi_slopes`), "flex" (FlexAttention with an ALiBi score_mod; compile it for
-speed; no dropout, no CPU backward), "sdpa" (torch SDPA with a float ALiBi bias and `enable_gqa`), "reference"
-(plain matmuls, fp32 softmax: the ground truth the tests compare against). "auto" picks flash when it can, else sdpa.
+speed; no dropout, no CPU backward), "sdpa" (torch SDPA with a float ALiBi bias, K/V expanded to the query heads),
+"reference" (plain matmuls, fp32 softmax: the ground truth the tests compare against). "auto" picks flash when it
+can, else sdpa.
 """
 from __future__ import annotations
 
@@ -89,7 +90,10 @@ def _sdpa(q, k, v, slopes, dropout_p, key_padding_mask):
         bias = _causal_alibi_bias(tuple(slopes.tolist()), q.shape[2], k.shape[2], q.dtype, str(q.device))
     else:
         bias = alibi_bias(slopes, q.shape[2], k.shape[2], key_padding_mask=key_padding_mask, dtype=q.dtype)
-    return F.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=dropout_p, enable_gqa=True)
+    # One K/V head broadcast as a zero-stride view, not enable_gqa: with a float mask, enable_gqa sends CUDA to the
+    # math kernel (a T x T score tensor per layer: out of memory at 4096); expanded, the memory-efficient one runs.
+    k, v = k.expand(-1, q.shape[1], -1, -1), v.expand(-1, q.shape[1], -1, -1)
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=dropout_p)
 
 
 def _flash(q, k, v, slopes, dropout_p):
