@@ -120,15 +120,10 @@ def broken(base: dict[str, Any], entry: str, reason: str) -> dict[str, Any]:
     return {**base, "format": "skipped", "entries": [[entry, reason]], "inputs": 1}
 
 
-def failure_reason(exc: BaseException, fmt: str) -> str:
-    if isinstance(exc, confined.Refused):
-        return exc.reason
-    return "unreadable" if isinstance(exc, OSError) else f"corrupt:{fmt}"
-
-
 def table_items(base: dict[str, Any], root: Path, rel: str | None, fmt: str, name: str, section: dict[str, Any],
                 first_row: int = 0) -> list[dict[str, Any]]:
-    """The items of one table file (`rel` below `root`, or `root` itself); one dropped entry if it cannot be read."""
+    """The items of one table file (`rel` below `root`, or `root` itself); one dropped entry if it cannot be read.
+    `name` prefixes the records' locators (`name:row`)."""
     file_base = {**base, "format": fmt, "root": str(root), "rel": rel, "name": name}
     rows = int(section.get("rows_per_shard", 10_000))
     try:
@@ -143,7 +138,8 @@ def table_items(base: dict[str, Any], root: Path, rel: str | None, fmt: str, nam
     except MemoryError:
         raise
     except Exception as exc:  # whatever a corrupt file makes a reader raise: that file is dropped, the run goes on
-        return [broken(base, name, failure_reason(exc, fmt))]
+        entry = name if rel is None or name == confined.shown(rel) else f"{name}/{confined.shown(rel)}"
+        return [broken(base, entry, tables.failure_reason(exc, fmt))]
 
 
 def plan_items(path: Path, fmt: str, source: str, section: dict[str, Any]) -> list[dict[str, Any]]:
@@ -175,7 +171,7 @@ def plan_items(path: Path, fmt: str, source: str, section: dict[str, Any]) -> li
         except MemoryError:
             raise
         except Exception as exc:
-            return [broken(base, path.name, failure_reason(exc, "arrow"))]
+            return [broken(base, path.name, tables.failure_reason(exc, "arrow"))]
         items, first_row = [], 0
         for rel in shards:
             planned = table_items(base, path, rel, "arrow", path.name, section, first_row)
@@ -232,14 +228,14 @@ def read_item(item: dict[str, Any], section: dict[str, Any]) -> Iterator[Documen
     done = 0
     try:
         for got in read_records(item, section):
-            done += 1
+            done += got.count if isinstance(got, Skipped) else 1
             yield got
     except MemoryError:
         raise
     except Exception as exc:
         left = item["inputs"] - done
         if left > 0:
-            yield Skipped(f"{item['name']}:{span(item)}", failure_reason(exc, fmt), count=left)
+            yield Skipped(f"{item['name']}:{span(item)}", tables.failure_reason(exc, fmt), count=left)
 
 
 def span(item: dict[str, Any]) -> str:

@@ -106,6 +106,15 @@ def _as_str(value: Any) -> str | None:
     return shown(str(value))
 
 
+def failure_reason(exc: BaseException, fmt: str) -> str:
+    """The drop reason of a file (or part of one) whose reading raised `exc`: a link reason, `unreadable` for an
+    error of the operating system, else `corrupt:<fmt>` (pyarrow's errors on corrupt data are OSErrors without
+    an errno)."""
+    if isinstance(exc, confined.Refused):
+        return exc.reason
+    return "unreadable" if isinstance(exc, OSError) and exc.errno is not None else f"corrupt:{fmt}"
+
+
 # ---------- JSONL ----------
 def plan_jsonl(f: BinaryIO, chunk_bytes: int) -> list[dict[str, Any]]:
     """Split a JSONL file at line boundaries into ranges of about `chunk_bytes`: each range's bytes, first line
@@ -163,8 +172,22 @@ def plan_parquet(f: BinaryIO, rows_per_item: int) -> list[dict[str, Any]]:
 
 def read_parquet(f: BinaryIO, row_groups: list[int], first_row: int, *, name: str, source: str,
                  fields: dict[str, list[str]], default_kind: str) -> Iterator[Document | Skipped]:
-    batches = pq.ParquetFile(f).iter_batches(batch_size=1024, row_groups=row_groups)
-    yield from _rows(batches, first_row, name, source, fields, default_kind)
+    """The rows of some row groups; a row group that cannot be decoded (a corrupt page) is one Skipped for its
+    rows not read, and the next row group is read."""
+    pf = pq.ParquetFile(f)
+    for group in row_groups:
+        rows, done = pf.metadata.row_group(group).num_rows, 0
+        try:
+            for got in _rows(pf.iter_batches(batch_size=1024, row_groups=[group]), first_row, name, source, fields,
+                             default_kind):
+                done += 1
+                yield got
+        except MemoryError:
+            raise
+        except Exception as exc:
+            yield Skipped(f"{name}:rows {first_row + done}-{first_row + rows - 1}", failure_reason(exc, "parquet"),
+                          count=rows - done)
+        first_row += rows
 
 
 def _rows(batches: Iterator[pa.RecordBatch], first_row: int, name: str, source: str, fields: dict[str, list[str]],
@@ -172,9 +195,13 @@ def _rows(batches: Iterator[pa.RecordBatch], first_row: int, name: str, source: 
     index = first_row
     for batch in batches:
         for record in batch.to_pylist():
-            yield record_to_document(record, source=source, locator=f"{name}:{index}", fields=fields,
-                                     default_kind=default_kind)
+            locator = f"{name}:{index}"
             index += 1
+            try:
+                yield record_to_document(record, source=source, locator=locator, fields=fields,
+                                         default_kind=default_kind)
+            except (TypeError, ValueError) as exc:  # a value of an unexpected type in one row
+                yield Skipped(locator, f"error:{type(exc).__name__}")
 
 
 # ---------- Arrow (the shards of a dataset saved with `save_to_disk`), CSV ----------
