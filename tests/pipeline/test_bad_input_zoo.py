@@ -130,7 +130,7 @@ def test_no_secret_in_any_output_of_a_whole_run_with_token_shards(tmp_path):
     out = tmp_path / "out"
     proc = refact_pipeline([f"input={zoo.inputs[0]}", f"output={out}", "workers=2", "progress=false",
                             f"ingest.max_file_bytes={MAX_FILE_BYTES}", "license.allow_unknown=true",
-                            "tokenizer.train=true", "tokenizer.vocab_size=300", "holdout.max_documents=1"])
+                            "tokenizer.train=true", "tokenizer.vocab_size=300", "holdout.fraction=0.3", "holdout.max_documents=1"])
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert (out / "shards" / "manifest.json").is_file() and any((out / "shards").glob("*.bin"))
     assert assert_no_secret(out, zoo.secret, proc.stdout + proc.stderr) > 20
