@@ -107,6 +107,7 @@ class ProgressBar:
     def log(self, record: dict) -> None:
         if "val_loss" in record:  # a validation record: shown with the next training record
             self.val = f"{record['val_loss']:.4f}" if isinstance(record["val_loss"], float) else "nan"
+        if "loss" not in record:
             return
         self.bar.update(record["step"] - self.bar.n)
         loss = record["loss"]

@@ -2,7 +2,8 @@
 
 `refact-train plot RUN_DIR [OUT_DIR]` or `python -m refact_train.plot RUN_DIR [OUT_DIR]` writes
 OUT_DIR/dashboard.png (training loss raw and smoothed with the validation loss on the same axes, learning rate,
-dropout with the early-dropout phase shaded, tokens/s and MFU, memory, gradient norm) and OUT_DIR/{loss,lr,dropout,
+dropout with the early-dropout phase shaded, tokens/s and MFU, memory, gradient norm; with validation.fim_every also
+held-out FIM and bits per byte) and OUT_DIR/{loss,lr,dropout,
 tokens_per_s}.png. OUT_DIR defaults to RUN_DIR/plots.
 
 A resumed run re-logs the steps after its checkpoint: a record of a step lower than one already read starts a new
@@ -95,13 +96,14 @@ def _loss_panel(ax, m: RunMetrics, title: str) -> None:
 def _line(ax, m: RunMetrics, key: str, label: str, color: str = "tab:blue") -> bool:
     steps, values = m.series(key)
     if steps:
-        ax.plot(steps, values, color=color, lw=1.2, label=label,
-                drawstyle="steps-pre" if key in STEPPED else "default")
+        ax.plot(steps, values, color=color, lw=1.2, label=label, marker="o" if key.startswith("val_") else None,
+                ms=3.5, drawstyle="steps-pre" if key in STEPPED else "default")
     return bool(steps)
 
 
 def _panels(fig, m: RunMetrics, name: str) -> None:
-    axes = fig.subplots(3, 2, sharex=True).ravel()
+    fim = bool(m.series("val_fim_edit_similarity")[0])
+    axes = fig.subplots(4 if fim else 3, 2, sharex=True).ravel()
     _loss_panel(axes[0], m, f"{name}: loss")
     _line(axes[1], m, "lr", "learning rate")
     axes[1].set_title("learning rate")
@@ -121,9 +123,16 @@ def _panels(fig, m: RunMetrics, name: str) -> None:
         axes[4].legend(fontsize=7)
     _line(axes[5], m, "grad_norm", "gradient norm", "tab:grey")
     axes[5].set_title("gradient norm (before clipping)")
+    if fim:  # validation.fim_every: held-out FIM of refact-eval's heldout_fim task, and bits per byte
+        _line(axes[6], m, "val_fim_edit_similarity", "edit similarity", "tab:red")
+        _line(axes[6], m, "val_fim_exact_match", "exact match", "tab:green")
+        axes[6].set_title("held-out FIM")
+        axes[6].legend(fontsize=7)
+        _line(axes[7], m, "val_bits_per_byte", "validation bits / byte", "tab:red")
+        axes[7].set_title("validation bits per byte")
     for ax in axes:
         ax.grid(alpha=0.3)
-    for ax in axes[4:]:
+    for ax in axes[-2:]:
         ax.set_xlabel("step")
 
 
@@ -137,7 +146,7 @@ def plot_run(run_dir: str | Path, out_dir: str | Path | None = None) -> list[Pat
     out = Path(out_dir) if out_dir else run_dir / "plots"
     out.mkdir(parents=True, exist_ok=True)
     m = read_run_metrics(run_dir)
-    fig = plt.figure(figsize=(13, 10))
+    fig = plt.figure(figsize=(13, 13 if m.series("val_fim_edit_similarity")[0] else 10))
     _panels(fig, m, run_dir.name)
     fig.tight_layout()
     written = [out / "dashboard.png"]

@@ -167,7 +167,8 @@ class Trainer:
         if val is None:
             return False
         metrics.evaluation(st, val, val["val_seconds"])
-        if not (self.validator.cfg.keep_best and improves(st.extra.get("best"), st.step, val["val_loss"])):
+        if "val_loss" not in val or not self.validator.cfg.keep_best or not improves(st.extra.get("best"), st.step,
+                                                                                      val["val_loss"]):
             return False
         st.extra["best"] = {"step": st.step, "val_loss": val["val_loss"]}
         return True

@@ -13,20 +13,30 @@ collectively inside the forward.
 
 `val_bits_per_byte` = summed NLL in bits / UTF-8 bytes of the target tokens with loss; special tokens (EOT, the FIM
 sentinels, padding) count 0 bytes, as in `refact-eval`'s perplexity task.
+
+`validation.fim_every`: the first `fim_cuts` cuts of refact-eval's heldout_fim task (data_pipeline/heldout_fim.py:
+the same cuts, prompts and scores), completed greedily by the full model gathered on rank 0 (every backend), in
+length-sorted batches of 8 as refact-eval does; the other ranks wait.
 """
 from __future__ import annotations
 
 import math
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from data_pipeline.config_check import config_from_dict
+from data_pipeline.fim import FimConfig
+from data_pipeline.heldout_fim import (build_heldout_tasks, edit_similarity, fim_prompt, load_heldout_documents,
+                                       normalized_exact_match)
 from data_pipeline.tokenizer import SPECIAL_TOKENS
 from refact_train.data import TokenStream, collate, fim_transform
+from refact_train.model import generate
+from refact_train.models import model_from_state
 
 
 @dataclass(frozen=True)
@@ -110,17 +120,61 @@ class Validator:
                 log(f"[validation] {count} windows of {d['seq_len']} tokens from split {cfg.split!r} "
                     f"({self.windows.n} in the split) every {cfg.every} steps")
 
-    def due(self, step: int, last: bool) -> bool:
-        every = self.cfg.every
-        return self.windows is not None and (step % every == 0 or last) and (step > 0 or self.cfg.at_start)
+        self.fim = None
+        if cfg.fim_every > 0:
+            self.run_cfg, self.tokenizer = run_cfg, tokenizer
+            data_dir = Path(run_cfg["data"]["path"])
+            if not (data_dir / "heldout").is_dir() and data_dir.name == "shards":
+                data_dir = data_dir.parent  # data.path named the shards directory itself
+            tasks, _ = build_heldout_tasks(load_heldout_documents(data_dir, ["code"]),
+                                           FimConfig.from_dict({"mode": "finetune"}), cfg.fim_seed,
+                                           cfg.fim_samples_per_document)
+            if not tasks:
+                raise ValueError(f"validation.fim_every={cfg.fim_every}: {data_dir}/heldout gave no FIM cut")
+            self.fim = tasks[:cfg.fim_cuts]
+
+    def _due(self, every: int, step: int, last: bool) -> bool:
+        return every > 0 and (step % every == 0 or last) and (step > 0 or self.cfg.at_start)
 
     def maybe_run(self, model: torch.nn.Module, step: int, last: bool = False) -> dict | None:
-        """The validation record of this step ({"val_loss", "val_bits_per_byte", ...}) when one is due, else None."""
-        if not self.due(step, last):
+        """The validation record of this step ({"val_loss", "val_bits_per_byte", ..., "val_fim_exact_match", ...})
+        when an evaluation is due, else None."""
+        loss_due = self.windows is not None and self._due(self.cfg.every, step, last)
+        fim_due = self.fim is not None and self._due(self.cfg.fim_every, step, last)
+        if not (loss_due or fim_due):
             return None
         start = time.perf_counter()
-        out = self.evaluate(model)
+        out = self.evaluate(model) if loss_due else {}
+        if fim_due:
+            out.update(self.heldout_fim())
         out["val_seconds"] = time.perf_counter() - start
+        return out
+
+    @torch.no_grad()
+    def heldout_fim(self) -> dict:
+        """Exact match and edit similarity of greedy middles (rank 0's numbers; {} on the other ranks)."""
+        state = self.backend.full_model_state_dict()  # collective: the full weights on rank 0, whatever the backend
+        out = {}
+        if self.backend.env.is_main:
+            model = model_from_state(self.run_cfg, state).to(self.device).eval()
+            tok, max_new, n_pos = self.tokenizer, self.cfg.fim_max_new_tokens, model.config.n_positions
+            prompts = [fim_prompt(t, tok, n_pos - max_new - 3) for t in self.fim]  # three sentinels
+            middles: list[list[int]] = [[] for _ in prompts]
+            order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
+            for b in range(0, len(order), 8):
+                rows = order[b:b + 8]
+                room = max(1, min(max_new, n_pos - max(len(prompts[i]) for i in rows)))
+                for i, ids in zip(rows, generate(model, [prompts[i] for i in rows], room, temperature=0.0,
+                                                 stop_token_ids=(tok.eot_id,))):
+                    middles[i] = ids
+            predictions = [tok.decode(m) for m in middles]
+            out = {"val_fim_exact_match": sum(normalized_exact_match(p, t.middle)
+                                              for p, t in zip(predictions, self.fim)) / len(self.fim),
+                   "val_fim_edit_similarity": sum(edit_similarity(p, t.middle)
+                                                  for p, t in zip(predictions, self.fim)) / len(self.fim),
+                   "val_fim_tasks": len(self.fim)}
+            del model
+        self.backend.barrier()
         return out
 
     @torch.no_grad()

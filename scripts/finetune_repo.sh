@@ -2,8 +2,9 @@
 # Fine-tune a model on your own code (docs/finetune_repo.md):
 #   bash scripts/finetune_repo.sh BASE_HF_DIR REPO [REPO ...] [--gguf]
 # refact-pipeline on the repositories (base model's tokenizer, licence filter off, a few files held out) ->
-# refact-eval of the base model on the held-out files -> refact-train (LoRA by default, full as an option) ->
-# refact-export of a merged HF directory -> refact-eval again -> the numbers before and after side by side.
+# refact-eval of the base model on the held-out files -> refact-train (LoRA by default, full as an option) with the
+# validation loss of the held-out files on a schedule -> refact-export of the best checkpoint as a merged HF
+# directory -> refact-eval again -> the numbers before and after side by side.
 # --gguf also writes the merged model as a GGUF file for llama.cpp / Ollama beside it (docs/gguf.md).
 #
 # Environment (defaults in brackets):
@@ -16,6 +17,8 @@
 #   REFACT_FT_EVAL_LIMIT []              evaluate at most this many held-out files (empty: all)
 #   REFACT_FT_THREADS []                 torch CPU threads for training and evals (empty: torch's default)
 #   REFACT_FT_TRAIN_CMD [refact-train]   e.g. "launch/torchrun.sh --nproc 8" for 8 GPUs
+#   REFACT_FT_VAL_EVERY []               validation loss on the held-out files every N steps (empty: the
+#                                        experiment's, 25 LoRA; full: 200); the best checkpoint is the one exported
 #   REFACT_FT_TRAIN_ARGS []              more refact-train overrides, e.g. "dist=fsdp2 train.device=cuda"
 #   REFACT_FT_GGUF_DTYPE [f16]           with --gguf: f32 (exact) | f16 | bf16 | q8_0
 set -euo pipefail
@@ -69,6 +72,11 @@ TRAIN_ARGS=()
 [[ -n "${REFACT_FT_SEQ_LEN:-}" ]] && TRAIN_ARGS+=("data.seq_len=$REFACT_FT_SEQ_LEN")
 [[ -n "${REFACT_FT_BATCH:-}" ]] && TRAIN_ARGS+=("train.global_batch=$REFACT_FT_BATCH")
 [[ -n "${REFACT_FT_MICRO_BATCH:-}" ]] && TRAIN_ARGS+=("train.micro_batch=$REFACT_FT_MICRO_BATCH")
+if [[ -n "${REFACT_FT_VAL_EVERY:-}" ]]; then
+  TRAIN_ARGS+=("validation.every=$REFACT_FT_VAL_EVERY")
+elif [[ "$MODE" == full ]]; then
+  TRAIN_ARGS+=("validation.every=200")  # finetune_fim serves any shards; here the holdout gives a valid split
+fi
 read -r -a EXTRA <<< "${REFACT_FT_TRAIN_ARGS:-}"
 EVAL_ARGS=("tasks=[heldout_fim,perplexity]" "data=$WORK/data")
 [[ -n "${REFACT_FT_EVAL_LIMIT:-}" ]] && EVAL_ARGS+=("limit=$REFACT_FT_EVAL_LIMIT")
@@ -92,9 +100,17 @@ step "3/5 refact-train experiment=$EXPERIMENT init_from=$BASE"
 $TRAIN_CMD "experiment=$EXPERIMENT" "init_from=$BASE" "data.path=$WORK/data" "run_dir=$WORK/run" \
   metrics.wandb=false "${TRAIN_ARGS[@]}" "${EXTRA[@]}"
 
-step "4/5 refact-export the last checkpoint (LoRA adapters merged into plain weights)"
-LAST=$(ls -d "$WORK"/run/checkpoints/step-* | sort | tail -n 1)
-refact-export "$LAST" "$WORK/hf"
+step "4/5 refact-export the best checkpoint by validation loss (LoRA adapters merged into plain weights)"
+"$PYTHON" scripts/main_job_report.py validation "$WORK/run"
+if [[ -e "$WORK/run/best" ]]; then
+  EXPORTED="$WORK/run/best"
+else  # validation turned off (validation.every=0): the last checkpoint
+  EXPORTED=$(ls -d "$WORK"/run/checkpoints/step-* | sort | tail -n 1)
+  echo "no best checkpoint (validation off): exporting the last one, $EXPORTED"
+fi
+refact-export "$EXPORTED" "$WORK/hf"
+refact-train plot "$WORK/run" >/dev/null
+echo "dashboard: $WORK/run/plots/dashboard.png"
 if [[ "$GGUF" == 1 ]]; then
   refact-export "$WORK/hf" "$WORK/model-$GGUF_DTYPE.gguf" --format gguf --dtype "$GGUF_DTYPE"
 fi
@@ -104,7 +120,8 @@ refact-eval "model=$WORK/hf" "${EVAL_ARGS[@]}" "out=$WORK/eval/after.json"
 
 step "done in $((SECONDS - START)) s: before and after ($WORK/eval/compare.md)"
 "$PYTHON" scripts/eval_compare.py "$WORK/eval/before.json" "$WORK/eval/after.json" "$WORK/eval/compare.md"
-echo "fine-tuned model (merged HF directory): $WORK/hf"
+FROM=$(basename "$(readlink -f "$EXPORTED")")
+echo "fine-tuned model (merged HF directory, from checkpoint $FROM): $WORK/hf"
 if [[ "$GGUF" == 1 ]]; then
   echo "the same model for llama.cpp / Ollama: $WORK/model-$GGUF_DTYPE.gguf (docs/gguf.md)"
 fi

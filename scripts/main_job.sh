@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # The main job (docs/main_job.md): raw code and text -> refact-pipeline -> tiny model trained with Lion and early
-# dropout on CPU -> HF export loaded by transformers -> refact-eval -> plots. Nothing is downloaded beyond packages:
-# the corpus is the Python standard library, its docstrings, non-English man pages and copies of HumanEval problems.
+# dropout on CPU, validated on the held-out split -> dashboard -> HF export loaded by transformers -> refact-eval.
+# Nothing is downloaded beyond packages: the corpus is the Python standard library, its docstrings, non-English
+# man pages and copies of HumanEval problems.
 #
 # Sizes (environment; the defaults fit 15 minutes on an idle 2-core machine):
 #   REFACT_DEMO_DIR=runs/main_job   everything goes here (a previous main-job run in it is replaced)
-#   REFACT_DEMO_STEPS=300           optimizer steps (8 x 128 tokens each)
+#   REFACT_DEMO_STEPS=300           optimizer steps (8 x 128 tokens each); validation loss every STEPS/10
 #   REFACT_DEMO_FILES=300           stdlib source files (code)
 #   REFACT_DEMO_DOCS=300            docstring pages (English text)
 #   REFACT_DEMO_FOREIGN=6           non-English files, REFACT_DEMO_LEAKED=4 files holding HumanEval problems
@@ -26,6 +27,7 @@ LEAKED=${REFACT_DEMO_LEAKED:-4}
 HOLDOUT=${REFACT_DEMO_HOLDOUT:-20}
 EVAL_LIMIT=${REFACT_DEMO_EVAL_LIMIT:-10}
 THREADS=${REFACT_DEMO_THREADS-1}
+VAL_EVERY=$(( STEPS / 10 > 0 ? STEPS / 10 : 1 ))
 MARKER=.refact_main_job
 START=$SECONDS
 
@@ -60,16 +62,20 @@ refact-pipeline "input=['$C/stdlib','$C/docs','$C/foreign','$C/leaked']" "output
   holdout.fraction=0.1 "holdout.max_documents=$HOLDOUT" "holdout.kinds=[code]"
 "$PYTHON" scripts/main_job_report.py drops "$WORK/data" "$C"
 
-step "3/7 train the tiny model: Lion, early dropout, FIM, CPU, $STEPS steps"
-# Warm-up and early dropout scale with the run (300 steps: 20 warm-up steps, dropout 0.1 until step 50).
+step "3/7 train the tiny model: Lion, early dropout, FIM, CPU, $STEPS steps, held-out loss every $VAL_EVERY"
+# Warm-up and early dropout scale with the run (300 steps: 20 warm-up steps, dropout 0.1 until step 50); the
+# validation loss on the held-out files' valid split every 30 steps (4 batches of 8 windows), the best step kept.
 refact-train experiment=tiny_cpu "data.path=$WORK/data" "run_dir=$WORK/run" \
   "train.max_steps=$STEPS" "optim.warmup_steps=$(( STEPS / 15 > 0 ? STEPS / 15 : 1 ))" \
   "early_dropout.until_step=$(( STEPS / 6 > 0 ? STEPS / 6 : 1 ))" \
-  "checkpoint.every=$(( STEPS / 3 > 0 ? STEPS / 3 : 1 ))" metrics.wandb=false "${THREAD_ARGS[@]}"
+  "checkpoint.every=$(( STEPS / 3 > 0 ? STEPS / 3 : 1 ))" "validation.every=$VAL_EVERY" validation.max_batches=4 \
+  metrics.wandb=false "${THREAD_ARGS[@]}"
 "$PYTHON" scripts/main_job_report.py loss "$WORK/run"
+"$PYTHON" scripts/main_job_report.py validation "$WORK/run"
 
-step "4/7 plots of loss, learning rate, dropout rate and tokens/s"
+step "4/7 the run's dashboard (loss and validation loss, lr, dropout, tokens/s, memory) and single plots"
 refact-train plot "$WORK/run"
+echo "dashboard: $WORK/run/plots/dashboard.png"
 
 step "5/7 refact-export the last checkpoint, load it with transformers, refact-generate a FIM prompt"
 LAST=$(ls -d "$WORK"/run/checkpoints/step-* | sort | tail -n 1)

@@ -3,6 +3,7 @@
     python scripts/main_job_report.py drops DATA_DIR CORPUS_DIR   # per stage: dropped documents by reason; the fate of
                                                                   # the non-English and HumanEval files of the corpus
     python scripts/main_job_report.py loss RUN_DIR                # the loss along the run (mean over windows of steps)
+    python scripts/main_job_report.py validation RUN_DIR          # the validation curve, its minimum, the best checkpoint
     python scripts/main_job_report.py hf-check HF_DIR PROMPT      # transformers.AutoModelForCausalLM loads the export
     python scripts/main_job_report.py summary WORK_DIR            # where everything is, and the key numbers
 """
@@ -11,6 +12,8 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+
+from refact_train.plot import read_run_metrics
 
 # The numbers of each eval task worth a line in the summary (the rest is in results.json / results.md).
 KEY_NUMBERS = {"heldout_fim": ["tasks", "exact_match", "edit_similarity"],
@@ -67,6 +70,28 @@ def read_losses(run_dir: Path) -> list[tuple[int, float]]:
     return sorted(by_step.items())
 
 
+def read_validation(run_dir: Path) -> list[tuple[int, float]]:
+    """(step, val_loss) of the run's one continuous curve (a resumed attempt replaces the steps it logs again)."""
+    steps, values = read_run_metrics(run_dir).series("val_loss")
+    return list(zip(steps, values))
+
+
+def print_validation(run_dir: Path) -> None:
+    curve = read_validation(run_dir)
+    if not curve:
+        print(f"validation: none logged in {run_dir}/metrics.jsonl (validation.every=0)")
+        return
+    low = min(curve, key=lambda p: p[1])
+    print(f"validation loss: step {curve[0][0]} {curve[0][1]:.3f} -> step {curve[-1][0]} {curve[-1][1]:.3f}; "
+          f"minimum {low[1]:.3f} at step {low[0]}" + (" (the initial weights)" if low[0] == 0 else ""))
+    shown = curve if len(curve) <= 15 else [curve[i * (len(curve) - 1) // 14] for i in range(15)]
+    print("  step:loss  " + "  ".join(f"{s}:{v:.3f}" for s, v in shown))
+    best = run_dir / "best.json"
+    if best.is_file():
+        b = json.loads(best.read_text())
+        print(f"best checkpoint: step {b['step']} (val_loss {b['val_loss']:.4f}) {run_dir / 'best'}")
+
+
 def loss_windows(losses: list[tuple[int, float]], windows: int = 5) -> list[tuple[int, int, float]]:
     """(first step, last step, mean loss) over `windows` equal slices of the run: less noisy than single steps."""
     n = len(losses)
@@ -111,6 +136,7 @@ def print_summary(work: Path) -> None:
                         ("  tokenizer", data / "tokenizer"), ("  token shards", data / "shards"),
                         ("  held-out files", data / "heldout"), ("training run", run),
                         ("  metrics", run / "metrics.jsonl"), ("  checkpoints", run / "checkpoints"),
+                        ("  best", run / "best"), ("  dashboard", run / "plots" / "dashboard.png"),
                         ("  plots", run / "plots"), ("HF export", hf), ("eval results", results),
                         ("  eval table", results.with_suffix(".md"))):
         print(f"  {label:<16} {path}")
@@ -120,6 +146,11 @@ def print_summary(work: Path) -> None:
     if losses:
         print(f"  training loss: {windows[0][2]:.3f} (mean of steps {windows[0][0]}-{windows[0][1]}) -> "
               f"{windows[-1][2]:.3f} (steps {windows[-1][0]}-{windows[-1][1]}); last step {losses[-1][1]:.3f}")
+    curve = read_validation(run)
+    if curve:
+        low = min(curve, key=lambda p: p[1])
+        print(f"  validation loss: {curve[0][1]:.3f} (step {curve[0][0]}) -> {curve[-1][1]:.3f} (step {curve[-1][0]}); "
+              f"minimum {low[1]:.3f} at step {low[0]}")
     if results.is_file():
         for task, value in json.loads(results.read_text()).get("tasks", {}).items():
             keys = KEY_NUMBERS.get(task) or [k for k, v in value.items() if isinstance(v, (int, float))]
@@ -128,8 +159,8 @@ def print_summary(work: Path) -> None:
 
 
 def main(argv: list[str]) -> None:
-    commands = {"drops": (print_drops, 2), "loss": (print_loss, 1), "hf-check": (hf_check, 2),
-                "summary": (print_summary, 1)}
+    commands = {"drops": (print_drops, 2), "loss": (print_loss, 1), "validation": (print_validation, 1),
+                "hf-check": (hf_check, 2), "summary": (print_summary, 1)}
     if not argv or argv[0] not in commands or len(argv) - 1 != commands[argv[0]][1]:
         sys.exit(__doc__)
     fn, _ = commands[argv[0]]

@@ -85,6 +85,11 @@ def test_finetune_repo_lora(tmp_path):
     assert before["heldout_fim"]["tasks"] == after["heldout_fim"]["tasks"] > 0  # the same cuts before and after
     assert "| heldout_fim | exact match % |" in (work / "eval" / "compare.md").read_text()
     assert "| perplexity | loss (nats/token) |" in done.stdout
+    # validation during the fine-tune (the experiment's schedule: step 0 and the last step), the best one exported
+    best = json.loads((work / "run" / "best.json").read_text())
+    assert best["step"] == 3 and f"best checkpoint: step 3 (val_loss {best['val_loss']:.4f})" in done.stdout
+    assert "validation loss: step 0" in done.stdout and "from checkpoint step-00000003" in done.stdout
+    assert (work / "run" / "plots" / "dashboard.png").is_file()
 
     # a merged, plain HF directory: LoRA changed the targeted weights and nothing else
     base_model, _ = load_hf_checkpoint(base)

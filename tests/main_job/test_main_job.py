@@ -33,14 +33,24 @@ def test_main_job_small(tmp_path):
     assert stats["shards"]["counts"]["valid"]["documents"] == 2
 
     # training: every step logged, Lion, early dropout on at the start and off at the end, loss falling
-    rows = [json.loads(line) for line in (work / "run" / "metrics.jsonl").read_text().splitlines()]
+    records = [json.loads(line) for line in (work / "run" / "metrics.jsonl").read_text().splitlines()]
+    rows = [r for r in records if "loss" in r]
     assert [r["step"] for r in rows] == list(range(1, STEPS + 1))
+    # validation on the held-out split: every STEPS/10 steps (here every step) and at step 0, the best one kept
+    val = {r["step"]: r for r in records if "val_loss" in r}
+    assert sorted(val) == list(range(0, STEPS + 1))
+    assert all(v["val_loss"] > 0 and v["val_bits_per_byte"] > 0 and v["val_tokens"] > 0 for v in val.values())
+    assert val[STEPS]["val_loss"] < val[0]["val_loss"]
+    best = json.loads((work / "run" / "best.json").read_text())
+    assert best["val_loss"] == min(v["val_loss"] for s, v in val.items() if s > 0)
+    assert (work / "run" / "best" / "COMPLETE.json").is_file() and "validation loss: step 0" in out
     assert rows[0]["dropout"] > 0 and rows[-1]["dropout"] == 0
     assert rows[-1]["loss"] < rows[0]["loss"]
     assert json.loads(json.dumps(rows[0]))["lr"] > 0
-    for name in ("loss", "lr", "dropout", "tokens_per_s"):
+    for name in ("dashboard", "loss", "lr", "dropout", "tokens_per_s"):
         png = work / "run" / "plots" / f"{name}.png"
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert f"dashboard: {work / 'run' / 'plots' / 'dashboard.png'}" in out
 
     # export loaded by transformers, FIM generation, evals
     assert (work / "hf" / "config.json").is_file() and "transformers loaded" in out

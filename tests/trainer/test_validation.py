@@ -126,3 +126,34 @@ def test_dashboard_without_validation(corpus_dir, tmp_path):
     assert read_run_metrics(run).series("val_loss") == ([], [])
     assert not (run / "best").exists() and not (run / "best.json").exists()
     assert (plot_run(run)[0]).stat().st_size > 10_000
+
+
+def test_heldout_fim_during_training_equals_refact_eval(corpus_dir, tmp_path):
+    """validation.fim_every: the same cuts, prompts and scores as `refact-eval tasks=[heldout_fim]` on the same
+    weights (here all 2 held-out files, 4 cuts each)."""
+    import shutil
+    import subprocess
+    import sys
+    from data_pipeline.records import Document, write_documents
+    from helpers import cli_env
+    from trainer_corpus import stdlib_documents
+    data = tmp_path / "data"
+    shutil.copytree(corpus_dir, data)
+    docs = stdlib_documents()[-2:]  # the valid split's two files, as the pipeline's holdout writes them
+    write_documents(data / "heldout" / "part-00000.parquet",
+                    [Document(id=f"d{i}", text=t, kind="code", lang="python", source="t") for i, t in enumerate(docs)])
+    run = tmp_path / "run"
+    train_inprocess([f"data.path={data}", f"run_dir={run}", "train.max_steps=2", "checkpoint.every=2",
+                     "validation.fim_every=2", "validation.fim_cuts=8", "validation.fim_max_new_tokens=16"])
+    fim = {r["step"]: r for r in metrics(run) if "val_fim_edit_similarity" in r}
+    assert sorted(fim) == [0, 2] and "val_loss" not in fim[2]  # validation.every=0: no loss, no best
+    assert not (run / "best.json").exists()
+    out = tmp_path / "eval.json"
+    done = subprocess.run([sys.executable, "-m", "evals.cli", f"model={run}/checkpoints/step-00000002",
+                           "tasks=[heldout_fim]", f"data={data}", f"out={out}", "heldout_fim.max_new_tokens=16",
+                           "device=cpu", "cpu_threads=1"], capture_output=True, text=True, env=cli_env(), timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    ref = json.loads(out.read_text())["tasks"]["heldout_fim"]
+    assert fim[2]["val_fim_tasks"] == ref["tasks"] == 8
+    assert fim[2]["val_fim_exact_match"] == ref["exact_match"]
+    assert fim[2]["val_fim_edit_similarity"] == pytest.approx(ref["edit_similarity"], abs=1e-12)
