@@ -16,7 +16,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from bad_input_zoo import KEPT, MAX_FILE_BYTES, build_zoo
+from bad_input_zoo import KEPT, MAX_FILE_BYTES, build_zoo, good_module
 
 INGEST_ONLY = [f"{s}.enabled=false" for s in
                ("license", "quality", "english", "topic", "decontam", "exact_dedup", "near_dedup")]
@@ -134,3 +134,46 @@ def test_no_secret_in_any_output_of_a_whole_run_with_token_shards(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert (out / "shards" / "manifest.json").is_file() and any((out / "shards").glob("*.bin"))
     assert assert_no_secret(out, zoo.secret, proc.stdout + proc.stderr) > 20
+
+
+def test_a_full_disk_stops_the_run_with_one_line_naming_the_file_and_the_fix(tmp_path):
+    """The output on a 256 KiB tmpfs, mounted in a user + mount namespace (`unshare -rm`): the disk fills up."""
+    if not userns_available():
+        pytest.skip("no user namespaces here: cannot mount a small tmpfs to fill up")
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    for i in range(300):  # about 1.2 MB of documents that do not compress much
+        (corpus / f"m{i:03d}.py").write_text(good_module(i) + f"KEY = '{os.urandom(2000).hex()}'\n")
+    out = tmp_path / "out"
+    out.mkdir()
+    script = (f'mount -t tmpfs -o size=256k tmpfs "{out}" && exec "{sys.executable}" -m data_pipeline.cli '
+              f'input="{corpus}" output="{out}" workers=1 progress=false {" ".join(INGEST_ONLY)}')
+    proc = subprocess.run(["unshare", "-rm", "sh", "-c", script], capture_output=True, text=True, timeout=300,
+                          env=dict(os.environ, OMP_NUM_THREADS="1"))
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("refact-pipeline: no space left writing") and str(out) in last, proc.stderr[-3000:]
+    assert "rerun the same command" in last and "Traceback" not in proc.stderr
+
+
+def test_inputs_that_do_not_add_up_stop_the_run(tmp_path):
+    """The accounting check is real: one more input in the plan than the read step can account for."""
+    from data_pipeline.cli import main
+
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    for i in range(3):
+        (corpus / f"m{i}.py").write_text(good_module(i))
+    out = tmp_path / "out"
+    args = [f"input={corpus}", f"output={out}", "workers=1", "progress=false", *INGEST_ONLY]
+    assert main([*args, "stage=ingest", "step=plan"]) == 0
+    item_path = out / "stages" / "00_ingest" / "scratch" / "plan" / "00000.json"
+    item = json.loads(item_path.read_text())
+    item["inputs"] += 1
+    item_path.write_text(json.dumps(item))
+    plan_stats = out / "stages" / "00_ingest" / "stats" / "plan" / "plan.json"
+    stats = json.loads(plan_stats.read_text())
+    stats["extra"]["inputs_seen"]["corpus"] += 1
+    plan_stats.write_text(json.dumps(stats))
+    assert main(args) == 2
+    assert not (out / "stages" / "00_ingest" / "_SUCCESS").exists()
