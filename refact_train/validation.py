@@ -104,8 +104,13 @@ class Validator:
             if d.get("kind", "shards") != "shards":
                 raise ValueError(f"validation.every={cfg.every}: validation reads the valid split of token shards; "
                                  f"data.kind={d.get('kind')!r} has none (set validation.every=0)")
-            self.windows = ValidWindows(d["path"], cfg.split, int(d["seq_len"]), dict(d.get("fim") or {}), cfg.seed,
-                                        tokenizer)
+            try:
+                self.windows = ValidWindows(d["path"], cfg.split, int(d["seq_len"]), dict(d.get("fim") or {}),
+                                            cfg.seed, tokenizer)
+            except ValueError as e:
+                raise ValueError(f"validation.every={cfg.every}: {e}. The pipeline writes the {cfg.split!r} split from "
+                                 f"the documents it holds out (refact-pipeline ... holdout.fraction=0.1); or set "
+                                 f"validation.every=0") from e
             count = self.windows.n
             if cfg.max_batches > 0:
                 count = min(count, cfg.max_batches * layout.global_batch)

@@ -157,3 +157,9 @@ def test_heldout_fim_during_training_equals_refact_eval(corpus_dir, tmp_path):
     assert fim[2]["val_fim_tasks"] == ref["tasks"] == 8
     assert fim[2]["val_fim_exact_match"] == ref["exact_match"]
     assert fim[2]["val_fim_edit_similarity"] == pytest.approx(ref["edit_similarity"], abs=1e-12)
+
+
+def test_missing_valid_split_is_refused_at_start_with_the_fix(corpus_dir, tmp_path):
+    with pytest.raises(ValueError, match=r"validation.every=2: .*'test'.*holdout.fraction"):
+        train_inprocess([f"data.path={corpus_dir}", f"run_dir={tmp_path}", "validation.every=2",
+                         "validation.split=test"])
