@@ -1,7 +1,9 @@
 """Directory and git-repository sources: list the files of a tree, turn each into a Document or a drop reason.
 
-Nothing is skipped silently except version-control internals (`.git`, `.hg`, `.svn`): every other file either
-becomes a document or comes back as a `Skipped` with its reason (vendored, generated, binary, broken_symlink ...).
+Nothing is skipped silently except version-control internals (`.git`, `.hg`, `.svn`): every other entry either
+becomes a document or comes back as a `Skipped` with its reason (vendored, generated, binary, unreadable_dir ...).
+Everything is read through `confined` (no symlink or `..` is followed out of the root): a link is a Skipped with
+its link reason, never read.
 """
 from __future__ import annotations
 
@@ -135,7 +137,9 @@ def walk(root: Path, rules: FileRules) -> Listing:
         if rules.use_git and any(name == ".git" for name, _, _ in entries):
             tracked = git_tracked_files(root, rel_dir)
             if tracked is not None:
-                out.files += [prefix + p for p in tracked]
+                for rel in (prefix + p for p in tracked):
+                    out.files.append(rel)
+                    out.sizes[rel] = _lstat_size(root, rel)
                 continue
         for name, is_dir, size in entries:
             if is_dir and name in VCS_DIRS:
@@ -155,6 +159,13 @@ def _size(entry: os.DirEntry) -> int:
         return entry.stat(follow_symlinks=False).st_size
     except OSError:
         return 0  # gone since the listing: reading it will say so
+
+
+def _lstat_size(root: Path, rel: str) -> int:
+    try:
+        return confined.lstat(root, rel).st_size
+    except OSError:
+        return 0  # a link on the way or gone: reading it will say so
 
 
 def list_files(root: Path, rules: FileRules) -> list[str]:
