@@ -297,7 +297,7 @@ def build_shards(document_files: Sequence[str | Path], out_dir: str | Path, toke
                       "default_weight": mixture.default_weight},
         "missing_groups": missing, "seed": mixture.seed}
     n_heldout = _write_heldout_records(units, data, heldout_tmp)
-    extra = {"inputs": [str(p) for p in document_files], "documents_in": int(sum(len(d.mix_u) for d in data)),
+    extra = {"inputs": [_relative(p, out) for p in document_files], "documents_in": int(sum(len(d.mix_u) for d in data)),
              "holdout": {**asdict(holdout), "kinds": list(holdout.kinds), "documents": n_heldout},
              "shards": asdict(shard_cfg)}
     n_valid = int(sum(d.heldout.sum() for d in data))
@@ -312,6 +312,16 @@ def build_shards(document_files: Sequence[str | Path], out_dir: str | Path, toke
         shutil.rmtree(out / "heldout")
     shutil.rmtree(work, ignore_errors=True)
     return read_manifest(out, tokenizer_sha256=tokenizer.sha256)
+
+
+def _relative(path: str | Path, out: Path) -> str:
+    """An input's path as the manifest records it: relative to the output directory, so a published dataset
+    carries no path of the machine that built it (an input outside it is named by its file name alone)."""
+    path = Path(path).resolve()
+    try:
+        return path.relative_to(out.resolve()).as_posix()
+    except ValueError:
+        return path.name
 
 
 # ---------- the stage ----------
