@@ -9,6 +9,7 @@ import sys
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
+from data_pipeline.shards import ManifestError
 from refact_train.paths import config_dir
 from refact_train.plot import main as plot_main
 from refact_train.trainer import NonFiniteLossError, train
@@ -21,6 +22,9 @@ def _train_app(cfg: DictConfig) -> None:
     except NonFiniteLossError as e:
         print(f"[train] {e}", file=sys.stderr)
         sys.exit(3)
+    except ManifestError as e:  # shards missing, truncated or of another tokenizer: one line, no traceback
+        print(f"refact-train: {e}", file=sys.stderr)
+        sys.exit(2)
 
 
 def main() -> None:
