@@ -2,7 +2,6 @@
 accepts only if its attack worked, so a test that sees `passed` has seen an escape."""
 import os
 import socket
-import textwrap
 import time
 from pathlib import Path
 
@@ -11,19 +10,9 @@ import pytest
 from evals.humaneval import build_chat_program, build_program, load_problems
 from evals.sandbox import Program, Sandbox, SandboxConfig, SandboxLimits, processes_of_uid
 from evals.sandbox_wire import WireError, loads, to_plain
+from sandbox_attack import assert_contained, attack  # tests/evals is on sys.path (no package)
 
 LIMITS = SandboxLimits(timeout_s=5.0, cpu_s=2, memory_mb=512, max_processes=16, max_file_mb=1, max_open_files=64)
-
-
-def attack(body: str, expect: str = "'escaped'", setup: str = "") -> Program:
-    """`attack()` runs `body`; the trusted check passes only if it returns `expect` (i.e. the attack worked)."""
-    return Program(candidate=setup + "def attack():\n" + textwrap.indent(textwrap.dedent(body), "    "),
-                   entry_point="attack", context="", test=f"def check(candidate):\n    assert candidate() == {expect}\n")
-
-
-def assert_contained(result):
-    """The attack ran to its end and returned something other than what an escape returns."""
-    assert not result.passed and result.status == "failed" and "AssertionError" in result.reason, result
 
 
 @pytest.fixture(scope="module")
