@@ -176,6 +176,7 @@ class Sandbox:
         slots = self._make_slots()
         for slot in slots:
             self._slots.put(slot)
+        become_subreaper()
         self._finalizer = weakref.finalize(self, Sandbox._release, self._lock_fds, [s.cgroup for s in slots])
         self.max_processes = self._process_cap(slots)
         self.isolation = {
@@ -316,7 +317,7 @@ class Sandbox:
             argv += ["--cap-drop", "ALL", "--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"]
         else:
             argv += ["--unshare-user", "--disable-userns"]
-        return argv + ["--", self.config.python, "-I", "-S", "-B", "/sandbox/sandbox_candidate.py",
+        return argv + ["--", self.config.python, "-I", "-S", "-B", "-u", "/sandbox/sandbox_candidate.py",
                        str(fds["call"]), str(fds["answer"]), str(fds["setup"])]
 
     def _run_in_slot(self, program: Program, slot: _Slot) -> ExecutionResult:
@@ -331,6 +332,7 @@ class Sandbox:
                        "info": pipes["info"][1], "block": pipes["block"][0]}
         to_close = {fd for pair in pipes.values() for fd in pair}
         checker = box = None
+        init_fd = -1  # pidfd of the sandbox's pid 1: killing it ends the PID namespace and every process in it
         try:
             with open(logdir / "check", "wb") as check_log, open(logdir / "stdout", "wb") as out, \
                     open(logdir / "stderr", "wb") as err:
@@ -343,7 +345,7 @@ class Sandbox:
             for fd in to_close - mine:
                 os.close(fd)
             to_close &= mine
-            self._start_sandbox(box, slot, pipes["info"][0], pipes["block"][1], deadline, logdir)
+            init_fd = self._start_sandbox(box, slot, pipes["info"][0], pipes["block"][1], deadline, logdir)
             to_close -= {pipes["info"][0], pipes["block"][1]}
             extra = len(processes_of_uid(os.getuid())) if slot.uid is None and slot.cgroup is None else 0
             _write_all(box.stdin, json.dumps({
@@ -360,13 +362,13 @@ class Sandbox:
                 timed_out = True
             duration = time.monotonic() - start
             verdict_raw = _read_until_eof(pipes["verdict"][0], time.monotonic()) if not timed_out else b""
-            self._stop(checker, box, slot)
+            self._stop(checker, box, slot, init_fd)
             setup = _read_until_eof(pipes["setup"][0], time.monotonic()).decode("utf-8", "replace")
         finally:
             for proc in (checker, box):
                 if proc is not None and proc.poll() is None:
-                    self._stop(checker, box, slot)
-            for fd in to_close:
+                    self._stop(checker, box, slot, init_fd)
+            for fd in to_close | ({init_fd} - {-1}):
                 os.close(fd)
         stdout, stderr, check_output = _tail(logdir / "stdout"), _tail(logdir / "stderr"), _tail(logdir / "check")
         shutil.rmtree(logdir, ignore_errors=True)
@@ -383,9 +385,10 @@ class Sandbox:
                                round(duration, 4), box.returncode, stdout, stderr, check_output)
 
     def _start_sandbox(self, box: subprocess.Popen, slot: _Slot, info_fd: int, block_fd: int, deadline: float,
-                       logdir: Path) -> None:
+                       logdir: Path) -> int:
         """bubblewrap reports its sandbox's pid on the info fd and waits on the block fd: put that process into the
-        slot's cgroup before it runs anything, then let it go."""
+        slot's cgroup before it runs anything, then let it go. Returns a pidfd of it (safe against pid reuse)."""
+        pidfd = -1
         try:
             try:
                 pid = json.loads(_read_until_eof(info_fd, deadline))["child-pid"]
@@ -393,6 +396,7 @@ class Sandbox:
                 box.wait()
                 raise SandboxError(f"bubblewrap failed (exit {box.returncode}): "
                                    f"{_tail(logdir / 'stderr')[-800:]}") from None
+            pidfd = os.pidfd_open(pid)  # alive: it waits on the block fd
             if slot.cgroup is not None:
                 slot.cgroup.attach(pid)
             os.write(block_fd, b"x")
@@ -401,22 +405,51 @@ class Sandbox:
         finally:
             os.close(info_fd)
             os.close(block_fd)
+        return pidfd
 
-    def _stop(self, checker: subprocess.Popen | None, box: subprocess.Popen | None, slot: _Slot) -> None:
-        """Kill both processes; the sandbox's PID namespace takes every process of the run with it. Then make sure
-        (cgroup or uid) nothing is left."""
-        for proc in (checker, box):
-            if proc is None:
-                continue
+    def _stop(self, checker: subprocess.Popen | None, box: subprocess.Popen | None, slot: _Slot,
+              init_fd: int) -> None:
+        """Kill the checker and the sandbox's pid 1: its PID namespace takes every process of the run with it, and
+        bubblewrap (its parent, outside) reaps it and exits. Then make sure (cgroup or uid) nothing is left."""
+        if checker is not None:
+            _kill_group(checker)
+        if init_fd >= 0:
             try:
-                os.killpg(proc.pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
+                signal.pidfd_send_signal(init_fd, signal.SIGKILL)
+            except ProcessLookupError:
                 pass
-            proc.wait()
+        if box is not None:
+            try:
+                box.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                _kill_group(box)
+        if init_fd >= 0:  # bubblewrap exits when the candidate does, orphaning its pid 1 to us (the subreaper)
+            try:
+                os.waitid(os.P_PIDFD, init_fd, os.WEXITED)
+            except ChildProcessError:
+                pass  # bubblewrap reaped it
         if slot.cgroup is not None:
             slot.cgroup.kill_all()
         elif slot.uid is not None:
             kill_uid(slot.uid)
+
+
+def become_subreaper() -> None:
+    """Orphans of our children are re-parented to us, not to an init that may take seconds to reap them (as on
+    some VMs): bubblewrap's pid 1 outlives bubblewrap itself, and until it is reaped it counts against pids.max."""
+    import ctypes
+
+    PR_SET_CHILD_SUBREAPER = 36
+    if ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
+        log.warning("sandbox: prctl(PR_SET_CHILD_SUBREAPER) failed; each run may wait for init to reap its pid 1")
+
+
+def _kill_group(proc: subprocess.Popen) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    proc.wait()
 
 
 def kill_uid(uid: int, timeout_s: float = 10.0) -> None:

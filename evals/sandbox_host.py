@@ -212,6 +212,14 @@ class SlotCgroup:
         for d in self.dirs:
             _write(d / "cgroup.procs", str(pid))
 
+    def charged(self) -> int:
+        """Tasks the pids controller still counts: exited ones stay charged until they are reaped."""
+        path = self.dirs[-1] / "pids.current"
+        try:
+            return int(path.read_text())
+        except (OSError, ValueError):
+            return 0
+
     def pids(self) -> set[int]:
         found = set()
         for d in self.dirs:
@@ -226,7 +234,7 @@ class SlotCgroup:
         deadline = time.monotonic() + timeout_s
         left = self.pids()
         count = len(left)
-        while left:
+        while left or self.charged():
             if self.version == 2 and (self.dirs[0] / "cgroup.kill").exists():
                 _write(self.dirs[0] / "cgroup.kill", "1")
             else:
@@ -236,7 +244,8 @@ class SlotCgroup:
                     except ProcessLookupError:
                         pass
             if time.monotonic() > deadline:
-                raise HostFeatureMissing(f"processes {sorted(left)} of {self.dirs[0]} survive SIGKILL")
+                raise HostFeatureMissing(f"processes {sorted(left)} of {self.dirs[0]} survive SIGKILL "
+                                         f"({self.charged()} tasks charged)")
             time.sleep(0.002)
             left = self.pids()
         return count

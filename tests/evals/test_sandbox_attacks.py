@@ -238,7 +238,7 @@ def test_memory_cap_holds_for_the_run_as_a_whole(sandbox):
             if pid == 0:
                 block = b'\\x01' * (300 << 20)
                 os.write(w, b'x')
-                time.sleep(5)
+                time.sleep(2)
                 os._exit(len(block) & 0)
             children.append(pid)
         os.close(w)
