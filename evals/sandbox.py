@@ -36,8 +36,8 @@ from typing import Iterable, Sequence
 from tqdm.auto import tqdm
 
 from data_pipeline.config_check import config_from_dict
-from evals.sandbox_host import (HostFeatureMissing, SlotCgroup, bwrap_version, find_bwrap, host_memory_bytes,
-                                open_state_dir, try_lock)
+from evals.sandbox_host import (HostFeatureMissing, SandboxError, SlotCgroup, become_subreaper, bwrap_version,
+                                find_bwrap, host_memory_bytes, kill_uid, open_state_dir, processes_of_uid, try_lock)
 
 log = logging.getLogger(__name__)
 
@@ -45,10 +45,6 @@ HERE = Path(__file__).resolve().parent
 CANDIDATE, CHECKER, WIRE = HERE / "sandbox_candidate.py", HERE / "sandbox_checker.py", HERE / "sandbox_wire.py"
 OUTPUT_TAIL_CHARS = 2000
 CHECKER_MEMORY_MB = 4096  # the trusted checker's address space: decoded answers of up to 64 MB each fit
-
-
-class SandboxError(RuntimeError):
-    """The sandbox itself failed or is unavailable (not the program): scoring stops rather than mean nothing."""
 
 
 @dataclass(frozen=True)
@@ -118,19 +114,6 @@ def _tail(path: Path) -> str:
             return f.read().decode("utf-8", "replace")[-OUTPUT_TAIL_CHARS:]
     except OSError:
         return ""
-
-
-def processes_of_uid(uid: int) -> set[int]:
-    """Every process (host-wide) whose /proc entry belongs to uid."""
-    found = set()
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                if os.stat(f"/proc/{entry}").st_uid == uid:
-                    found.add(int(entry))
-            except OSError:
-                pass
-    return found
 
 
 def _read_until_eof(fd: int, deadline: float, cap: int = 1 << 16) -> bytes:
@@ -434,36 +417,12 @@ class Sandbox:
             kill_uid(slot.uid)
 
 
-def become_subreaper() -> None:
-    """Orphans of our children are re-parented to us, not to an init that may take seconds to reap them (as on
-    some VMs): bubblewrap's pid 1 outlives bubblewrap itself, and until it is reaped it counts against pids.max."""
-    import ctypes
-
-    PR_SET_CHILD_SUBREAPER = 36
-    if ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
-        log.warning("sandbox: prctl(PR_SET_CHILD_SUBREAPER) failed; each run may wait for init to reap its pid 1")
-
-
 def _kill_group(proc: subprocess.Popen) -> None:
     try:
         os.killpg(proc.pid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):
         pass
     proc.wait()
-
-
-def kill_uid(uid: int, timeout_s: float = 10.0) -> None:
-    """SIGKILL every process of a sandbox uid until none is left (no-cgroup fallback, as root)."""
-    deadline = time.monotonic() + timeout_s
-    while (left := processes_of_uid(uid)):
-        for pid in left:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        if time.monotonic() > deadline:
-            raise SandboxError(f"processes {sorted(left)} of sandbox uid {uid} survive SIGKILL")
-        time.sleep(0.005)
 
 
 def run_programs(programs: Iterable[Program], config: SandboxConfig | None = None, desc: str = "sandbox"):

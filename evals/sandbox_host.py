@@ -5,7 +5,9 @@ that refuses scoring or becomes a warning in the result.
 """
 from __future__ import annotations
 
+import ctypes
 import fcntl
+import logging
 import os
 import signal
 import stat
@@ -14,7 +16,13 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+log = logging.getLogger(__name__)
+
 ROOT_STATE_DIR = Path("/run/refact-sandbox")  # root-owned: no other user can plant anything in it
+
+
+class SandboxError(RuntimeError):
+    """The sandbox itself failed or is unavailable (not the program): scoring stops rather than mean nothing."""
 
 
 class HostFeatureMissing(RuntimeError):
@@ -244,7 +252,7 @@ class SlotCgroup:
                     except ProcessLookupError:
                         pass
             if time.monotonic() > deadline:
-                raise HostFeatureMissing(f"processes {sorted(left)} of {self.dirs[0]} survive SIGKILL "
+                raise SandboxError(f"processes {sorted(left)} of {self.dirs[0]} survive SIGKILL "
                                          f"({self.charged()} tasks charged)")
             time.sleep(0.002)
             left = self.pids()
@@ -260,3 +268,40 @@ class SlotCgroup:
 
 def host_memory_bytes() -> int:
     return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+# ---- processes ----------------------------------------------------------------------------------------------------
+
+def processes_of_uid(uid: int) -> set[int]:
+    """Every process (host-wide) whose /proc entry belongs to uid."""
+    found = set()
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                if os.stat(f"/proc/{entry}").st_uid == uid:
+                    found.add(int(entry))
+            except OSError:
+                pass
+    return found
+
+
+def kill_uid(uid: int, timeout_s: float = 10.0) -> None:
+    """SIGKILL every process of a sandbox uid until none is left (no-cgroup fallback, as root)."""
+    deadline = time.monotonic() + timeout_s
+    while (left := processes_of_uid(uid)):
+        for pid in left:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        if time.monotonic() > deadline:
+            raise SandboxError(f"processes {sorted(left)} of sandbox uid {uid} survive SIGKILL")
+        time.sleep(0.005)
+
+
+def become_subreaper() -> None:
+    """Orphans of our children are re-parented to us, not to an init that may take seconds to reap them (as on
+    some VMs): bubblewrap's pid 1 outlives bubblewrap itself, and until it is reaped it counts against pids.max."""
+    PR_SET_CHILD_SUBREAPER = 36
+    if ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
+        log.warning("sandbox: prctl(PR_SET_CHILD_SUBREAPER) failed; each run may wait for init to reap its pid 1")

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from evals.humaneval import build_program, load_problems
-from evals.sandbox import Sandbox, SandboxConfig, SandboxError, SandboxLimits, processes_of_uid
+from evals.sandbox import Program, Sandbox, SandboxConfig, SandboxError, SandboxLimits, processes_of_uid
 from evals.sandbox_host import HostFeatureMissing, open_state_dir, try_lock
 from sandbox_attack import assert_contained, attack  # tests/evals is on sys.path (no package)
 
@@ -42,7 +42,7 @@ def sandbox():
     box.close()
 
 
-def wrong(problem_id: str, body: str) -> "Program":  # noqa: F821
+def wrong(problem_id: str, body: str) -> Program:
     return build_program(PROBLEMS[problem_id], body)
 
 
@@ -210,11 +210,11 @@ def test_host_processes_are_invisible(sandbox):
     token = f"refact-token-{uuid.uuid4().hex}"
     holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", token])
     try:
-        assert_contained(sandbox.run(attack(f"""
+        assert_contained(sandbox.run(attack("""
             import os
             for pid in os.listdir('/proc'):
                 try:
-                    if b'refact-token-' in open(f'/proc/{{pid}}/cmdline', 'rb').read():
+                    if b'refact-token-' in open(f'/proc/{pid}/cmdline', 'rb').read():
                         return 'escaped'
                 except OSError:
                     pass
