@@ -213,18 +213,18 @@ def test_concurrent_sandboxes_get_disjoint_uids(sandbox):
         other.close()
 
 
-def test_a_few_canonical_solutions_pass_and_empty_bodies_fail(sandbox):
-    problems = load_problems()[::20] + [load_problems()[i] for i in (32, 33, 38, 50)]  # helpers, self-reference
-    chat = [build_chat_program(p, p.prompt + p.canonical_solution) for p in problems[:4]]  # whole-function answers
-    results = sandbox.run_many([build_program(p, p.canonical_solution) for p in problems] + chat
-                               + [build_program(p, "") for p in problems])
-    n = len(problems) + len(chat)
-    assert all(r.passed for r in results[:n]), [r.reason for r in results[:n] if not r.passed]
-    assert not any(r.passed for r in results[n:])
+def test_chat_answers_and_prompt_helpers(sandbox):
+    # helpers the tests call (32: poly, 38: encode_cyclic, 50: encode_shift), a test naming the entry point (33);
+    # chat answers that are whole functions; a chat answer that is wrong
+    problems = [load_problems()[i] for i in (0, 32, 33, 38, 50)]
+    chat = [build_chat_program(p, p.prompt + p.canonical_solution) for p in problems]
+    wrong = build_chat_program(problems[0], problems[0].prompt + "    return True\n")
+    results = sandbox.run_many([build_program(p, p.canonical_solution) for p in problems] + chat + [wrong])
+    assert [r.passed for r in results] == [True] * 10 + [False], [r.reason for r in results]
 
 
-@pytest.mark.slow
 def test_all_164_canonical_solutions_pass_and_empty_bodies_fail():
+    # ~20 s on the shared 2-core machine: the guarantee that the split harness scores every problem right
     problems = load_problems()
     sandbox = Sandbox(SandboxConfig())
     canonical = sandbox.run_many([build_program(p, p.canonical_solution) for p in problems])
