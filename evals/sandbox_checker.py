@@ -119,6 +119,8 @@ def main() -> None:
         traceback.print_exc()
         verdict = {"passed": False, "status": "checker_error", "reason": f"{type(exc).__name__}: {exc}"[:1000]}
     os.write(verdict_fd, json.dumps(verdict).encode())
+    sys.stdout.flush()
+    sys.stderr.flush()
     os._exit(0)
 
 
