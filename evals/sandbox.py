@@ -347,19 +347,22 @@ class Sandbox:
             verdict_raw = _read_until_eof(pipes["verdict"][0], time.monotonic()) if not timed_out else b""
             self._stop(checker, box, slot, init_fd)
             setup = _read_until_eof(pipes["setup"][0], time.monotonic()).decode("utf-8", "replace")
+            stdout, stderr, check_output = (_tail(logdir / name) for name in ("stdout", "stderr", "check"))
         finally:
             for proc in (checker, box):
                 if proc is not None and proc.poll() is None:
                     self._stop(checker, box, slot, init_fd)
             for fd in to_close | ({init_fd} - {-1}):
                 os.close(fd)
-        stdout, stderr, check_output = _tail(logdir / "stdout"), _tail(logdir / "stderr"), _tail(logdir / "check")
-        shutil.rmtree(logdir, ignore_errors=True)
+            shutil.rmtree(logdir, ignore_errors=True)
         if setup.startswith("error"):
             raise SandboxError(f"sandbox set-up failed: {setup}; stderr: {stderr[-500:]}")
         verdict = json.loads(verdict_raw) if verdict_raw else None
         if verdict and verdict["status"] == "checker_error":
             raise SandboxError(f"the trusted checker failed: {verdict['reason']}; output: {check_output[-500:]}")
+        if verdict is None and not timed_out:
+            raise SandboxError(f"the trusted checker ended without a verdict (exit {checker.returncode}): "
+                               f"{check_output[-500:]}")
         if verdict is None:
             verdict = {"passed": False, "status": "timeout", "reason": f"no verdict within {limits.timeout_s} s"}
         if setup != "ok" and verdict["status"] != "timeout":

@@ -83,8 +83,9 @@ def judge(request: dict, call_fd: int, answer_fd: int) -> dict:
         raise RuntimeError("the problem's test code defines no check(candidate)")
     try:
         kind, values = wire.receive(answer_fd, deadline)
-    except wire.WireError as err:
-        return {"passed": False, "status": "killed", "reason": f"the candidate never became ready: {err}"}
+    except (wire.WireError, MemoryError) as err:  # whatever the candidate sends, it is its failure, not ours
+        status = "timeout" if "deadline" in str(err) else "killed"
+        return {"passed": False, "status": status, "reason": f"the candidate never became ready: {err!r}"[:1000]}
     if kind == "load_error":
         return {"passed": False, "status": "load_error", "reason": str(values[0] if values else "")[:1000]}
     if kind != "ready":
