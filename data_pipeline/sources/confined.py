@@ -161,6 +161,20 @@ def read_bytes(root: Path, rel: str, limit: int | None = None) -> bytes:
         return read_fd(fd, limit)
 
 
+def copy_file(root: Path, rel: str, dest: Path, limit: int) -> bool:
+    """Copy the regular file `rel` below `root` to `dest` in chunks (never all in memory); False, and `dest` not
+    left behind, when it holds more than `limit` bytes (a sparse file can claim terabytes)."""
+    with open_file(root, rel) as (fd, st), open(dest, "wb") as out:
+        copied = 0
+        while st.st_size <= limit and copied <= limit and (chunk := os.read(fd, 1 << 20)):
+            copied += len(chunk)
+            out.write(chunk)
+    if st.st_size > limit or copied > limit:  # over the limit, or grew past it since the stat
+        dest.unlink()
+        return False
+    return True
+
+
 def lstat(root: Path, rel: str) -> os.stat_result:
     """lstat of `rel` with its parent directories opened without following links."""
     parts = split_rel(rel)

@@ -22,6 +22,9 @@ from data_pipeline.sources.languages import classify
 from data_pipeline.sources.licenses import LICENSE_FILE, repository_license, spdx_from_header
 
 VCS_DIRS = {".git", ".hg", ".svn"}
+# Every path is opened one component at a time from the root, so a chain of nested directories costs the square of
+# its depth: deeper ones (no hand-made tree is) are one `too_deep` entry instead of hours of opens.
+MAX_DEPTH = 1000
 
 
 @dataclass(frozen=True)
@@ -60,6 +63,19 @@ class Skipped:
 
 
 GIT_ENV = {"GIT_CONFIG_NOSYSTEM": "1", "GIT_CONFIG_GLOBAL": os.devnull, "GIT_TERMINAL_PROMPT": "0"}
+# A real index holds ~100 bytes per file: 1 GiB is ten million files. A bigger one (a sparse file claiming
+# terabytes) is not copied; the directory is walked instead.
+MAX_INDEX_BYTES = 1 << 30
+GITLINK = "160000"  # the mode of a submodule in the index
+
+
+def git_env(git_dir: str) -> dict[str, str]:
+    """The environment of our git: none of the caller's GIT_* variables (a GIT_INDEX_FILE, GIT_CONFIG_COUNT/KEY/VALUE
+    or GIT_CONFIG_PARAMETERS set by a hook or `git -c` would pick another index or a program to run, e.g.
+    core.fsmonitor), no system or global config, and HOME a private directory."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
+    return {**env, **GIT_ENV, "GIT_DIR": git_dir, "GIT_WORK_TREE": os.path.join(git_dir, "worktree"),
+            "HOME": git_dir}
 
 
 def git_dir_of(root: Path, rel_dir: str) -> str | None:
@@ -80,10 +96,11 @@ def git_dir_of(root: Path, rel_dir: str) -> str | None:
     return os.path.relpath(target, root).replace(os.sep, "/")
 
 
-def git_tracked_files(root: Path, rel_dir: str = "") -> list[str] | None:
-    """`git ls-files` of the repository at `rel_dir` below `root` (tracked files, as committed or staged); None when
-    it cannot be listed. git reads a private copy of the index (and split-index parts), copied without following
-    links, with an empty config: nothing of the repository's config (includes, worktree) or of links is followed."""
+def git_tracked_files(root: Path, rel_dir: str = "") -> list[tuple[str, str]] | None:
+    """(mode, path) of each path in the index of the repository at `rel_dir` below `root` (tracked files, as
+    committed or staged; a conflicted file once); None when it cannot be listed. git reads a private copy of the index
+    (and split-index parts), copied without following links, with an empty config and no GIT_* variable of ours:
+    nothing of the repository's config (includes, worktree, fsmonitor, hooks) or of links is followed or run."""
     try:
         git_dir = git_dir_of(root, rel_dir)
         if git_dir is None:
@@ -98,13 +115,34 @@ def git_tracked_files(root: Path, rel_dir: str = "") -> list[str] | None:
             if "index" not in names:
                 return []  # a repository with nothing staged yet
             for name in names:
-                (private / name).write_bytes(confined.read_bytes(root, f"{git_dir}/{name}"))
-            env = {**os.environ, **GIT_ENV, "GIT_DIR": tmp, "GIT_WORK_TREE": str(private / "worktree"), "HOME": tmp}
-            out = subprocess.run(["git", "ls-files", "-z", "--cached"], capture_output=True, check=True, timeout=600,
-                                 env=env, cwd=tmp).stdout
+                if not confined.copy_file(root, f"{git_dir}/{name}", private / name, MAX_INDEX_BYTES):
+                    return None
+            out = subprocess.run(["git", "ls-files", "-z", "--cached", "--stage"], capture_output=True, check=True,
+                                 timeout=600, env=git_env(tmp), cwd=tmp).stdout
     except (OSError, subprocess.SubprocessError):
         return None  # no git binary, a broken or linked-out index: the directory is walked instead
-    return [os.fsdecode(p) for p in out.split(b"\0") if p]
+    tracked: dict[str, str] = {}
+    for entry in out.split(b"\0"):
+        if entry:
+            info, _, path = entry.partition(b"\t")  # `MODE OBJECT STAGE\tPATH`
+            tracked.setdefault(os.fsdecode(path), info.split(b" ")[0].decode("ascii", "replace"))
+    return [(mode, path) for path, mode in tracked.items()]
+
+
+def tracked_entry(root: Path, rel: str, mode: str) -> str | Skipped:
+    """What a path of an index is: a file to read ("file"), a submodule checkout to walk ("walk"), or a Skipped.
+    A path into version-control internals (`.git/config`: git itself never stages one) is `unsafe_path`."""
+    if any(p.lower() in VCS_DIRS for p in rel.split("/")):
+        return Skipped(rel, "unsafe_path")
+    if mode != GITLINK:
+        return "file"
+    try:
+        confined.lstat(root, f"{rel}/.git")
+    except FileNotFoundError:
+        return Skipped(rel, "submodule_not_checked_out")
+    except OSError:
+        return "file"  # a link or an unsafe path on the way: reading it says which
+    return "walk"
 
 
 @dataclass
@@ -137,14 +175,22 @@ def walk(root: Path, rules: FileRules) -> Listing:
         if rules.use_git and any(name == ".git" for name, _, _ in entries):
             tracked = git_tracked_files(root, rel_dir)
             if tracked is not None:
-                for rel in (prefix + p for p in tracked):
-                    out.files.append(rel)
-                    out.sizes[rel] = _lstat_size(root, rel)
+                for mode, rel in ((m, prefix + p) for m, p in tracked):
+                    what = tracked_entry(root, rel, mode)
+                    if isinstance(what, Skipped):
+                        out.skipped.append(what)
+                    elif what == "walk":
+                        pending.append(rel)  # a submodule: its own repository, listed from its own index
+                    else:
+                        out.files.append(rel)
+                        out.sizes[rel] = _lstat_size(root, rel)
                 continue
         for name, is_dir, size in entries:
             if is_dir and name in VCS_DIRS:
                 continue
-            if is_dir:
+            if is_dir and prefix.count("/") >= MAX_DEPTH:
+                out.skipped.append(Skipped(prefix + name, "too_deep"))
+            elif is_dir:
                 pending.append(prefix + name)
             else:
                 out.files.append(prefix + name)

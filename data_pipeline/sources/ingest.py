@@ -108,10 +108,10 @@ def validate_inputs(pipeline_cfg: dict[str, Any]) -> list[tuple[Path, str, str]]
         if fmt == "hf_disk":
             try:
                 tables.dataset_split(path, section.get("hf_split"))
-            except ValueError as exc:
+            except tables.SplitNotChosen as exc:
                 raise InputError(str(exc)) from exc
-            except OSError:
-                pass  # an unreadable dataset_dict.json: the plan drops the input with its reason
+            except Exception:
+                pass  # an unreadable or corrupt dataset_dict.json: the plan drops the input with its reason
     return list(zip(paths, formats, source_names(paths, section)))
 
 

@@ -107,11 +107,12 @@ def directory_license(directory: Path, root: Path | None = None) -> str | None:
 
 def repository_license(file_path: Path, root: Path) -> str | None:
     """The licence of the nearest LICENSE/COPYING file at or above the file's directory, up to `root`."""
-    directory = file_path.parent
-    while True:
-        spdx = directory_license(directory, root)
+    try:
+        parts = file_path.parent.relative_to(root).parts
+    except ValueError:  # not below root: its own directory only
+        return directory_license(file_path.parent, root)
+    for depth in range(len(parts), -1, -1):  # by index: `root in directory.parents` is quadratic in the depth
+        spdx = directory_license(root.joinpath(*parts[:depth]), root)
         if spdx is not None:
             return spdx
-        if directory == root or root not in directory.parents:
-            return None
-        directory = directory.parent
+    return None

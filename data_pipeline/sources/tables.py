@@ -116,16 +116,38 @@ def failure_reason(exc: BaseException, fmt: str) -> str:
 
 
 # ---------- JSONL ----------
+# A longer line is one `too_large` entry, never held in memory: a sparse file of zeros claiming terabytes would
+# otherwise be one line read whole (a code record is far smaller: ingest.max_file_bytes is 1 MB by default).
+MAX_LINE_BYTES = 64 << 20
+
+
+def read_line(f: BinaryIO) -> tuple[bytes, int]:
+    """The next line (with its newline) and its length; a line over MAX_LINE_BYTES is skipped in chunks and comes
+    back as b"" with its length."""
+    raw = f.readline(MAX_LINE_BYTES + 1)
+    if len(raw) <= MAX_LINE_BYTES or raw.endswith(b"\n"):
+        return raw, len(raw)
+    size = len(raw)
+    while chunk := f.readline(1 << 20):
+        size += len(chunk)
+        if chunk.endswith(b"\n"):
+            break
+    return b"", size
+
+
 def plan_jsonl(f: BinaryIO, chunk_bytes: int) -> list[dict[str, Any]]:
     """Split a JSONL file at line boundaries into ranges of about `chunk_bytes`: each range's bytes, first line
     number and `inputs` (its non-blank lines, the records the reader will account for)."""
     items: list[dict[str, Any]] = []
     start = offset = inputs = 0
     line_no = first_line = 1
-    for raw in f:
-        offset += len(raw)
+    while True:
+        raw, size = read_line(f)
+        if not size:
+            break
+        offset += size
         line_no += 1
-        inputs += bool(raw.strip())
+        inputs += 1 if raw.strip() or not raw else 0  # a line too long to hold (raw b"") is one input too
         if offset - start >= chunk_bytes:
             items.append({"start": start, "end": offset, "first_line": first_line, "inputs": inputs})
             start, first_line, inputs = offset, line_no, 0
@@ -139,16 +161,19 @@ def read_jsonl(f: BinaryIO, start: int, end: int, first_line: int, *, name: str,
     f.seek(start)
     line_no = first_line
     while f.tell() < end:
-        raw = f.readline()
-        if not raw:
+        raw, size = read_line(f)
+        if not size:
             raise EOFError(f"{name} ends before byte {end} (shortened since it was planned)")
         locator = f"{name}:{line_no}"
         line_no += 1
+        if not raw:
+            yield Skipped(locator, "too_large", size)
+            continue
         if not raw.strip():
             continue
         try:
             record = json.loads(raw.decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+        except (ValueError, RecursionError):  # bad JSON or UTF-8, a number Python refuses (int over 4300 digits)
             yield Skipped(locator, "corrupt:jsonl", len(raw))
             continue
         yield record_to_document(record, source=source, locator=locator, fields=fields, default_kind=default_kind)
@@ -252,26 +277,39 @@ def read_csv(f: BinaryIO, *, name: str, source: str, fields: dict[str, list[str]
 
 
 # ---------- datasets saved with `save_to_disk` ----------
+class SplitNotChosen(ValueError):
+    """A DatasetDict whose split the config must name (`ingest.hf_split`): a problem of the run, not of the data."""
+
+
 def is_saved_dataset(path: Path) -> bool:
-    return path.is_dir() and any(os.path.lexists(path / n) for n in ("state.json", "dataset_dict.json"))
+    """A folder written by `save_to_disk`: a DatasetDict's dataset_dict.json, or a Dataset's state.json beside its
+    dataset_info.json (a state.json alone is too common a name: an app's folder is no dataset)."""
+    def has(name: str) -> bool:
+        return os.path.lexists(path / name)
+    return path.is_dir() and (has("dataset_dict.json") or (has("state.json") and has("dataset_info.json")))
 
 
 def dataset_splits(root: Path) -> list[str] | None:
-    """The splits of a saved DatasetDict (its dataset_dict.json), None for a single saved Dataset."""
+    """The splits of a saved DatasetDict (its dataset_dict.json), None for a single saved Dataset; ValueError naming
+    the file when it does not hold a list of split names."""
     if not os.path.lexists(root / "dataset_dict.json"):
         return None
-    return list(json.loads(confined.read_bytes(root, "dataset_dict.json", 1 << 20))["splits"])
+    declared = json.loads(confined.read_bytes(root, "dataset_dict.json", 1 << 20))
+    splits = declared.get("splits") if isinstance(declared, dict) else None
+    if not isinstance(splits, list) or not all(isinstance(s, str) for s in splits):
+        raise ValueError(f"{root}/dataset_dict.json: no list of split names under 'splits'")
+    return splits
 
 
 def dataset_split(root: Path, split: str | None) -> str | None:
-    """The split to read; ValueError (a config problem: `ingest.hf_split`) when a DatasetDict needs one named."""
+    """The split to read; SplitNotChosen when a DatasetDict needs one named."""
     splits = dataset_splits(root)
     if splits is None:
         return None
     if split is None and len(splits) == 1:
         return splits[0]
     if split not in splits:
-        raise ValueError(f"{root}: a DatasetDict with splits {splits}; set ingest.hf_split to one of them")
+        raise SplitNotChosen(f"{root}: a DatasetDict with splits {splits}; set ingest.hf_split to one of them")
     return split
 
 
