@@ -209,7 +209,8 @@ def read_records(item: dict[str, Any], section: dict[str, Any]) -> Iterator[Docu
 
 def read_item(item: dict[str, Any], section: dict[str, Any]) -> Iterator[Document | Skipped]:
     """Every entry of an item as a Document or a Skipped, `item["inputs"]` entries in all. A reader that fails
-    half-way yields one Skipped for the entries it did not get to (`count` of them) instead of raising."""
+    half-way yields one Skipped for the entries it did not get to (`count` of them) instead of raising; a file that
+    changed since the plan gives no more entries than the plan counted, and one Skipped for any it lacks."""
     fmt = item["format"]
     if fmt == "skipped":
         for rel, reason in item["entries"]:
@@ -225,17 +226,20 @@ def read_item(item: dict[str, Any], section: dict[str, Any]) -> Iterator[Documen
             except Exception as exc:  # a bug met on one odd file must not stop a day-long run
                 yield Skipped(rel, f"error:{type(exc).__name__}")
         return
-    done = 0
+    done, reason = 0, "changed_since_plan"  # a file edited or still being written since the plan counted it
     try:
         for got in read_records(item, section):
-            done += got.count if isinstance(got, Skipped) else 1
+            entries = got.count if isinstance(got, Skipped) else 1
+            if done + entries > item["inputs"]:
+                break  # more than the plan saw: the plan's count stands, the rest is that of a newer file
+            done += entries
             yield got
     except MemoryError:
         raise
     except Exception as exc:
-        left = item["inputs"] - done
-        if left > 0:
-            yield Skipped(f"{item['name']}:{span(item)}", tables.failure_reason(exc, fmt), count=left)
+        reason = tables.failure_reason(exc, fmt)
+    if item["inputs"] > done:
+        yield Skipped(f"{item['name']}:{span(item)}", reason, count=item["inputs"] - done)
 
 
 def span(item: dict[str, Any]) -> str:

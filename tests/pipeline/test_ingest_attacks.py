@@ -248,3 +248,24 @@ def test_a_chain_deeper_than_max_depth_is_one_too_deep_entry(tmp_path):
         remove_chain(root, MAX_DEPTH + 5)
     assert listing.files == ["top.py"]
     assert [(s.path, s.reason) for s in listing.skipped] == [("d/" * MAX_DEPTH + "d", "too_deep")]
+
+
+def test_a_table_changed_between_plan_and_read_still_adds_up(tmp_path):
+    """A file still being written, or edited between a killed run and its resume: the read step gives exactly the
+    entries the plan counted (the rest of a grown file is the newer file's), one `changed_since_plan` for any lacking."""
+    folder = tmp_path / "tables"
+    folder.mkdir()
+    rows = "text,path\na = 1,a.py\nb = 2,b.py\n"
+    (folder / "grows.csv").write_text(rows)
+    (folder / "shrinks.csv").write_text(rows)
+    (folder / "split.jsonl").write_text('{"text": "a = 1", "path": "j1.py"}\n{"text": "b = 2", "path": "j2.py"}\n')
+    items = ingest.plan_items(folder, "hf_files", "src", {})
+    (folder / "grows.csv").write_text(rows + "c = 3,c.py\n")
+    (folder / "shrinks.csv").write_text("text,path\na = 1,a.py\n")
+    (folder / "split.jsonl").write_text('{"text":"a","path":"j1.py"}\n{"text":"b","path":"j2.py"}\n{"text":"c"}\n\n')
+    got = {}
+    for item in items:
+        entries = list(ingest.read_item(item, {}))
+        assert sum(e.count if isinstance(e, ingest.Skipped) else 1 for e in entries) == item["inputs"] == 2
+        got.update({e.path: e.reason if isinstance(e, ingest.Skipped) else KEPT for e in entries})
+    assert got == {"a.py": KEPT, "b.py": KEPT, "shrinks.csv:rows": "changed_since_plan", "j1.py": KEPT, "j2.py": KEPT}
