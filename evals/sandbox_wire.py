@@ -15,7 +15,9 @@ import os
 import select
 import time
 
-MAX_MESSAGE_BYTES = 64 << 20  # a bigger answer is malformed: the checker never holds more than this per call
+# A bigger message is malformed. The checker decodes answers outside any cgroup, and 8 MB of JSON built as `[[],[],...]`
+# already takes ~220 MB and ~1 s there (64 MB took 1.7 GB per worker).
+MAX_MESSAGE_BYTES = 8 << 20
 MAX_DEPTH = 64  # nesting; deeper values are refused on both sides (json's own recursion would also stop them)
 _TAGS = ("tuple", "set", "frozenset", "dict", "bytes", "complex")
 
@@ -74,7 +76,7 @@ def _from_tag(obj):
 def loads(data: bytes):
     try:
         return json.loads(data.decode("utf-8"), object_hook=_from_tag)
-    except (UnicodeDecodeError, ValueError, TypeError, RecursionError) as err:
+    except (UnicodeDecodeError, ValueError, TypeError, OverflowError, RecursionError) as err:  # complex(10**400, 0)
         raise WireError(f"malformed message: {type(err).__name__}: {str(err)[:200]}") from None
 
 
