@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import ast
 import re
+import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -184,7 +185,7 @@ def inside(root: Path, path: Path) -> bool:
 def check_docs(root: Path, report: Report, modules: dict[str, Path]) -> None:
     """README.md, docs/ and bench/*.md name only files, folders, anchors and modules that exist, nothing outside
     the repository; library code, configs and benchmarks name only Markdown files that exist."""
-    top = {p.name for p in root.iterdir() if not p.name.startswith(".")}
+    top = top_level_entries(root)
     for doc in [root / "README.md", *sorted((root / "docs").glob("*.md")), *sorted((root / "bench").glob("*.md"))]:
         if not doc.is_file():
             continue
@@ -212,6 +213,16 @@ def check_docs(root: Path, report: Report, modules: dict[str, Path]) -> None:
                 if ("/" in name and name.split("/")[0] in top and not (root / name).exists()) or (
                         "/" not in name and not any((d / name).exists() for d in (root, root / "docs", path.parent))):
                     report.missing_doc_paths.append((path.relative_to(root).as_posix(), name))
+
+
+def top_level_entries(root: Path) -> set[str]:
+    """The repository's own top-level files and folders: what git tracks (run outputs such as runs/ are not the
+    repository's, so a doc that names an example output path is not checked against a local run), or every entry
+    outside a checkout."""
+    listed = subprocess.run(["git", "-C", str(root), "ls-files"], capture_output=True, text=True)
+    if listed.returncode == 0 and listed.stdout:
+        return {line.split("/")[0] for line in listed.stdout.splitlines()}
+    return {p.name for p in root.iterdir() if not p.name.startswith(".")}
 
 
 def build_report(root: Path) -> Report:
