@@ -1,27 +1,13 @@
 import json
 import subprocess
 import sys
-import sysconfig
-from pathlib import Path
 
-import pytest
 import torch
 from safetensors.torch import save_file
 
-from data_pipeline.tokenizer import train_bpe
 from refact_train.cli.export import main as export_main
-from refact_train.hf import load_hf_checkpoint, save_hf_checkpoint, to_earlier_names
-from refact_train.model import RefactConfig, RefactForCausalLM, generate
-
-
-@pytest.fixture(scope="module")
-def hf_dir(tmp_path_factory):
-    root = Path(sysconfig.get_paths()["stdlib"]) / "json"
-    tok = train_bpe([p.read_text() for p in sorted(root.glob("*.py"))], vocab_size=600)
-    torch.manual_seed(0)
-    model = RefactForCausalLM(RefactConfig(vocab_size=tok.padded_vocab_size, n_embd=64, n_head=4, n_layer=2,
-                                           n_positions=256))
-    return save_hf_checkpoint(model, tmp_path_factory.mktemp("m") / "hf", tokenizer=tok), model, tok
+from refact_train.hf import load_hf_checkpoint, to_earlier_names
+from refact_train.model import generate
 
 
 def test_export_earlier_revision_to_current(tmp_path, hf_dir):

@@ -1,27 +1,11 @@
 """refact-export SRC OUT.gguf --format gguf: from an HF directory of either revision; errors before loading."""
-import sysconfig
-from pathlib import Path
 
 import gguf
 import numpy as np
-import pytest
-import torch
 from safetensors.torch import save_file
 
-from data_pipeline.tokenizer import train_bpe
 from refact_train.cli.export import main as export_main
-from refact_train.hf import save_hf_checkpoint, to_earlier_names
-from refact_train.model import RefactConfig, RefactForCausalLM
-
-
-@pytest.fixture(scope="module")
-def hf_dir(tmp_path_factory):
-    root = Path(sysconfig.get_paths()["stdlib"]) / "json"
-    tok = train_bpe([p.read_text() for p in sorted(root.glob("*.py"))], vocab_size=600)
-    torch.manual_seed(0)
-    model = RefactForCausalLM(RefactConfig(vocab_size=tok.padded_vocab_size, n_embd=64, n_head=4, n_layer=2,
-                                           n_positions=256))
-    return save_hf_checkpoint(model, tmp_path_factory.mktemp("m") / "hf", tokenizer=tok), model
+from refact_train.hf import to_earlier_names
 
 
 def tensors(path):
@@ -29,7 +13,7 @@ def tensors(path):
 
 
 def test_export_gguf_from_either_revision_gives_the_same_file_contents(tmp_path, hf_dir, capsys):
-    path, model = hf_dir
+    path, model, _ = hf_dir
     assert export_main([str(path), str(tmp_path / "cur.gguf"), "--format", "gguf", "--dtype", "f32"]) == 0
     assert "f32, 21 tensors, 640 tokens, pre-tokenizer 'gpt-2'" in capsys.readouterr().out
     old = tmp_path / "old"  # the earlier released layout (attn.k / attn.v, mlp.linear_1 / linear_3)
@@ -44,7 +28,7 @@ def test_export_gguf_from_either_revision_gives_the_same_file_contents(tmp_path,
 
 
 def test_export_gguf_q8_0_and_stored_dtype(tmp_path, hf_dir):
-    path, _ = hf_dir
+    path, _, _ = hf_dir
     assert export_main([str(path), str(tmp_path / "q.gguf"), "--format", "gguf", "--dtype", "q8_0"]) == 0
     types = {t.name: t.tensor_type.name for t in gguf.GGUFReader(tmp_path / "q.gguf").tensors}
     assert types["blk.0.attn_q.weight"] == "Q8_0" and types["blk.0.attn_norm.weight"] == "F32"
