@@ -83,7 +83,7 @@ def extract_code(answer: str, entry_point: str) -> str:
     """The code of a chat answer: the fenced block that defines `entry_point`, else the first fenced block, else all."""
     blocks = [m.group(2) for m in _FENCE.finditer(answer) if m.group(1).lower() in ("", "python", "py", "python3")]
     for block in blocks:
-        if re.search(rf"^\s*def\s+{re.escape(entry_point)}\s*\(", block, re.MULTILINE):
+        if re.search(rf"^[ \t]*def\s+{re.escape(entry_point)}\s*\(", block, re.MULTILINE):
             return block
     return blocks[0] if blocks else answer
 
@@ -94,7 +94,7 @@ def _prompt_imports(prompt: str) -> str:
 
 def build_chat_program(problem: Problem, code: str) -> Program:
     """A full function from the answer runs on its own (with the prompt's imports); a bare body completes the prompt."""
-    if re.search(rf"^\s*def\s+{re.escape(problem.entry_point)}\s*\(", code, re.MULTILINE):
+    if re.search(rf"^[ \t]*def\s+{re.escape(problem.entry_point)}\s*\(", code, re.MULTILINE):
         return Program(candidate=_prompt_imports(problem.prompt) + code, entry_point=problem.entry_point,
                        context=problem.prompt, test=problem.test)
     return build_program(problem, code)
