@@ -45,7 +45,8 @@ def execute_unit(stage: Stage, ctx: StageContext, step_index: int, unit: str) ->
     except Exception as exc:
         raise RuntimeError(f"stage {ctx.name!r} step {step.name!r} unit {unit}: {type(exc).__name__}: {exc}") from exc
     # CPU seconds per step, summed over units in stats.json: where the time goes, whatever the machine's load
-    stats.extra["cpu_seconds"] = {step.name: round(time.process_time() - started, 3)}
+    # (a streamed chain of stages measures each stage's share itself)
+    stats.extra.setdefault("cpu_seconds", {step.name: round(time.process_time() - started, 3)})
     write_json_atomic(ctx.unit_stats_path(step.name, unit), stats.to_dict())
     marker = ctx.marker_path(step.name, unit)
     marker.parent.mkdir(parents=True, exist_ok=True)

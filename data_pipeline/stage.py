@@ -144,15 +144,17 @@ class ShardOutput:
     """Writes one unit's kept documents and dropped rows, counting both; `close()` renames the files into place.
 
     Use as a context manager; on an exception nothing is renamed, so the unit leaves no output and no marker.
+    `documents=False`: dropped rows only (a stage inside a streamed chain, whose survivors go on in memory).
     """
 
-    def __init__(self, ctx: StageContext, unit: str, stats: UnitStats | None = None):
+    def __init__(self, ctx: StageContext, unit: str, stats: UnitStats | None = None, documents: bool = True):
         self.ctx = ctx
         self.unit = unit
         self.stats = stats if stats is not None else UnitStats()
-        self._renames = ExitStack()  # closed on success: renames both files into place
-        self._tmp = {"kept": self._renames.enter_context(atomic_path(ctx.output_path(unit))),
-                     "dropped": self._renames.enter_context(atomic_path(ctx.dropped_path(unit)))}
+        self._renames = ExitStack()  # closed on success: renames the files into place
+        self._tmp = {"dropped": self._renames.enter_context(atomic_path(ctx.dropped_path(unit)))}
+        if documents:
+            self._tmp["kept"] = self._renames.enter_context(atomic_path(ctx.output_path(unit)))
         self._schemas = {"kept": DOCUMENT_SCHEMA, "dropped": DROPPED_SCHEMA}
         self._rows: dict[str, list[dict[str, Any]]] = {"kept": [], "dropped": []}
         self._writers: dict[str, pq.ParquetWriter] = {}
@@ -190,7 +192,7 @@ class ShardOutput:
         self._rows[kind] = []
 
     def close(self) -> UnitStats:
-        for kind in ("kept", "dropped"):
+        for kind in self._tmp:
             self._flush(kind)  # also creates an empty shard: "no survivors" is a result, not a missing file
             self._writers.pop(kind).close()
         self._renames.close()
