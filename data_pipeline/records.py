@@ -5,7 +5,7 @@ Stages exchange Parquet shards of these records; `datasets.load_dataset("parquet
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
@@ -48,9 +48,10 @@ class Document:
             raise ValueError(f"document {self.id!r} ({self.path}): kind must be one of {KINDS}, got {self.kind!r}")
 
     def to_row(self) -> dict[str, Any]:
-        row = asdict(self)
-        row["meta"] = json.dumps(self.meta, sort_keys=True, ensure_ascii=False)
-        return row
+        # field by field, not dataclasses.asdict: that deep-copies `meta` for every document written
+        return {"id": self.id, "text": self.text, "kind": self.kind, "lang": self.lang, "source": self.source,
+                "path": self.path, "license": self.license,
+                "meta": json.dumps(self.meta, sort_keys=True, ensure_ascii=False)}
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> "Document":

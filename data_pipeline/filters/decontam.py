@@ -107,15 +107,18 @@ class DecontamFilter:
         return cls(benchmarks)
 
     def __call__(self, doc: Document) -> str | None:
-        text = normalise_whitespace(doc.text)
-        words = set(text.split(" "))
-        for anchor in words.intersection(self._by_anchor):
+        words = doc.text.split()  # the words of the normalised text; it is joined only when a pattern may be in it
+        text = None
+        for anchor in sorted(self._by_anchor.keys() & set(words)):  # sorted: the same reason in every process
+            text = text if text is not None else " ".join(words)
             for pattern, bench in self._by_anchor[anchor]:
                 if pattern in text:
                     return f"contains:{bench}"
-        for pattern, bench in self._unanchored:
-            if pattern in text:
-                return f"contains:{bench}"
+        if self._unanchored:
+            text = text if text is not None else " ".join(words)
+            for pattern, bench in self._unanchored:
+                if pattern in text:
+                    return f"contains:{bench}"
         return None
 
 
