@@ -3,8 +3,9 @@
 Corpus: real files on this machine: the Python standard library's modules (code, PSF licence via its LICENSE.txt),
 the Python modules of the installed packages (code; their licences sit in dist-info, so they count as unknown and
 the bench sets license.allow_unknown=true) and the packages' Markdown files (text), copied into a temporary tree in
-a fixed pseudo-random order; the large corpus is a superset of the small one. Every measurement runs `refact-pipeline` in a fresh process with workers=1 and reads
-that process's own CPU time and peak RSS, so other load on the machine changes wall time, not these numbers.
+a fixed pseudo-random order; the large corpus is a superset of the small one. Every measurement runs `refact-pipeline` in a fresh process (workers=1, and once workers=2) and reads the CPU time of
+that process and its workers and the peak RSS of the largest of them, so other load on the machine changes wall time
+(printed with the load average), not these numbers.
 
 Baseline, measured in the same run: the ingest stage alone (read + decode + write Parquet), i.e. the floor any
 pipeline pays. Also measured: the streaming stages alone (no dedup), whose peak memory must not grow with size.
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -26,15 +28,18 @@ import zlib
 from pathlib import Path
 
 CHILD = r"""
-import json, resource, sys, time
-from data_pipeline.cli import main
+import json, os, resource, sys, time
 t = time.perf_counter()
+from data_pipeline.cli import main
 rc = main(sys.argv[1:])
 wall = time.perf_counter() - t
-u = resource.getrusage(resource.RUSAGE_SELF)
-print("RESULT " + json.dumps({"rc": rc, "wall": wall, "cpu": u.ru_utime + u.ru_stime, "peak_kb": u.ru_maxrss}))
+u, c = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+print("RESULT " + json.dumps({"rc": rc, "wall": wall, "cpu": u.ru_utime + u.ru_stime + c.ru_utime + c.ru_stime,
+                              "peak_kb": max(u.ru_maxrss, c.ru_maxrss), "load": os.getloadavg()[0]}))
 """
 
+# Small ingest shards (about 40 at 128 MB), so that two workers have units to share; the same for every run.
+SHARDING = ["ingest.files_per_shard=100"]
 CONFIGS = {
     "ingest only (baseline)": ["license.enabled=false", "quality.enabled=false", "english.enabled=false",
                                "topic.enabled=false", "decontam.enabled=false", "exact_dedup.enabled=false",
@@ -42,6 +47,7 @@ CONFIGS = {
     "streaming stages (no dedup)": ["exact_dedup.enabled=false", "near_dedup.enabled=false"],
     "whole pipeline": [],
     "whole pipeline, English filter on text only": ["english.check_code_comments=false"],
+    "whole pipeline, workers=2": ["workers=2"],
 }
 
 
@@ -79,7 +85,8 @@ def build_corpus(root: Path, target_bytes: int, files: list[tuple[Path, Path]]) 
 
 
 def measure(corpus: Path, out: Path, extra: list[str]) -> dict:
-    args = [f"input={corpus}", f"output={out}", "workers=1", "progress=false", "license.allow_unknown=true", *extra]
+    args = [f"input={corpus}", f"output={out}", "workers=1", "progress=false", "license.allow_unknown=true",
+            *SHARDING, *extra]
     proc = subprocess.run([sys.executable, "-c", CHILD, *args], capture_output=True, text=True)
     line = next((l for l in proc.stdout.splitlines() if l.startswith("RESULT ")), None)
     if proc.returncode != 0 or line is None:
@@ -118,7 +125,8 @@ def main() -> None:
                 rows.append(r)
                 print(f"{label:8s} {nbytes / 1e6:6.1f} MB  {name:28s}  {r['docs_in']:6d} docs in, {r['kept']:6d} kept  "
                       f"cpu {r['cpu']:6.1f} s  wall {r['wall']:6.1f} s  "
-                      f"{nbytes / 1e6 / r['cpu']:5.2f} MB/s per core  peak {r['peak_kb'] / 1024:6.0f} MiB", flush=True)
+                      f"{nbytes / 1e6 / r['cpu']:5.2f} MB/s per core  peak {r['peak_kb'] / 1024:6.0f} MiB  "
+                      f"load {r['load']:.1f}", flush=True)
     by = {(r["size"], r["config"]): r for r in rows}
     print()
     for size in ("small", "large"):
@@ -129,7 +137,12 @@ def main() -> None:
         base, whole = by[(size, "ingest only (baseline)")], by[(size, "whole pipeline")]
         print(f"{size}: whole pipeline {whole['mb'] / whole['cpu']:.2f} MB/s per core = "
               f"{base['cpu'] / whole['cpu']:.2f}x the ingest-only baseline ({base['mb'] / base['cpu']:.2f} MB/s)")
-    print("(process CPU includes about 1-2 s of imports and start-up per run)")
+    for size in ("small", "large"):
+        one, two = by[(size, "whole pipeline")], by[(size, "whole pipeline, workers=2")]
+        print(f"{size}: workers=2 vs 1: wall {one['wall']:.1f} s -> {two['wall']:.1f} s = {one['wall'] / two['wall']:.2f}x "
+              f"(CPU {one['cpu']:.1f} s -> {two['cpu']:.1f} s, workers included; load average {two['load']:.1f} "
+              f"on {os.cpu_count()} cores: others' load lowers this ratio)")
+    print("(process CPU includes about 0.7 s of imports and start-up per run)")
     for size in ("large", "small x4"):
         for name in CONFIGS:
             if (size, name) not in by:
