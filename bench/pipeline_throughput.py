@@ -139,8 +139,9 @@ def main() -> None:
               f"{base['cpu'] / whole['cpu']:.2f}x the ingest-only baseline ({base['mb'] / base['cpu']:.2f} MB/s)")
     for size in ("small", "large"):
         one, two = by[(size, "whole pipeline")], by[(size, "whole pipeline, workers=2")]
-        print(f"{size}: workers=2 vs 1: wall {one['wall']:.1f} s -> {two['wall']:.1f} s = {one['wall'] / two['wall']:.2f}x "
-              f"(CPU {one['cpu']:.1f} s -> {two['cpu']:.1f} s, workers included; load average {two['load']:.1f} "
+        print(f"{size}: workers=2 vs 1: wall {one['wall']:.1f} s -> {two['wall']:.1f} s = "
+              f"{one['wall'] / two['wall']:.2f}x (CPU {one['cpu']:.1f} s -> {two['cpu']:.1f} s, workers included; "
+              f"load average {two['load']:.1f} "
               f"on {os.cpu_count()} cores: others' load lowers this ratio)")
     print("(process CPU includes about 0.7 s of imports and start-up per run)")
     for size in ("large", "small x4"):

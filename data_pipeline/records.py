@@ -27,6 +27,10 @@ DOCUMENT_SCHEMA = pa.schema(
     ]
 )
 
+# Dictionary-encoded columns of a document shard: the few-valued ones. Trying it on `text`, `id` and `path` (all
+# distinct) only costs time: writing and reading a shard take ~20 % less CPU without it.
+DICTIONARY_COLUMNS = ["kind", "lang", "source", "license"]
+
 DROPPED_SCHEMA = pa.schema(
     [("id", pa.string()), ("path", pa.string()), ("source", pa.string()), ("stage", pa.string()), ("reason", pa.string())]
 )
@@ -73,7 +77,7 @@ def write_documents(path: str | Path, docs: Iterable[Document]) -> int:
     rows = [d.to_row() for d in docs]
     table = pa.Table.from_pylist(rows, schema=DOCUMENT_SCHEMA)
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    pq.write_table(table, str(path))
+    pq.write_table(table, str(path), use_dictionary=DICTIONARY_COLUMNS)
     return len(rows)
 
 

@@ -36,7 +36,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from data_pipeline.atomic import atomic_path
-from data_pipeline.records import DOCUMENT_SCHEMA, DROPPED_SCHEMA, Document, read_documents
+from data_pipeline.records import DICTIONARY_COLUMNS, DOCUMENT_SCHEMA, DROPPED_SCHEMA, Document, read_documents
 from data_pipeline.stats import UnitStats
 
 WRITE_BATCH = 512  # rows per Parquet write: bounded memory however large a shard is
@@ -186,7 +186,9 @@ class ShardOutput:
         rows = self._rows[kind]
         writer = self._writers.get(kind)
         if writer is None:
-            writer = self._writers[kind] = pq.ParquetWriter(str(self._tmp[kind]), self._schemas[kind])
+            dictionary = DICTIONARY_COLUMNS if kind == "kept" else True
+            writer = self._writers[kind] = pq.ParquetWriter(str(self._tmp[kind]), self._schemas[kind],
+                                                            use_dictionary=dictionary)
         if rows:
             writer.write_table(pa.Table.from_pylist(rows, schema=self._schemas[kind]))
         self._rows[kind] = []
