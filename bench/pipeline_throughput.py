@@ -12,7 +12,7 @@ pipeline pays. Also measured: the streaming stages alone (no dedup), whose peak 
 A third corpus, the small one copied 4 times, separates corpus size from composition: a bigger corpus of distinct
 files also holds bigger single files, and the peak of a streaming stage follows its largest documents.
 
-    python bench/pipeline_throughput.py [--small-mb 5] [--large-mb 20]
+    python bench/pipeline_throughput.py [--small-mb 32] [--large-mb 128]
 """
 from __future__ import annotations
 
@@ -35,6 +35,7 @@ rc = main(sys.argv[1:])
 wall = time.perf_counter() - t
 u, c = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
 print("RESULT " + json.dumps({"rc": rc, "wall": wall, "cpu": u.ru_utime + u.ru_stime + c.ru_utime + c.ru_stime,
+                              "cpu_parent": u.ru_utime + u.ru_stime,
                               "peak_kb": max(u.ru_maxrss, c.ru_maxrss), "load": os.getloadavg()[0]}))
 """
 
@@ -96,14 +97,43 @@ def measure(corpus: Path, out: Path, extra: list[str]) -> dict:
     result["kept"] = stats["output"]["documents"]
     result["stage_cpu"] = {s["stage"]: sum(s["extra"].get("cpu_seconds", {}).values()) for s in stats["stages"]}
     result["docs_in"] = stats["input"]["documents"]
+    result["unit_makespan_2"] = unit_makespan(out, 2)
     shutil.rmtree(out)
     return result
 
 
+def unit_makespan(out: Path, workers: int) -> float:
+    """CPU seconds of the units on the critical path when `workers` idle cores take them in order (each unit to the
+    first free worker, as the executor's pool does), summed over the steps: with the serial CPU of the parent
+    process, what the wall time would be on an idle machine. Stages run as one streamed pass (they have no
+    documents of their own) are one job per unit with the stage that ends the chain."""
+    jobs: dict[tuple[str, str], dict[str, float]] = {}
+    chained: list[Path] = []
+    for stage_dir in sorted((out / "stages").iterdir()):
+        if not (stage_dir / "documents").exists() and (stage_dir / "stats" / "filter").exists():
+            chained.append(stage_dir)
+            continue
+        for member in [*chained, stage_dir]:
+            for path in (member / "stats").glob("*/*.json"):
+                cpu = sum(json.loads(path.read_text())["extra"].get("cpu_seconds", {}).values())
+                units = jobs.setdefault((stage_dir.name, path.parent.name), {})
+                units[path.stem] = units.get(path.stem, 0.0) + cpu
+        chained = []
+    total = 0.0
+    for units in jobs.values():
+        if len(units) < 2:
+            continue  # a single unit runs in the parent process: its CPU is the parent's
+        free = [0.0] * workers
+        for unit in sorted(units):
+            free[free.index(min(free))] += units[unit]
+        total += max(free)
+    return total
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--small-mb", type=float, default=5)
-    parser.add_argument("--large-mb", type=float, default=20)
+    parser.add_argument("--small-mb", type=float, default=32)
+    parser.add_argument("--large-mb", type=float, default=128)
     args = parser.parse_args()
     files = candidate_files()
     rows = []
@@ -141,8 +171,11 @@ def main() -> None:
         one, two = by[(size, "whole pipeline")], by[(size, "whole pipeline, workers=2")]
         print(f"{size}: workers=2 vs 1: wall {one['wall']:.1f} s -> {two['wall']:.1f} s = "
               f"{one['wall'] / two['wall']:.2f}x (CPU {one['cpu']:.1f} s -> {two['cpu']:.1f} s, workers included; "
-              f"load average {two['load']:.1f} "
-              f"on {os.cpu_count()} cores: others' load lowers this ratio)")
+              f"load average {two['load']:.1f} on {os.cpu_count()} cores: others' load lowers this ratio)")
+        idle_two = two["cpu_parent"] + two["unit_makespan_2"]
+        print(f"{size}: on an idle 2-core box (parent CPU {two['cpu_parent']:.1f} s + the units' critical path "
+              f"{two['unit_makespan_2']:.1f} s = {idle_two:.1f} s, vs {one['cpu']:.1f} s of CPU for one worker): "
+              f"{one['cpu'] / idle_two:.2f}x")
     print("(process CPU includes about 0.7 s of imports and start-up per run)")
     for size in ("large", "small x4"):
         for name in CONFIGS:

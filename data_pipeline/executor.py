@@ -20,7 +20,7 @@ import pyarrow as pa
 from tqdm import tqdm
 
 from data_pipeline.atomic import atomic_path, write_json_atomic
-from data_pipeline.stage import Stage, StageContext
+from data_pipeline.stage import Stage, StageContext, Step
 from data_pipeline.stats import sum_unit_stats
 
 
@@ -70,13 +70,33 @@ def run_units(stage: Stage, ctx: StageContext, step_index: int, units: list[str]
             _execute_star(job)
             bar.update()
     else:
-        # fork: workers inherit imported modules and what `prepare` loaded. pyarrow imports pandas on its first
-        # conversion; doing that here once saves every worker the (seconds-long) import.
-        pa.array([""])
-        with multiprocessing.get_context("fork").Pool(min(workers, len(jobs))) as pool:
-            for _ in pool.imap_unordered(_execute_star, jobs):
-                bar.update()
+        # fresh workers for a step that loads something in `prepare`; the others reuse the last step's
+        pool = worker_pool(workers, fresh=type(step).prepare is not Step.prepare)
+        for _ in pool.imap_unordered(_execute_star, jobs):
+            bar.update()
     bar.close()
+
+
+_POOL: dict[str, Any] = {}  # the worker pool of this process, reused across steps: {"workers": n, "pool": Pool}
+
+
+def worker_pool(workers: int, fresh: bool = False):
+    """`workers` forked worker processes. fork: they inherit imported modules and what `prepare` loaded, so a step
+    whose `prepare` loads something asks for fresh ones; a pool costs ~50 ms of forking, so the rest reuse it."""
+    if _POOL and (fresh or _POOL["workers"] != workers):
+        close_worker_pool()
+    if not _POOL:
+        pa.array([""])  # pyarrow imports pandas on its first conversion: once here, not in every worker
+        _POOL.update(workers=workers, pool=multiprocessing.get_context("fork").Pool(workers))
+    return _POOL["pool"]
+
+
+def close_worker_pool() -> None:
+    if _POOL:
+        pool = _POOL.pop("pool")
+        _POOL.clear()
+        pool.close()
+        pool.join()
 
 
 def run_stage(
