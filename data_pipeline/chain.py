@@ -89,7 +89,7 @@ class ChainStep(Step):
             raise
         for (_, c), unit_stats, seconds in zip(filters, stats, cpu):
             unit_stats.extra["cpu_seconds"] = {self.name: round(seconds, 3)}
-            if c is not ctx:
+            if c.name != ctx.name:  # the last member's are written by the executor
                 write_json_atomic(c.unit_stats_path(self.name, unit), unit_stats.to_dict())
                 marker = c.marker_path(self.name, unit)
                 marker.parent.mkdir(parents=True, exist_ok=True)

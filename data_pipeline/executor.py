@@ -12,9 +12,10 @@ import os
 import shutil
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import pyarrow as pa
 from tqdm import tqdm
@@ -61,7 +62,7 @@ def _execute_star(args: tuple) -> str:
 def run_units(stage: Stage, ctx: StageContext, step_index: int, units: list[str], workers: int,
               progress: bool = True) -> None:
     step = stage.steps[step_index]
-    desc = f"{ctx.name}/{step.name}"
+    desc = f"{stage.name}/{step.name}"  # a chain of stages: `license..decontam/filter`
     jobs = [(stage, ctx, step_index, unit) for unit in units]
     bar = tqdm(total=len(jobs), desc=desc, unit="unit", file=sys.stderr, dynamic_ncols=True, leave=False,
                disable=not progress)
@@ -72,30 +73,49 @@ def run_units(stage: Stage, ctx: StageContext, step_index: int, units: list[str]
     else:
         # fresh workers for a step that loads something in `prepare`; the others reuse the last step's
         pool = worker_pool(workers, fresh=type(step).prepare is not Step.prepare)
-        for _ in pool.imap_unordered(_execute_star, jobs):
-            bar.update()
+        try:
+            for _ in pool.imap_unordered(_execute_star, jobs):
+                bar.update()
+        except BaseException:
+            close_worker_pool(terminate=True)  # the other units are not waited for
+            raise
+        if not _POOL.get("reuse"):
+            close_worker_pool()
     bar.close()
 
 
-_POOL: dict[str, Any] = {}  # the worker pool of this process, reused across steps: {"workers": n, "pool": Pool}
+_POOL: dict[str, Any] = {}  # this process's worker pool: {"workers": n, "pool": Pool, "reuse": bool}
+
+
+@contextmanager
+def reused_workers() -> Iterator[None]:
+    """Within: the worker pool outlives a step, and the next step reuses it (a pool costs ~50 ms of forking)."""
+    _POOL["reuse"] = True
+    try:
+        yield
+    finally:
+        close_worker_pool()
+        _POOL.clear()
 
 
 def worker_pool(workers: int, fresh: bool = False):
     """`workers` forked worker processes. fork: they inherit imported modules and what `prepare` loaded, so a step
-    whose `prepare` loads something asks for fresh ones; a pool costs ~50 ms of forking, so the rest reuse it."""
-    if _POOL and (fresh or _POOL["workers"] != workers):
+    whose `prepare` loads something asks for fresh ones."""
+    if "pool" in _POOL and (fresh or _POOL["workers"] != workers):
         close_worker_pool()
-    if not _POOL:
+    if "pool" not in _POOL:
         pa.array([""])  # pyarrow imports pandas on its first conversion: once here, not in every worker
         _POOL.update(workers=workers, pool=multiprocessing.get_context("fork").Pool(workers))
     return _POOL["pool"]
 
 
-def close_worker_pool() -> None:
-    if _POOL:
+def close_worker_pool(terminate: bool = False) -> None:
+    if "pool" in _POOL:
         pool = _POOL.pop("pool")
-        _POOL.clear()
-        pool.close()
+        if terminate:
+            pool.terminate()
+        else:
+            pool.close()
         pool.join()
 
 

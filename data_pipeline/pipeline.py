@@ -11,7 +11,7 @@ from typing import Any, Callable
 
 from data_pipeline.atomic import write_json_atomic
 from data_pipeline.chain import chain_groups, chain_label, resumable_start, run_chain
-from data_pipeline.executor import close_worker_pool, default_workers, link_or_copy, run_stage
+from data_pipeline.executor import default_workers, link_or_copy, reused_workers, run_stage
 from data_pipeline.sources.ingest import InputError, validate_inputs
 from data_pipeline.stage import Stage, StageContext
 from data_pipeline.stages import STAGE_ORDER, TURN_ON, build_stage, stage_section
@@ -96,10 +96,8 @@ def prepare(cfg: dict[str, Any]) -> tuple[Path, list[tuple[int, Stage]]]:
 
 
 def run_pipeline(cfg: dict[str, Any], log: Callable[[str], None] = print) -> PipelineReport:
-    try:
+    with reused_workers():
         return _run(cfg, log)
-    finally:
-        close_worker_pool()
 
 
 def _run(cfg: dict[str, Any], log: Callable[[str], None]) -> PipelineReport:
