@@ -39,8 +39,9 @@ print("RESULT " + json.dumps({"rc": rc, "wall": wall, "cpu": u.ru_utime + u.ru_s
                               "peak_kb": max(u.ru_maxrss, c.ru_maxrss), "load": os.getloadavg()[0]}))
 """
 
-# Small ingest shards (about 40 at 128 MB), so that two workers have units to share; the same for every run.
-SHARDING = ["ingest.files_per_shard=100"]
+# Ingest shards of 300 files (8 at 32 MB, 32 at 128 MB), so that two workers have units to share (the default, 1000,
+# makes 3 at 32 MB); the same for every run.
+SHARDING = ["ingest.files_per_shard=300"]
 CONFIGS = {
     "ingest only (baseline)": ["license.enabled=false", "quality.enabled=false", "english.enabled=false",
                                "topic.enabled=false", "decontam.enabled=false", "exact_dedup.enabled=false",
