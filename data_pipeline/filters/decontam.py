@@ -87,6 +87,7 @@ class DecontamFilter:
                     self._by_anchor.setdefault(max(inner, key=len), []).append((pattern, bench.name))
                 else:
                     self._unanchored.append((pattern, bench.name))
+        self._anchors = frozenset(self._by_anchor)
 
     @classmethod
     def from_config(cls, section: dict[str, Any]) -> "DecontamFilter":
@@ -109,7 +110,8 @@ class DecontamFilter:
     def __call__(self, doc: Document) -> str | None:
         words = doc.text.split()  # the words of the normalised text; it is joined only when a pattern may be in it
         text = None
-        for anchor in sorted(self._by_anchor.keys() & set(words)):  # sorted: the same reason in every process
+        # intersection with the list (no set of the document's words built); sorted: the same reason in every process
+        for anchor in sorted(self._anchors.intersection(words)):
             text = text if text is not None else " ".join(words)
             for pattern, bench in self._by_anchor[anchor]:
                 if pattern in text:
