@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import replace
-from typing import Any, Callable, Sequence
+from typing import Callable, Sequence
 
 from data_pipeline.atomic import write_json_atomic
 from data_pipeline.executor import StageResult, finish_stage, run_units, unit_done
@@ -154,7 +154,3 @@ def chain_groups(stages: Sequence[tuple[int, Stage]], fuse: bool) -> list[list[t
             groups.append([item])
     return groups
 
-
-def describe(groups: list[list[tuple[int, Stage]]]) -> dict[str, Any]:
-    """Chain label -> member names, for messages."""
-    return {chain_label([s.name for _, s in g]): [s.name for _, s in g] for g in groups}
