@@ -44,7 +44,7 @@ def execute_unit(stage: Stage, ctx: StageContext, step_index: int, unit: str) ->
     try:
         stats = step.run(ctx, unit)
     except Exception as exc:
-        raise RuntimeError(f"stage {ctx.name!r} step {step.name!r} unit {unit}: {type(exc).__name__}: {exc}") from exc
+        raise RuntimeError(f"stage {stage.name!r} step {step.name!r} unit {unit}: {type(exc).__name__}: {exc}") from exc
     # CPU seconds per step, summed over units in stats.json: where the time goes, whatever the machine's load
     # (a streamed chain of stages measures each stage's share itself)
     stats.extra.setdefault("cpu_seconds", {step.name: round(time.process_time() - started, 3)})
