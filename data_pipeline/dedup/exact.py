@@ -34,7 +34,7 @@ def normalise(text: str, mode: str) -> str:
     if mode == "whitespace":
         return " ".join(text.split())
     if mode == "lines":
-        return "\n".join(line.rstrip() for line in text.replace("\r\n", "\n").replace("\r", "\n").split("\n")).strip()
+        return "\n".join(map(str.rstrip, text.replace("\r\n", "\n").replace("\r", "\n").split("\n"))).strip()
     raise ValueError(f"exact_dedup.normalize={mode!r}: use none, lines or whitespace")
 
 
