@@ -25,6 +25,7 @@ VARIANTS: dict[str, dict] = {
     "default": {},
     "scan 40k": {"code_scan_chars": 40_000},
     "scan 8k": {"code_scan_chars": 8_000},
+    "scan 6k": {"code_scan_chars": 6_000},
     "scan 4k": {"code_scan_chars": 4_000},
     "scan 2k": {"code_scan_chars": 2_000},
     "scan 4k + tail 2k": {"code_scan_chars": 4_000, "code_tail_chars": 2_000},

@@ -12,15 +12,16 @@ import os
 import shutil
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import pyarrow as pa
 from tqdm import tqdm
 
 from data_pipeline.atomic import atomic_path, write_json_atomic
-from data_pipeline.stage import Stage, StageContext
+from data_pipeline.stage import Stage, StageContext, Step
 from data_pipeline.stats import sum_unit_stats
 
 
@@ -43,9 +44,10 @@ def execute_unit(stage: Stage, ctx: StageContext, step_index: int, unit: str) ->
     try:
         stats = step.run(ctx, unit)
     except Exception as exc:
-        raise RuntimeError(f"stage {ctx.name!r} step {step.name!r} unit {unit}: {type(exc).__name__}: {exc}") from exc
+        raise RuntimeError(f"stage {stage.name!r} step {step.name!r} unit {unit}: {type(exc).__name__}: {exc}") from exc
     # CPU seconds per step, summed over units in stats.json: where the time goes, whatever the machine's load
-    stats.extra["cpu_seconds"] = {step.name: round(time.process_time() - started, 3)}
+    # (a streamed chain of stages measures each stage's share itself)
+    stats.extra.setdefault("cpu_seconds", {step.name: round(time.process_time() - started, 3)})
     write_json_atomic(ctx.unit_stats_path(step.name, unit), stats.to_dict())
     marker = ctx.marker_path(step.name, unit)
     marker.parent.mkdir(parents=True, exist_ok=True)
@@ -60,7 +62,7 @@ def _execute_star(args: tuple) -> str:
 def run_units(stage: Stage, ctx: StageContext, step_index: int, units: list[str], workers: int,
               progress: bool = True) -> None:
     step = stage.steps[step_index]
-    desc = f"{ctx.name}/{step.name}"
+    desc = f"{stage.name}/{step.name}"  # a chain of stages: `license..decontam/filter`
     jobs = [(stage, ctx, step_index, unit) for unit in units]
     bar = tqdm(total=len(jobs), desc=desc, unit="unit", file=sys.stderr, dynamic_ncols=True, leave=False,
                disable=not progress)
@@ -69,13 +71,52 @@ def run_units(stage: Stage, ctx: StageContext, step_index: int, units: list[str]
             _execute_star(job)
             bar.update()
     else:
-        # fork: workers inherit imported modules and what `prepare` loaded. pyarrow imports pandas on its first
-        # conversion; doing that here once saves every worker the (seconds-long) import.
-        pa.array([""])
-        with multiprocessing.get_context("fork").Pool(min(workers, len(jobs))) as pool:
+        # fresh workers for a step that loads something in `prepare`; the others reuse the last step's
+        pool = worker_pool(workers, fresh=type(step).prepare is not Step.prepare)
+        try:
             for _ in pool.imap_unordered(_execute_star, jobs):
                 bar.update()
+        except BaseException:
+            close_worker_pool(terminate=True)  # the other units are not waited for
+            raise
+        if not _POOL.get("reuse"):
+            close_worker_pool()
     bar.close()
+
+
+_POOL: dict[str, Any] = {}  # this process's worker pool: {"workers": n, "pool": Pool, "reuse": bool}
+
+
+@contextmanager
+def reused_workers() -> Iterator[None]:
+    """Within: the worker pool outlives a step, and the next step reuses it (a pool costs ~50 ms of forking)."""
+    _POOL["reuse"] = True
+    try:
+        yield
+    finally:
+        close_worker_pool()
+        _POOL.clear()
+
+
+def worker_pool(workers: int, fresh: bool = False):
+    """`workers` forked worker processes. fork: they inherit imported modules and what `prepare` loaded, so a step
+    whose `prepare` loads something asks for fresh ones."""
+    if "pool" in _POOL and (fresh or _POOL["workers"] != workers):
+        close_worker_pool()
+    if "pool" not in _POOL:
+        pa.array([""])  # pyarrow imports pandas on its first conversion: once here, not in every worker
+        _POOL.update(workers=workers, pool=multiprocessing.get_context("fork").Pool(workers))
+    return _POOL["pool"]
+
+
+def close_worker_pool(terminate: bool = False) -> None:
+    if "pool" in _POOL:
+        pool = _POOL.pop("pool")
+        if terminate:
+            pool.terminate()
+        else:
+            pool.close()
+        pool.join()
 
 
 def run_stage(

@@ -6,12 +6,13 @@ from __future__ import annotations
 import errno
 import json
 import shutil
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
 from data_pipeline.atomic import write_json_atomic
-from data_pipeline.executor import default_workers, link_or_copy, run_stage
+from data_pipeline.chain import chain_groups, chain_label, resumable_start, run_chain
+from data_pipeline.executor import default_workers, link_or_copy, reused_workers, run_stage
 from data_pipeline.sources.ingest import AccountingError, InputError, validate_inputs
 from data_pipeline.stage import Stage, StageContext
 from data_pipeline.stages import STAGE_ORDER, TURN_ON, build_stage, stage_section
@@ -102,7 +103,7 @@ def prepare(cfg: dict[str, Any]) -> tuple[Path, list[tuple[int, Stage]]]:
     except InputError as exc:
         raise PipelineError(str(exc)) from exc
     stages = build_stages(cfg)
-    check_options(cfg, [s.name for _, s in stages])
+    check_options(cfg, [s.name for _, s in stages] + fused_labels(stages))
     root = Path(str(cfg["output"])).expanduser().resolve()
     root.mkdir(parents=True, exist_ok=True)
     check_same_config(root, cfg)
@@ -110,53 +111,91 @@ def prepare(cfg: dict[str, Any]) -> tuple[Path, list[tuple[int, Stage]]]:
 
 
 def run_pipeline(cfg: dict[str, Any], log: Callable[[str], None] = print) -> PipelineReport:
+    with reused_workers():
+        return _run(cfg, log)
+
+
+def _run(cfg: dict[str, Any], log: Callable[[str], None]) -> PipelineReport:
     root, stages = prepare(cfg)
     selected = cfg.get("stage", "all")
     workers = int(cfg.get("workers") or default_workers())
     task = None if cfg.get("task") is None else int(cfg["task"])
     n_tasks = None if cfg.get("n_tasks") is None else int(cfg["n_tasks"])
+    run = dict(workers=workers, task=task, n_tasks=n_tasks, only_step=cfg.get("step"), log=log,
+               progress=bool(cfg.get("progress", True)))
     report = PipelineReport(complete=False)
     document_stages = [(i, s) for i, s in stages if s.makes_documents]
     inputs: tuple[Path, ...] = ()
     previous: str | None = None
     published = False
-    for index, stage in stages:
+    # consecutive filter stages run as one streamed pass (data_pipeline/chain.py), unless one stage is asked for
+    groups = chain_groups(stages, fuse=selected == "all" or selected in fused_labels(stages))
+    for group in groups:
+        stage = group[-1][1]
+        label = chain_label([s.name for _, s in group])
         if not stage.makes_documents and not published:
             inputs = tuple(publish_documents(root, list(inputs)))
             report.stats = write_pipeline_stats(root, document_stages)
             published = True
-        ctx = StageContext(stage.name, index, root, inputs, stage_section(cfg, stage.name) or {}, cfg)
-        if selected in ("all", stage.name):
+        members = [(s, StageContext(s.name, i, root, inputs, stage_section(cfg, s.name) or {}, cfg)) for i, s in group]
+        ctx = members[-1][1]
+        if selected in ("all", label):
             if previous is not None and not _complete(root, stages, previous):
-                raise PipelineError(f"stage {stage.name!r} needs stage {previous!r} complete first; run stage={previous}")
+                raise PipelineError(f"stage {label!r} needs stage {previous!r} complete first; run stage={previous}")
+            start = resumable_start(members)
+            if start:  # leading stages run alone earlier: their documents are the chain's input
+                inputs = tuple(members[start - 1][0].output_shards(members[start - 1][1]))
+                _check_input_on_disk(root, stages, members[start - 1][0].name, members[start:])
+                members = [(s, replace(c, input_shards=inputs)) for s, c in members[start:]]
+            else:
+                _check_input_on_disk(root, stages, previous, members)
             try:
-                result = run_stage(stage, ctx, workers=workers, task=task, n_tasks=n_tasks,
-                                   only_step=cfg.get("step"), log=log, progress=bool(cfg.get("progress", True)))
+                result = (run_chain(members, **run) if len(members) > 1 else run_stage(stage, members[0][1], **run))
             except Exception as exc:
                 problem = run_problem(exc, root)
                 if problem is None:
                     raise
                 raise problem from exc
             if not result.complete:
-                report.notes.append(f"{stage.name}: {result.note}")
+                report.notes.append(f"{label}: {result.note}")
                 return report
             if not cfg.get("keep_intermediate", True) and task is None and stage.makes_documents:
-                remove_intermediate(root, stages, previous, ctx)
-        elif not ctx.success_path.exists():
-            raise PipelineError(f"stage {selected!r} needs stage {stage.name!r} complete first; run stage={stage.name}")
+                for name in [previous] + [s.name for _, s in group[:-1]]:
+                    remove_intermediate(root, stages, name, ctx)
+        elif not all(c.success_path.exists() for _, c in members):
+            raise PipelineError(f"stage {selected!r} needs stage {label!r} complete first; run stage={label}")
         if stage.makes_documents:
             inputs = tuple(stage.output_shards(ctx))
         else:
             report.stats.update(stage.pipeline_stats(ctx))
             write_json_atomic(root / "stats.json", report.stats)
         previous = stage.name
-        if selected == stage.name:
+        if selected == label:
             break
-    if not published and selected in ("all", document_stages[-1][1].name):
+    last_label = next(chain_label([s.name for _, s in g]) for g in groups if g[-1] == document_stages[-1])
+    if not published and selected in ("all", document_stages[-1][1].name, last_label):
         publish_documents(root, list(inputs))
         report.stats = write_pipeline_stats(root, document_stages)
     report.complete = True
     return report
+
+
+def fused_labels(stages: list[tuple[int, Stage]]) -> list[str]:
+    """The `stage=` names of the chains of two or more filter stages (e.g. `license..decontam`)."""
+    return [chain_label([s.name for _, s in g]) for g in chain_groups(stages, fuse=True) if len(g) > 1]
+
+
+def _check_input_on_disk(root: Path, stages: list[tuple[int, Stage]], previous: str | None, members: list) -> None:
+    """A stage run alone after a streamed chain: the chain kept only its last stage's documents."""
+    stage, ctx = members[0]
+    if previous is None or not stage.makes_documents or stage.complete(ctx):
+        return
+    work_dir = root / "stages" / f"{_position(stages, previous):02d}_{previous}"
+    stats = work_dir / "stats.json"
+    if not (work_dir / "documents").is_dir() and stats.exists() and json.loads(stats.read_text())["kept"]:
+        raise PipelineError(f"stage {stage.name!r} reads the documents of stage {previous!r}, which are not on disk "
+                            f"({previous!r} ran in one streamed pass with the stages after it, or "
+                            f"keep_intermediate=false removed them); run stage=all, or write to a new output=")
 
 
 def remove_intermediate(root: Path, stages: list[tuple[int, Stage]], previous: str | None, ctx: StageContext) -> None:

@@ -36,7 +36,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from data_pipeline.atomic import atomic_path
-from data_pipeline.records import DOCUMENT_SCHEMA, DROPPED_SCHEMA, Document, read_documents
+from data_pipeline.records import DICTIONARY_COLUMNS, DOCUMENT_SCHEMA, DROPPED_SCHEMA, Document, read_documents
 from data_pipeline.stats import UnitStats
 
 WRITE_BATCH = 512  # rows per Parquet write: bounded memory however large a shard is
@@ -144,15 +144,17 @@ class ShardOutput:
     """Writes one unit's kept documents and dropped rows, counting both; `close()` renames the files into place.
 
     Use as a context manager; on an exception nothing is renamed, so the unit leaves no output and no marker.
+    `documents=False`: dropped rows only (a stage inside a streamed chain, whose survivors go on in memory).
     """
 
-    def __init__(self, ctx: StageContext, unit: str, stats: UnitStats | None = None):
+    def __init__(self, ctx: StageContext, unit: str, stats: UnitStats | None = None, documents: bool = True):
         self.ctx = ctx
         self.unit = unit
         self.stats = stats if stats is not None else UnitStats()
-        self._renames = ExitStack()  # closed on success: renames both files into place
-        self._tmp = {"kept": self._renames.enter_context(atomic_path(ctx.output_path(unit))),
-                     "dropped": self._renames.enter_context(atomic_path(ctx.dropped_path(unit)))}
+        self._renames = ExitStack()  # closed on success: renames the files into place
+        self._tmp = {"dropped": self._renames.enter_context(atomic_path(ctx.dropped_path(unit)))}
+        if documents:
+            self._tmp["kept"] = self._renames.enter_context(atomic_path(ctx.output_path(unit)))
         self._schemas = {"kept": DOCUMENT_SCHEMA, "dropped": DROPPED_SCHEMA}
         self._rows: dict[str, list[dict[str, Any]]] = {"kept": [], "dropped": []}
         self._writers: dict[str, pq.ParquetWriter] = {}
@@ -184,13 +186,15 @@ class ShardOutput:
         rows = self._rows[kind]
         writer = self._writers.get(kind)
         if writer is None:
-            writer = self._writers[kind] = pq.ParquetWriter(str(self._tmp[kind]), self._schemas[kind])
+            dictionary = DICTIONARY_COLUMNS if kind == "kept" else True
+            writer = self._writers[kind] = pq.ParquetWriter(str(self._tmp[kind]), self._schemas[kind],
+                                                            use_dictionary=dictionary)
         if rows:
             writer.write_table(pa.Table.from_pylist(rows, schema=self._schemas[kind]))
         self._rows[kind] = []
 
     def close(self) -> UnitStats:
-        for kind in ("kept", "dropped"):
+        for kind in self._tmp:
             self._flush(kind)  # also creates an empty shard: "no survivors" is a result, not a missing file
             self._writers.pop(kind).close()
         self._renames.close()

@@ -8,6 +8,7 @@ Three steps, so that no step holds more than one hash bucket in memory however l
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +34,7 @@ def normalise(text: str, mode: str) -> str:
     if mode == "whitespace":
         return " ".join(text.split())
     if mode == "lines":
-        return "\n".join(line.rstrip() for line in text.replace("\r\n", "\n").replace("\r", "\n").split("\n")).strip()
+        return "\n".join(map(str.rstrip, text.replace("\r\n", "\n").replace("\r", "\n").split("\n"))).strip()
     raise ValueError(f"exact_dedup.normalize={mode!r}: use none, lines or whitespace")
 
 
@@ -113,6 +114,17 @@ class ResolveStep(Step):
         return UnitStats(extra={"duplicate_groups": groups, "duplicates": len(dup_ids)})
 
 
+@lru_cache(maxsize=4096)
+def _duplicates_by_shard(path: str, mtime_ns: int) -> dict[int, list[str]]:
+    """One bucket's duplicate ids by shard, read once per process (a worker filters many shards); mtime: a rerun
+    may rewrite the file."""
+    table = pq.read_table(path, columns=["id", "shard"])
+    out: dict[int, list[str]] = {}
+    for doc_id, shard in zip(table["id"].to_pylist(), table["shard"].to_pylist()):
+        out.setdefault(shard, []).append(doc_id)
+    return out
+
+
 class ExactFilterStep(Step):
     name = "filter"
 
@@ -123,8 +135,7 @@ class ExactFilterStep(Step):
         shard = int(unit)
         duplicates: set[str] = set()
         for path in sorted(ctx.scratch_dir("resolve").glob("*.parquet")):
-            table = pq.read_table(str(path), filters=[("shard", "=", shard)], columns=["id"])
-            duplicates.update(table["id"].to_pylist())
+            duplicates.update(_duplicates_by_shard(str(path), path.stat().st_mtime_ns).get(shard, ()))
         with ShardOutput(ctx, unit) as out:
             for doc in read_documents(ctx.input_shards[shard]):
                 if doc.id in duplicates:

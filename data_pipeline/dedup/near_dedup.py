@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
@@ -258,9 +259,16 @@ class SignatureLookup:
         return out
 
 
+@lru_cache(maxsize=4096)
+def _shingle_counts(path: str, mtime_ns: int) -> np.ndarray:
+    """A shard's shingle counts, read once per process (a worker does many bands); mtime: a rerun may rewrite it."""
+    return pq.read_table(path, columns=["shingles"]).column("shingles").to_numpy()
+
+
 def load_band(ctx: StageContext, shard: int, band: int, rows: int) -> tuple[np.ndarray, np.ndarray]:
     """The band values and global indices of the shard's documents that have shingles."""
-    shingles = pq.read_table(str(meta_path(ctx, shard)), columns=["shingles"]).column("shingles").to_numpy()
+    meta = meta_path(ctx, shard)
+    shingles = _shingle_counts(str(meta), meta.stat().st_mtime_ns)
     sigs = np.load(signature_path(ctx, shard), mmap_mode="r")
     if len(sigs) != len(shingles):
         raise ValueError(f"{signature_path(ctx, shard)}: {len(sigs)} signatures for {len(shingles)} rows; "

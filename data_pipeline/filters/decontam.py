@@ -87,6 +87,7 @@ class DecontamFilter:
                     self._by_anchor.setdefault(max(inner, key=len), []).append((pattern, bench.name))
                 else:
                     self._unanchored.append((pattern, bench.name))
+        self._anchors = frozenset(self._by_anchor)
 
     @classmethod
     def from_config(cls, section: dict[str, Any]) -> "DecontamFilter":
@@ -107,15 +108,19 @@ class DecontamFilter:
         return cls(benchmarks)
 
     def __call__(self, doc: Document) -> str | None:
-        text = normalise_whitespace(doc.text)
-        words = set(text.split(" "))
-        for anchor in words.intersection(self._by_anchor):
+        words = doc.text.split()  # the words of the normalised text; it is joined only when a pattern may be in it
+        text = None
+        # intersection with the list (no set of the document's words built); sorted: the same reason in every process
+        for anchor in sorted(self._anchors.intersection(words)):
+            text = text if text is not None else " ".join(words)
             for pattern, bench in self._by_anchor[anchor]:
                 if pattern in text:
                     return f"contains:{bench}"
-        for pattern, bench in self._unanchored:
-            if pattern in text:
-                return f"contains:{bench}"
+        if self._unanchored:
+            text = text if text is not None else " ".join(words)
+            for pattern, bench in self._unanchored:
+                if pattern in text:
+                    return f"contains:{bench}"
         return None
 
 

@@ -81,7 +81,7 @@ class EnglishFilter:
     code_min_chars: int = 100
     strip_code_blocks: bool = True
     max_chars: int = 10_000
-    code_scan_chars: int = 8_000  # code: comments are extracted from this many leading characters only ...
+    code_scan_chars: int = 6_000  # code: comments are extracted from this many leading characters only ...
     code_tail_chars: int = 0  # ... and from this many trailing ones (from a line start), when the file is longer
     text_scan_chars: int = 40_000  # text: code blocks are stripped from this many leading characters only
 

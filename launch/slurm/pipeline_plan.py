@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Print the Slurm plan of `refact-pipeline OVERRIDES...`, one array job per line: `STAGE STEP` for every step of
-every enabled stage that makes documents, in run order, then `final NAME`: the single job that publishes
+every enabled stage that makes documents, in run order (consecutive filter stages as one line, `license..decontam
+filter`: they run as one streamed pass, data_pipeline/chain.py), then `final NAME`: the single job that publishes
 DIR/documents and DIR/stats.json (NAME is the last stage) and also tokenizes and packs (NAME is `tokenize`, when a
 tokenizer is given or trained).
 Checks the config and the inputs first (the same checks as `refact-pipeline`), so a bad option fails at submission.
@@ -13,6 +14,7 @@ import sys
 
 
 def plan(argv: list[str]) -> list[tuple[str, str]]:
+    from data_pipeline.chain import ChainStep, chain_groups, chain_label
     from data_pipeline.cli import compose_config
     from data_pipeline.pipeline import prepare
 
@@ -20,8 +22,14 @@ def plan(argv: list[str]) -> list[tuple[str, str]]:
     _root, stages = prepare(cfg)
     if not stages:
         raise SystemExit("pipeline_plan: no stage is enabled")
-    # Stages that make documents run as arrays; the final job publishes them and runs the rest (tokenization).
-    lines = [(stage.name, step.name) for _, stage in stages if stage.makes_documents for step in stage.steps]
+    # Stages that make documents run as arrays, consecutive filter stages as one streamed pass (`license..decontam
+    # filter`); the final job publishes the documents and runs the rest (tokenization).
+    lines = []
+    for group in chain_groups([(i, s) for i, s in stages if s.makes_documents], fuse=True):
+        if len(group) > 1:
+            lines.append((chain_label([s.name for _, s in group]), ChainStep.name))
+        else:
+            lines += [(group[0][1].name, step.name) for step in group[0][1].steps]
     lines.append(("final", stages[-1][1].name))
     return lines
 

@@ -41,6 +41,13 @@ def test_license_filter_unknown_and_overrides():
     assert LicenseFilter.from_config({"allow_unknown": True})(code()) is None
 
 
+def test_alnum_count_is_str_isalnum():
+    from data_pipeline.filters.quality import alnum_count
+
+    for sample in ("", "x = 1  # ok\n", "{}[]();;\n_", "Grüße, ½ ² ٣ 中文 ǅ ⅷ _ x9", python_module(3)):
+        assert alnum_count(sample) == sum(c.isalnum() for c in sample)
+
+
 def test_code_heuristics():
     t = CodeThresholds()
     assert code_quality_reason(python_module(1), t) is None

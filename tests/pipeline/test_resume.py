@@ -22,13 +22,14 @@ def rows(directory: Path) -> list[tuple]:
 
 
 # The real command, with units of the two stages the test kills slowed down (a pause before each unit) so that the
-# kill lands inside them even on a loaded machine; nothing else is changed.
+# kill lands inside them even on a loaded machine; nothing else is changed. Quality runs in one streamed pass with
+# license..decontam, whose units run under the chain's last stage (decontam).
 SLOWED_CLI = """
 import sys, time
 import data_pipeline.executor as executor
 execute = executor.execute_unit
 def paced(stage, ctx, step_index, unit):
-    if ctx.name in ("quality", "near_dedup"):
+    if ctx.name in ("decontam", "near_dedup"):
         time.sleep(0.04)
     return execute(stage, ctx, step_index, unit)
 executor.execute_unit = paced
@@ -69,11 +70,12 @@ def test_kill_mid_stage_and_resume(tmp_path):
     assert (resumed / "stages" / "02_quality" / "_SUCCESS").exists()
     assert (resumed / "stages" / "07_near_dedup" / "markers" / "signatures").is_dir()
     assert not (resumed / "stages" / "07_near_dedup" / "_SUCCESS").exists()
-    # 3) resumed to the end: finished units are not redone
-    quality_shard = next((resumed / "stages" / "02_quality" / "documents").glob("part-*.parquet"))
-    mtime = quality_shard.stat().st_mtime_ns
+    # 3) resumed to the end: finished units are not redone (the chain's documents are the last filter stage's)
+    assert not (resumed / "stages" / "02_quality" / "documents").exists()  # no Parquet copy per filter stage
+    chain_shard = next((resumed / "stages" / "05_decontam" / "documents").glob("part-*.parquet"))
+    mtime = chain_shard.stat().st_mtime_ns
     assert main(args) == 0
-    assert quality_shard.stat().st_mtime_ns == mtime
+    assert chain_shard.stat().st_mtime_ns == mtime
 
     assert rows(resumed / "documents") == rows(reference / "documents")
     assert rows(resumed / "dropped") == rows(reference / "dropped")
