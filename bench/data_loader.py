@@ -38,7 +38,7 @@ def tiny_train_rate(data: Path, steps: int = 6) -> float:
     from hydra import compose, initialize_config_dir
     from omegaconf import OmegaConf
 
-    from refact_train.paths import config_dir
+    from data_pipeline.config import config_dir
     from refact_train.trainer import train
     run = Path(tempfile.mkdtemp()) / "run"
     with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):

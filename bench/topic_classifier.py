@@ -19,7 +19,7 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from data_pipeline.filters.topic import TopicFilter
-from refact_train.paths import config_dir
+from data_pipeline.config import config_dir
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tools/ lives at the repository root
 from tools.topic_eval.dataset import read_examples  # noqa: E402

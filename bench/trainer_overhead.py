@@ -32,7 +32,7 @@ def compose(ov: list[str]) -> dict:
     from hydra import compose as c, initialize_config_dir
     from omegaconf import OmegaConf
 
-    from refact_train.paths import config_dir
+    from data_pipeline.config import config_dir
     with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
         return OmegaConf.to_container(c("train", overrides=ov), resolve=True)
 

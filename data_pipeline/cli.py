@@ -13,7 +13,7 @@ from hydra.errors import HydraException
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from data_pipeline.paths import config_dir
+from data_pipeline.config import config_dir
 from data_pipeline.pipeline import PipelineError, run_pipeline
 
 USAGE = """usage: refact-pipeline input=PATH output=DIR [tokenizer=PATH | tokenizer.train=true] [key=value ...]

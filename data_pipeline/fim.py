@@ -35,7 +35,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from data_pipeline.config_check import config_from_dict
+from data_pipeline.config import config_from_dict
 
 MODES = ("pretrain", "finetune")
 SPM_VARIANTS = ("served", "paper")

@@ -14,7 +14,7 @@ from typing import Any, Mapping
 
 import xxhash
 
-from data_pipeline.config_check import config_from_dict
+from data_pipeline.config import config_from_dict
 
 GROUP_BY = ("kind", "source")
 

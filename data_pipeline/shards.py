@@ -22,7 +22,7 @@ import numpy as np
 from tqdm import tqdm
 
 from data_pipeline.atomic import atomic_path, write_text_atomic
-from data_pipeline.config_check import config_from_dict
+from data_pipeline.config import config_from_dict
 
 FORMAT = "refact-shards/1"
 DTYPES = ("uint16", "uint32")

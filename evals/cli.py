@@ -20,7 +20,7 @@ from evals.perplexity import run_perplexity
 from evals.report import write_report
 from evals.sandbox import SandboxConfig, SandboxError
 from refact_train.models import load_model_and_tokenizer, pick_device, pick_dtype
-from refact_train.paths import config_dir
+from data_pipeline.config import config_dir
 
 log = logging.getLogger("refact-eval")
 

@@ -35,7 +35,7 @@ from typing import Iterable, Sequence
 
 from tqdm.auto import tqdm
 
-from data_pipeline.config_check import config_from_dict
+from data_pipeline.config import config_from_dict
 from evals.sandbox_host import (KEYRING_SYSCALLS, HostFeatureMissing, SandboxError, SlotCgroup, become_subreaper,
                                 bwrap_version, find_bwrap, host_memory_bytes, kill_uid, open_state_dir, package_dirs,
                                 processes_of_uid, seccomp_program, try_lock)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from data_pipeline.config_check import config_from_dict
+from data_pipeline.config import config_from_dict
 
 PEFT_PREFIX = "base_model.model."
 

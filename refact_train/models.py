@@ -14,13 +14,12 @@ import torch
 from omegaconf import OmegaConf
 from torch import nn
 
-from data_pipeline.config_check import config_from_dict
 from data_pipeline.tokenizer import RefactTokenizer, load_tokenizer
 from refact_train.checkpoint import resolve_checkpoint_dir
 from refact_train.hf import load_hf_checkpoint, save_hf_checkpoint
 from refact_train.lora import LoraConfig, apply_lora, merge_lora_state
 from refact_train.model import RefactConfig, RefactForCausalLM
-from refact_train.paths import config_dir
+from data_pipeline.config import config_dir, config_from_dict
 
 
 # --- config -------------------------------------------------------------------------------------------------------

@@ -8,7 +8,7 @@ import torch
 from lion_pytorch import Lion
 from torch import nn
 
-from data_pipeline.config_check import config_from_dict
+from data_pipeline.config import config_from_dict
 
 
 @dataclass(frozen=True)

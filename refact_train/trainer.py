@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from omegaconf import OmegaConf
 
 from data_pipeline.atomic import write_text_atomic
-from data_pipeline.config_check import config_from_dict
+from data_pipeline.config import config_from_dict
 from data_pipeline.shards import shards_dir
 from data_pipeline.tokenizer import RefactTokenizer, load_tokenizer
 from refact_train.backends import make_backend

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from data_pipeline.config_check import config_from_dict
+from data_pipeline.config import config_from_dict
 from data_pipeline.fim import FimConfig
 from data_pipeline.heldout_fim import (build_heldout_tasks, edit_similarity, fim_prompt, load_heldout_documents,
                                        normalized_exact_match)

@@ -17,7 +17,7 @@ import pyarrow.parquet as pq
 import xxhash
 
 from data_pipeline.atomic import atomic_path
-from data_pipeline.config_check import config_from_dict
+from data_pipeline.config import config_from_dict
 from data_pipeline.records import read_documents
 from data_pipeline.stage import ShardOutput, Stage, StageContext, Step, shard_units
 from data_pipeline.stats import UnitStats

@@ -35,7 +35,7 @@ from scipy.sparse.csgraph import connected_components
 from tqdm import tqdm
 
 from data_pipeline.atomic import atomic_path, write_json_atomic
-from data_pipeline.config_check import config_from_dict
+from data_pipeline.config import config_from_dict
 from data_pipeline.dedup.minhash import MinHashConfig, MinHasher, optimal_bands_rows
 from data_pipeline.records import read_documents
 from data_pipeline.stage import ShardOutput, Stage, StageContext, Step, shard_units

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
-from data_pipeline.config_check import config_from_dict
+from data_pipeline.config import config_from_dict
 from data_pipeline.records import Document
 from data_pipeline.stage import Stage, filter_stage
 

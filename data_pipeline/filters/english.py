@@ -18,7 +18,7 @@ from typing import Any, Mapping
 
 import pycld2
 
-from data_pipeline.config_check import config_from_dict
+from data_pipeline.config import config_from_dict
 from data_pipeline.filters.comments import extract_comments
 from data_pipeline.records import Document
 from data_pipeline.stage import Stage, filter_stage

@@ -10,7 +10,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from data_pipeline.config_check import config_from_dict
+from data_pipeline.config import config_from_dict
 from data_pipeline.records import Document
 from data_pipeline.stage import Stage, filter_stage
 

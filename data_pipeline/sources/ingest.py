@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from data_pipeline.atomic import write_text_atomic
-from data_pipeline.config_check import config_from_dict
+from data_pipeline.config import config_from_dict
 from data_pipeline.records import Document
 from data_pipeline.stage import ShardOutput, Stage, StageContext, Step
 from data_pipeline.stats import UnitStats, read_unit_stats, sum_unit_stats

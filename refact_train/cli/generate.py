@@ -12,7 +12,7 @@ from data_pipeline.chat import chat_prompt_ids
 from data_pipeline.fim import format_fim_prompt
 from refact_train.model import generate
 from refact_train.models import load_model_and_tokenizer, pick_device, pick_dtype
-from refact_train.paths import config_dir
+from data_pipeline.config import config_dir
 
 
 def prompt_ids(cfg: DictConfig, tokenizer) -> list[int]:

@@ -10,7 +10,7 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from data_pipeline.shards import ManifestError
-from refact_train.paths import config_dir
+from data_pipeline.config import config_dir
 from refact_train.plot import main as plot_main
 from refact_train.trainer import NonFiniteLossError, train
 

@@ -7,7 +7,7 @@ from omegaconf import OmegaConf
 from data_pipeline.filters.english import EnglishFilter
 from data_pipeline.filters.quality import QualityFilter
 from data_pipeline.records import Document
-from refact_train.paths import config_dir
+from data_pipeline.config import config_dir
 
 ENGLISH = (Path(__file__).parent / "data" / "prose_public_domain.txt").read_text().split("\n\n")[2]
 GERMAN = ("Es war einmal ein König und eine Königin, die sprachen jeden Tag: Ach, wenn wir doch ein Kind hätten! "

@@ -14,7 +14,7 @@ from omegaconf import OmegaConf
 from data_pipeline.filters.topic import TopicFilter, build_scorer
 from data_pipeline.filters.topic_model import DEFAULT_MODEL_PATH, MODEL_FORMAT, LogisticTopicScorer
 from data_pipeline.records import Document
-from refact_train.paths import config_dir
+from data_pipeline.config import config_dir
 
 # Real computer-science prose: docstrings of Python's standard library (not in the scorer's training set).
 CS_PARAGRAPHS = [heapq.__doc__, argparse.__doc__, subprocess.__doc__, json.__doc__, json.dumps.__doc__,

@@ -20,7 +20,7 @@ def compose(overrides: list[str]) -> dict:
     from hydra import compose as hydra_compose, initialize_config_dir
     from omegaconf import OmegaConf
 
-    from refact_train.paths import config_dir
+    from data_pipeline.config import config_dir
     with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
         cfg = hydra_compose(config_name="train", overrides=overrides)
     return OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
