@@ -66,14 +66,15 @@ def test_cpu_mode_with_compiled_rows(tmp_path):
 
 @pytest.mark.slow
 def test_deadline_skips_the_late_steps_and_fails_the_report(tmp_path):
-    """The time box: steps that would start past GPU_CHECK_DEADLINE_S are skipped and FAIL; the earlier ones stand."""
+    """The time box: steps that would start past GPU_CHECK_DEADLINE_S are skipped and FAIL; the earlier ones stand.
+    With 30 s (15 of them kept for the report) only the install step has the 10 s a step needs to start, whatever
+    the machine's speed: every later step must be reported as skipped for lack of time."""
     out, work = tmp_path / "out", tmp_path / "work"
     env = {k: v for k, v in os.environ.items() if not k.startswith("GPU_CHECK_")}
-    env.update(GPU_CHECK_WORK=str(work), OMP_NUM_THREADS="1", GPU_CHECK_DEADLINE_S="45")
+    env.update(GPU_CHECK_WORK=str(work), OMP_NUM_THREADS="1", GPU_CHECK_DEADLINE_S="30")
     proc = subprocess.run(["bash", str(REPO / "scripts" / "gpu_check.sh"), "--cpu", "--no-compile", str(out)], env=env,
                           capture_output=True, text=True, timeout=600)
     report = json.loads((out / "gpu_check.json").read_text())
     assert proc.returncode == 1 and not report["pass"]
-    assert report["steps"]["install"]["pass"] and report["steps"]["tests"]["pass"]
-    assert "no time left" in report["steps"]["generation"]["why"]
-    assert report["seconds"] < 45 + 30
+    assert "install" in report["steps"] and "no time left" in report["steps"]["generation"]["why"]
+    assert report["seconds"] < 30 + 30

@@ -120,8 +120,8 @@ def test_llama_cpp_tokenizes_like_us(llama_cpp, exported):
     eog = [i for i in range(tok.vocab_size) if llama_cpp.llama_vocab_is_eog(vocab, i)]
     # generation stops at <|endoftext|>, the chat turn token (our EOM), and the two llama.cpp finds by their text:
     # <fim_pad> and <reponame>, which it takes for its repository-level FIM token
-    assert eog == [tok.eot_id, tok.fim_pad_id, tok.empty_output_id, tok.token_id("<reponame>")]
-    assert llama_cpp.llama_vocab_fim_rep(vocab) == tok.token_id("<reponame>")
+    assert eog == [tok.eot_id, tok.fim_pad_id, tok.empty_output_id, tok.tokenizer.token_to_id("<reponame>")]
+    assert llama_cpp.llama_vocab_fim_rep(vocab) == tok.tokenizer.token_to_id("<reponame>")
     assert (llama_cpp.llama_vocab_fim_pre(vocab), llama_cpp.llama_vocab_fim_suf(vocab),
             llama_cpp.llama_vocab_fim_mid(vocab)) == (tok.fim_prefix_id, tok.fim_suffix_id, tok.fim_middle_id)
     for lang, text in real_code().items():
