@@ -135,8 +135,10 @@ launch_explain_failure() {
 # preemption) into a checkpoint-and-stop of the trainer:
 #   - torchrun starts with SIGUSR1 ignored, so the signal cannot kill the agent (it has no handler for it); the
 #     ranks inherit "ignored" and the trainer installs its own handler, which saves a checkpoint and exits;
-#   - LAUNCH_FORWARD_USR1=1 (local runs) forwards a SIGUSR1 sent to this script to the ranks; under Slurm the
-#     signal reaches every process of the step by itself, so node.sh sets 0;
+#   - a SIGUSR1 sent to this script is passed on to the ranks, and again every 2 s until torchrun exits: a rank
+#     that was still starting when the signal came (Slurm can send it in the first second of the job) inherited
+#     "ignored" and missed it, and a rank that already has the trainer's handler only records it once more. Under
+#     Slurm the signal also reaches every process of the step by itself;
 #   - the return status is 75 (EX_TEMPFAIL: "try again") when SIGUSR1 arrived, so the caller can requeue.
 # Usage: launch_torchrun NNODES ADDR PORT IS_HOST RUN_ID LOG_DIR -- OVERRIDES...
 launch_torchrun() {
@@ -153,7 +155,7 @@ launch_torchrun() {
     agent_log="$log_dir/agent-node${LAUNCH_NODE_RANK:-0}.log"
     launch_log "torchrun: $nnodes node(s) x $NPROC_PER_NODE process(es) on $LAUNCH_DEVICE," \
         "rendezvous $addr:$port (c10d, id $run_id), logs per rank under $log_dir/ranks"
-    LAUNCH_PREEMPTED=0
+    LAUNCH_PREEMPTED=0 LAUNCH_REPEATER_PID=""
     trap _launch_on_usr1 USR1
     trap '_launch_forward TERM' TERM
     trap '_launch_forward INT' INT
@@ -173,6 +175,7 @@ launch_torchrun() {
         kill -0 "$LAUNCH_TORCHRUN_PID" 2>/dev/null || break
     done
     trap - USR1 TERM INT
+    [ -n "$LAUNCH_REPEATER_PID" ] && kill "$LAUNCH_REPEATER_PID" 2>/dev/null
     if [ "$LAUNCH_PREEMPTED" = 1 ]; then
         launch_log "stopped on SIGUSR1 (torchrun exit $rc): the trainer wrote a checkpoint; resume with resume=auto"
         return 75
@@ -186,8 +189,14 @@ launch_torchrun() {
 _launch_on_usr1() {
     LAUNCH_PREEMPTED=1
     launch_log "SIGUSR1 received (time limit near or preemption): the trainer checkpoints and stops"
-    if [ "${LAUNCH_FORWARD_USR1:-1}" = 1 ] && [ -n "${LAUNCH_TORCHRUN_PID:-}" ]; then
-        pkill -USR1 -P "$LAUNCH_TORCHRUN_PID" || true  # the ranks are torchrun's children
+    if [ -n "${LAUNCH_TORCHRUN_PID:-}" ] && [ -z "$LAUNCH_REPEATER_PID" ]; then
+        (   # the ranks are torchrun's children
+            while kill -0 "$LAUNCH_TORCHRUN_PID" 2>/dev/null; do
+                pkill -USR1 -P "$LAUNCH_TORCHRUN_PID" || true
+                sleep 2
+            done
+        ) &
+        LAUNCH_REPEATER_PID=$!
     fi
 }
 

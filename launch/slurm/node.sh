@@ -36,8 +36,7 @@ else
     done
 fi
 
-# Slurm itself delivers SIGUSR1 to every process of this step, the ranks included: no forwarding.
-export LAUNCH_FORWARD_USR1=0
+# Slurm delivers SIGUSR1 to every process of this step; launch_torchrun passes it on again to ranks still starting.
 rc=0
 launch_torchrun "$nnodes" "$head_addr" "$port" "$is_host" "slurm-${SLURM_JOB_ID}" "$log_dir" -- "$@" || rc=$?
 exit "$rc"

@@ -95,3 +95,28 @@ def test_usr1_to_torchrun_sh_reaches_every_rank_and_exits_75(tmp_path):
     assert proc.returncode == 75, text
     assert (out / "signal-0").exists() and (out / "signal-1").exists()
     assert "stopped on SIGUSR1" in text
+
+
+@pytest.mark.slow
+@pytest.mark.distributed
+def test_usr1_before_the_ranks_have_started_still_stops_them(tmp_path):
+    """Slurm can send its time-limit SIGUSR1 in the first second of a job, while the ranks are still importing torch
+    with the signal ignored: the launcher must pass it on again until they have a handler, not lose it."""
+    out = tmp_path / "probe"
+    env = dict(os.environ, LAUNCH_DEVICE="cpu", LAUNCH_COMMAND=str(Path(__file__).parent / "rank_probe.py"))
+    proc = subprocess.Popen(["bash", str(TORCHRUN_SH), "--nproc", "2", f"out={out}", "wait_s=300",
+                             f"run_dir={tmp_path}"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)
+    try:
+        for line in proc.stdout:  # the launcher's "torchrun: ..." line: torchrun is starting, no rank is ready yet
+            if "torchrun:" in line:
+                break
+        assert not (out / "rank-0.json").exists()
+        proc.send_signal(signal.SIGUSR1)
+        text, _ = proc.communicate(timeout=150)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 75, text
+    assert (out / "signal-0").exists() and (out / "signal-1").exists()
