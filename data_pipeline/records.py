@@ -83,7 +83,13 @@ def write_documents(path: str | Path, docs: Iterable[Document]) -> int:
 
 def read_documents(path: str | Path, batch_size: int = 1024) -> Iterator[Document]:
     """Stream the documents of one Parquet shard."""
+    for _, docs in read_document_batches(path, batch_size):
+        yield from docs
+
+
+def read_document_batches(path: str | Path, batch_size: int = 1024) -> Iterator[tuple[pa.RecordBatch, list[Document]]]:
+    """Stream one Parquet shard a batch at a time: the Arrow rows and the same rows as Documents (a step that keeps
+    some of them can write the Arrow rows back as they are: `ShardOutput.keep_table`)."""
     pf = pq.ParquetFile(str(path))
     for batch in pf.iter_batches(batch_size=batch_size):
-        for row in batch.to_pylist():
-            yield Document.from_row(row)
+        yield batch, [Document.from_row(row) for row in batch.to_pylist()]
