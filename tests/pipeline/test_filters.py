@@ -108,3 +108,19 @@ def test_decontam_humaneval_and_extra_files(tmp_path):
 
 def test_normalise_whitespace():
     assert normalise_whitespace("  a\n\tb  c \n") == "a b c"
+
+
+def test_decontam_finds_every_pattern_by_its_anchor():
+    """Each pattern is searched only in documents holding its anchor word: every HumanEval pattern, re-spaced inside
+    other code, must still be found (and the anchors are not the plain keywords that sent most files to the search)."""
+    from data_pipeline.filters.decontam import anchor_word
+
+    f = DecontamFilter.from_config({})
+    patterns = [p for bench in f.benchmarks for p in bench.patterns]
+    assert len(patterns) > 300
+    for pattern in patterns:
+        doc = code("import os\n\n" + pattern.replace(" ", "\n    ", 3).replace(" ", "  ") + "\nprint(os.sep)\n")
+        assert f(doc) == "contains:humaneval", pattern
+    assert "return" not in f._by_anchor
+    assert anchor_word(["return", "if", "for"]) == "return"  # only common words: the longest of them
+    assert anchor_word(["return", "x", "if"]) == "x"
