@@ -44,7 +44,7 @@ def test_license_filter_unknown_and_overrides():
 def test_alnum_count_is_str_isalnum():
     from data_pipeline.filters.quality import alnum_count
 
-    for sample in ("", "x = 1  # ok\n", "{}[]();;\n_", "Grüße, ½ ² ٣ 中文 ǅ ⅷ _ x9", python_module(3)):
+    for sample in ("", "x = 1  # ok\n", "{}[]();;\n_", "Grüße, ½ ² ٣ 中文 ǅ ⅷ _ x9", python_module(3), "a\ud800b\U0001d400é"):
         assert alnum_count(sample) == sum(c.isalnum() for c in sample)
 
 
