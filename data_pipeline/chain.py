@@ -19,9 +19,11 @@ import time
 from dataclasses import replace
 from typing import Callable, Sequence
 
+import pyarrow as pa
+
 from data_pipeline.atomic import write_json_atomic
 from data_pipeline.executor import StageResult, finish_stage, run_units, unit_done
-from data_pipeline.records import read_documents
+from data_pipeline.records import read_document_batches
 from data_pipeline.stage import FilterStep, ShardOutput, Stage, StageContext, Step, shard_units, text_bytes
 from data_pipeline.stats import UnitStats
 
@@ -62,23 +64,28 @@ class ChainStep(Step):
         clock = time.process_time
         try:
             started = clock()
-            for doc in read_documents(ctx.input_shards[int(unit)]):
-                nbytes = text_bytes(doc.text)
-                for i, (keep_or_reason, _) in enumerate(filters):
-                    t = clock()
-                    try:
-                        reason = keep_or_reason(doc)
-                    except Exception as exc:  # as FilterStep: one odd document must not kill a day-long run
-                        reason = f"error:{type(exc).__name__}"
-                    cpu[i] += clock() - t
-                    if reason is not None:
-                        outs[i].drop(doc, reason, nbytes)
-                        break
-                    if i == last:
-                        outs[i].keep(doc, nbytes)
-                    else:
-                        outs[i].stats.add_in(nbytes)
-                        outs[i].stats.add_kept(nbytes)
+            for batch, docs in read_document_batches(ctx.input_shards[int(unit)]):
+                survivors, survivor_bytes = [], []
+                for row, doc in enumerate(docs):
+                    nbytes = text_bytes(doc.text)
+                    for i, (keep_or_reason, _) in enumerate(filters):
+                        t = clock()
+                        try:
+                            reason = keep_or_reason(doc)
+                        except Exception as exc:  # as FilterStep: one odd document must not kill a day-long run
+                            reason = f"error:{type(exc).__name__}"
+                        cpu[i] += clock() - t
+                        if reason is not None:
+                            outs[i].drop(doc, reason, nbytes)
+                            break
+                        if i == last:
+                            survivors.append(row)
+                            survivor_bytes.append(nbytes)
+                        else:
+                            outs[i].stats.add_in(nbytes)
+                            outs[i].stats.add_kept(nbytes)
+                # the survivors are written as the Arrow rows they were read as: the filters never change a document
+                outs[last].keep_table(batch.take(pa.array(survivors, pa.int64())), survivor_bytes)
             cpu[0] += clock() - started - sum(cpu)  # reading and decoding the shard
             t = clock()
             stats = [out.close() for out in outs]

@@ -31,6 +31,8 @@ DOCUMENT_SCHEMA = pa.schema(
 # distinct) only costs time: writing and reading a shard take ~20 % less CPU without it.
 DICTIONARY_COLUMNS = ["kind", "lang", "source", "license"]
 
+OPTIONAL = ("lang", "source", "path", "license", "meta")  # columns `Document.from_row` reads with .get
+
 DROPPED_SCHEMA = pa.schema(
     [("id", pa.string()), ("path", pa.string()), ("source", pa.string()), ("stage", pa.string()), ("reason", pa.string())]
 )
@@ -59,7 +61,6 @@ class Document:
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> "Document":
-        meta = row.get("meta") or "{}"
         return cls(
             id=row["id"],
             text=row["text"],
@@ -68,8 +69,13 @@ class Document:
             source=row.get("source") or "",
             path=row.get("path"),
             license=row.get("license"),
-            meta=json.loads(meta) if isinstance(meta, str) else dict(meta),
+            meta=_meta(row.get("meta")),
         )
+
+
+def _meta(meta: Any) -> dict[str, Any]:
+    meta = meta or "{}"
+    return json.loads(meta) if isinstance(meta, str) else dict(meta)
 
 
 def write_documents(path: str | Path, docs: Iterable[Document]) -> int:
@@ -83,7 +89,25 @@ def write_documents(path: str | Path, docs: Iterable[Document]) -> int:
 
 def read_documents(path: str | Path, batch_size: int = 1024) -> Iterator[Document]:
     """Stream the documents of one Parquet shard."""
+    for _, docs in read_document_batches(path, batch_size):
+        yield from docs
+
+
+def read_document_batches(path: str | Path, batch_size: int = 1024) -> Iterator[tuple[pa.RecordBatch, list[Document]]]:
+    """Stream one Parquet shard a batch at a time: the Arrow rows and the same rows as Documents (a step that keeps
+    some of them can write the Arrow rows back as they are: `ShardOutput.keep_table`)."""
     pf = pq.ParquetFile(str(path))
     for batch in pf.iter_batches(batch_size=batch_size):
-        for row in batch.to_pylist():
-            yield Document.from_row(row)
+        yield batch, documents_of(batch)
+
+
+def documents_of(batch: pa.RecordBatch) -> list[Document]:
+    """The rows of a batch of DOCUMENT_SCHEMA as Documents, as `Document.from_row` makes them; column by column
+    (`batch.to_pylist()` builds a dict per row: 1.7x the time)."""
+    columns = {name: batch.column(name).to_pylist() for name in batch.schema.names}
+    n = batch.num_rows
+    none = [None] * n
+    return [Document(id=doc_id, text=text, kind=kind, lang=lang, source=source or "", path=path, license=license_,
+                     meta=_meta(meta))
+            for doc_id, text, kind, lang, source, path, license_, meta in zip(
+                columns["id"], columns["text"], columns["kind"], *(columns.get(c, none) for c in OPTIONAL))]

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from data_pipeline.atomic import atomic_path
@@ -157,6 +158,7 @@ class ShardOutput:
             self._tmp["kept"] = self._renames.enter_context(atomic_path(ctx.output_path(unit)))
         self._schemas = {"kept": DOCUMENT_SCHEMA, "dropped": DROPPED_SCHEMA}
         self._rows: dict[str, list[dict[str, Any]]] = {"kept": [], "dropped": []}
+        self._kept_tables: list[pa.Table] = []  # kept rows given as Arrow (keep_table), not yet written
         self._writers: dict[str, pq.ParquetWriter] = {}
 
     def keep(self, doc: Document, nbytes: int | None = None) -> None:
@@ -164,6 +166,27 @@ class ShardOutput:
         self.stats.add_in(n)
         self.stats.add_kept(n)
         self._append("kept", doc.to_row())
+
+    def keep_table(self, table: pa.Table | pa.RecordBatch, nbytes: Sequence[int]) -> None:
+        """Keep documents given as Arrow rows of DOCUMENT_SCHEMA (as read from a shard), `nbytes` the UTF-8 size of
+        each one's text: written as they are, never turned into Python objects. Written in the same WRITE_BATCH
+        row groups as `keep`, so a shard comes out the same either way."""
+        for n in nbytes:
+            self.stats.add_in(n)
+            self.stats.add_kept(n)
+        if table.num_rows:
+            self._kept_tables.append(pa.Table.from_batches([table]) if isinstance(table, pa.RecordBatch) else table)
+        while sum(t.num_rows for t in self._kept_tables) >= WRITE_BATCH:
+            self._flush_tables(full_only=True)
+
+    def _flush_tables(self, full_only: bool) -> None:
+        pending = pa.concat_tables(self._kept_tables)
+        self._kept_tables = []
+        n_full = pending.num_rows - pending.num_rows % WRITE_BATCH if full_only else pending.num_rows
+        for lo in range(0, n_full, WRITE_BATCH):
+            self._writer("kept").write_table(pending.slice(lo, WRITE_BATCH))
+        if n_full < pending.num_rows:
+            self._kept_tables.append(pending.slice(n_full))
 
     def drop(self, doc: Document, reason: str, nbytes: int | None = None) -> None:
         n = text_bytes(doc.text) if nbytes is None else nbytes
@@ -182,15 +205,24 @@ class ShardOutput:
         if len(rows) >= WRITE_BATCH:
             self._flush(kind)
 
-    def _flush(self, kind: str) -> None:
-        rows = self._rows[kind]
+    def _writer(self, kind: str) -> pq.ParquetWriter:
         writer = self._writers.get(kind)
         if writer is None:
             dictionary = DICTIONARY_COLUMNS if kind == "kept" else True
             writer = self._writers[kind] = pq.ParquetWriter(str(self._tmp[kind]), self._schemas[kind],
                                                             use_dictionary=dictionary)
-        if rows:
-            writer.write_table(pa.Table.from_pylist(rows, schema=self._schemas[kind]))
+        return writer
+
+    def _flush(self, kind: str) -> None:
+        rows = self._rows[kind]
+        writer = self._writer(kind)
+        if kind == "kept" and self._kept_tables:
+            if rows:
+                raise RuntimeError("ShardOutput: keep() and keep_table() mixed in one shard")
+            self._flush_tables(full_only=False)
+        if rows:  # column by column: pa.Table.from_pylist of the row dicts takes 8x as long
+            schema = self._schemas[kind]
+            writer.write_table(pa.table({name: [row.get(name) for row in rows] for name in schema.names}, schema=schema))
         self._rows[kind] = []
 
     def close(self) -> UnitStats:
@@ -216,6 +248,28 @@ class ShardOutput:
             self.close()
         else:
             self.abort()
+
+
+def filter_rows(ctx: StageContext, unit: str, source: Path,
+                reasons: Callable[[pa.RecordBatch, int], Sequence["str | None"]]) -> UnitStats:
+    """Keep or drop the rows of one document shard by a decision that needs no `Document` (its id, its row):
+    `reasons(batch, first_row)` gives None (keep) or the drop reason of each row of the batch. The kept rows are
+    written as the Arrow rows they were read as (exact and near dedup's filters: 3x less CPU than going through
+    Python objects)."""
+    with ShardOutput(ctx, unit) as out:
+        row = 0
+        for batch in pq.ParquetFile(str(source)).iter_batches(batch_size=1024):
+            why = list(reasons(batch, row))
+            nbytes = pc.binary_length(batch.column("text")).to_pylist()  # = text_bytes: shards hold valid UTF-8
+            keep = [r is None for r in why]
+            if not all(keep):
+                ids, paths, sources = (batch.column(c).to_pylist() for c in ("id", "path", "source"))
+                for i, reason in enumerate(why):
+                    if reason is not None:
+                        out.drop_record(ids[i], paths[i], sources[i] or "", reason, nbytes[i])
+            out.keep_table(batch.filter(pa.array(keep, pa.bool_())), [n for n, k in zip(nbytes, keep) if k])
+            row += batch.num_rows
+    return out.stats
 
 
 def text_bytes(text: str) -> int:

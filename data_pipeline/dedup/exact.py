@@ -18,8 +18,7 @@ import xxhash
 
 from data_pipeline.atomic import atomic_path
 from data_pipeline.config import config_from_dict
-from data_pipeline.records import read_documents
-from data_pipeline.stage import ShardOutput, Stage, StageContext, Step, shard_units
+from data_pipeline.stage import Stage, StageContext, Step, filter_rows, shard_units
 from data_pipeline.stats import UnitStats
 
 HASH_SCHEMA = pa.schema([("hash", pa.binary(16)), ("id", pa.string()), ("shard", pa.int32())])
@@ -75,9 +74,11 @@ class HashStep(Step):
         cfg = ExactDedupConfig.from_dict(ctx.cfg)
         mode, n_buckets = cfg.normalize, cfg.buckets
         rows: list[list[tuple[bytes, str]]] = [[] for _ in range(n_buckets)]
-        for doc in read_documents(ctx.input_shards[int(unit)]):
-            digest = content_hash(doc.text, mode)
-            rows[int.from_bytes(digest[:4], "little") % n_buckets].append((digest, doc.id))
+        # only the two columns it needs, as Python strings: no Document, no `meta` parsed
+        for batch in pq.ParquetFile(str(ctx.input_shards[int(unit)])).iter_batches(columns=["id", "text"]):
+            for doc_id, text in zip(batch.column("id").to_pylist(), batch.column("text").to_pylist()):
+                digest = content_hash(text, mode)
+                rows[int.from_bytes(digest[:4], "little") % n_buckets].append((digest, doc_id))
         shard = int(unit)
         for bucket, items in enumerate(rows):
             table = pa.table({"hash": [h for h, _ in items], "id": [i for _, i in items],
@@ -136,13 +137,8 @@ class ExactFilterStep(Step):
         duplicates: set[str] = set()
         for path in sorted(ctx.scratch_dir("resolve").glob("*.parquet")):
             duplicates.update(_duplicates_by_shard(str(path), path.stat().st_mtime_ns).get(shard, ()))
-        with ShardOutput(ctx, unit) as out:
-            for doc in read_documents(ctx.input_shards[shard]):
-                if doc.id in duplicates:
-                    out.drop(doc, "duplicate")
-                else:
-                    out.keep(doc)
-        return out.stats
+        return filter_rows(ctx, unit, ctx.input_shards[shard], lambda batch, _: [
+            "duplicate" if doc_id in duplicates else None for doc_id in batch.column("id").to_pylist()])
 
 
 def build_stage(section: dict[str, Any]) -> Stage:

@@ -37,8 +37,7 @@ from tqdm import tqdm
 from data_pipeline.atomic import atomic_path, write_json_atomic
 from data_pipeline.config import config_from_dict
 from data_pipeline.dedup.minhash import MinHashConfig, MinHasher, optimal_bands_rows
-from data_pipeline.records import read_documents
-from data_pipeline.stage import ShardOutput, Stage, StageContext, Step, shard_units
+from data_pipeline.stage import Stage, StageContext, Step, filter_rows, shard_units
 from data_pipeline.stats import EXAMPLES_PER_REASON, UnitStats
 
 STAGE_NAME = "near_dedup"
@@ -420,14 +419,13 @@ class NearFilterStep(Step):
             raise FileNotFoundError(f"{path}: removal list missing; run the near_dedup '{CLUSTERS}' step first")
         table = pq.read_table(str(path), columns=["row", "kept_id"])
         removals = dict(zip(table.column("row").to_pylist(), table.column("kept_id").to_pylist()))
-        with ShardOutput(ctx, unit) as out:
-            for row, doc in enumerate(read_documents(ctx.input_shards[shard])):
-                kept_id = removals.get(row)
-                if kept_id is None:
-                    out.keep(doc)
-                else:
-                    out.drop(doc, DROP_REASON_PREFIX + kept_id)
-        stats = collapse_reasons(out.stats, DROP_REASON_PREFIX, STATS_REASON)
+
+        def reasons(batch: pa.RecordBatch, first_row: int) -> list[str | None]:
+            kept_ids = (removals.get(row) for row in range(first_row, first_row + batch.num_rows))
+            return [None if kept_id is None else DROP_REASON_PREFIX + kept_id for kept_id in kept_ids]
+
+        stats = collapse_reasons(filter_rows(ctx, unit, ctx.input_shards[shard], reasons), DROP_REASON_PREFIX,
+                                 STATS_REASON)
         stats.extra = {"near_duplicates": len(removals)}
         return stats
 

@@ -50,6 +50,7 @@ _TS_SCRIPT = re.compile(rb"""lang\s*=\s*["']?ts""")
 _OPEN = re.compile(r"^(?:=begin\b|=pod\b|/\*+[!<]?|<!--|\{-\|?|\(\*+|#\||#=|#\[|--\[=*\[|%\{|<#|//(?:[/!]<?)?|(?i:@?rem\b|::)|\"(?!\"\")|--+|"
                    r"[#;%!]+)")
 _CLOSE = re.compile(r"(?:\n=end|\n=cut|\*+/|-->|-}|\*+\)|\|#|=#|\]=*\]|%}|#>)\s*$")
+_CLOSE_LAST = tuple("/>})#]dt")  # the last character of every _CLOSE match (comments come stripped)
 _DECORATION = re.compile(r"^\s*(?:[*/!#;%-]+\s?)")  # leading `*` of block lines, `///`, `//!`, `;;`, `##`
 
 
@@ -143,7 +144,9 @@ def _embedded(element: ts.Node, source: bytes, grammar: str) -> list[tuple[int, 
 
 
 def _clean(comment: str) -> str:
-    comment = _CLOSE.sub("", _OPEN.sub("", comment.strip(), count=1))
+    comment = _OPEN.sub("", comment.strip(), count=1)
+    if comment.endswith(_CLOSE_LAST):  # _CLOSE tries every position of the comment: only where it can match
+        comment = _CLOSE.sub("", comment)
     lines = [_DECORATION.sub("", line).strip() for line in comment.splitlines()]
     return "\n".join(line for line in lines if line)
 

@@ -57,11 +57,12 @@ def identify(text: str, allowed: tuple[str, ...]) -> LanguageGuess:
 
 def has_letters(text: str, n: int) -> bool:
     """Whether `text` holds at least n letters; reads only as far as needed (documents can be megabytes)."""
-    count = 0
-    for start in range(0, len(text), 4096):
-        count += sum(map(str.isalpha, text[start:start + 4096]))
+    count, start, step = 0, 0, max(2 * n, 64)  # growing chunks: most texts have n letters in their first 2n chars
+    while start < len(text):
+        count += sum(map(str.isalpha, text[start:start + step]))
         if count >= n:
             return True
+        start, step = start + step, min(2 * step, 1 << 16)
     return count >= n
 
 

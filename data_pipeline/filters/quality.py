@@ -59,16 +59,18 @@ def _build(cls, section: dict[str, Any] | None, where: str):
 
 # ---------- code ----------
 _KEEP_ASCII_ALNUM = bytes(b for b in range(256) if not (b < 128 and chr(b).isalnum()))  # bytes to delete
-_NON_ASCII = re.compile(r"[^\x00-\x7f]+")
+_ASCII = bytes(range(128))
 
 
 def alnum_count(text: str) -> int:
     """How many characters of `text` are alphanumeric (`str.isalnum`), counted in C: the ASCII ones in the UTF-8
     bytes (every byte of a multi-byte character is >= 0x80), the rest one by one. Ten times a Python loop."""
-    count = len(text.encode("utf-8", "surrogatepass").translate(None, _KEEP_ASCII_ALNUM))
+    data = text.encode("utf-8", "surrogatepass")
+    count = len(data.translate(None, _KEEP_ASCII_ALNUM))
     if text.isascii():
         return count
-    return count + sum(map(str.isalnum, "".join(_NON_ASCII.findall(text))))
+    # the non-ASCII characters in order: the UTF-8 bytes with every ASCII byte deleted (5x a regex findall)
+    return count + sum(map(str.isalnum, data.translate(None, _ASCII).decode("utf-8", "surrogatepass")))
 
 
 def code_quality_reason(text: str, t: CodeThresholds) -> str | None:

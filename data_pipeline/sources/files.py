@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import fnmatch
 import os
+import re
 import stat
 import subprocess
 import tempfile
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from data_pipeline.records import Document
 from data_pipeline.sources import confined
@@ -242,7 +244,15 @@ def _has_utf8_multibyte(data: bytes) -> bool:
 
 
 def longest_line(text: str) -> int:
-    return max((len(line) for line in text.split("\n")), default=0)
+    return max(map(len, text.split("\n")))  # split gives at least one line
+
+
+@lru_cache(maxsize=16)
+def _generated_matcher(globs: tuple[str, ...]) -> Callable[[str], Any]:
+    """One regex for all of `generated_globs` (fnmatch's own translation): one match per file, not one per glob."""
+    if not globs:
+        return lambda name: None
+    return re.compile("|".join(f"(?:{fnmatch.translate(g)})" for g in globs)).match
 
 
 def read_file(root: Path, rel: str, source: str, rules: FileRules) -> Document | Skipped:
@@ -252,7 +262,7 @@ def read_file(root: Path, rel: str, source: str, rules: FileRules) -> Document |
         with confined.open_file(root, rel) as (fd, st):
             if any(p in rules.vendored_dirs for p in parts[:-1]):
                 return Skipped(rel, "vendored", st.st_size)
-            if any(fnmatch.fnmatch(parts[-1].lower(), g) for g in rules.generated_globs):
+            if _generated_matcher(rules.generated_globs)(parts[-1].lower()):
                 return Skipped(rel, "generated", st.st_size)
             if LICENSE_FILE.match(parts[-1]):
                 return Skipped(rel, "license_file", st.st_size)  # read for the licence of its tree, not a document
@@ -277,7 +287,7 @@ def read_file(root: Path, rel: str, source: str, rules: FileRules) -> Document |
     kind_lang = classify(parts[-1], text[:256])
     if kind_lang is None:
         return Skipped(rel, "unknown_type", len(data))
-    if longest_line(text) > rules.minified_line_chars:
+    if len(text) > rules.minified_line_chars and longest_line(text) > rules.minified_line_chars:
         return Skipped(rel, "minified", len(data))
     kind, lang = kind_lang
     meta: dict[str, Any] = {"bytes": len(data)}

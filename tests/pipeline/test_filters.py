@@ -44,7 +44,7 @@ def test_license_filter_unknown_and_overrides():
 def test_alnum_count_is_str_isalnum():
     from data_pipeline.filters.quality import alnum_count
 
-    for sample in ("", "x = 1  # ok\n", "{}[]();;\n_", "Grüße, ½ ² ٣ 中文 ǅ ⅷ _ x9", python_module(3)):
+    for sample in ("", "x = 1  # ok\n", "{}[]();;\n_", "Grüße, ½ ² ٣ 中文 ǅ ⅷ _ x9", python_module(3), "a\ud800b\U0001d400é"):
         assert alnum_count(sample) == sum(c.isalnum() for c in sample)
 
 
@@ -108,3 +108,19 @@ def test_decontam_humaneval_and_extra_files(tmp_path):
 
 def test_normalise_whitespace():
     assert normalise_whitespace("  a\n\tb  c \n") == "a b c"
+
+
+def test_decontam_finds_every_pattern_by_its_anchor():
+    """Each pattern is searched only in documents holding its anchor word: every HumanEval pattern, re-spaced inside
+    other code, must still be found (and the anchors are not the plain keywords that sent most files to the search)."""
+    from data_pipeline.filters.decontam import anchor_word
+
+    f = DecontamFilter.from_config({})
+    patterns = [p for bench in f.benchmarks for p in bench.patterns]
+    assert len(patterns) > 300
+    for pattern in patterns:
+        doc = code("import os\n\n" + pattern.replace(" ", "\n    ", 3).replace(" ", "  ") + "\nprint(os.sep)\n")
+        assert f(doc) == "contains:humaneval", pattern
+    assert "return" not in f._by_anchor
+    assert anchor_word(["return", "if", "for"]) == "return"  # only common words: the longest of them
+    assert anchor_word(["return", "x", "if"]) == "x"

@@ -192,3 +192,16 @@ def test_folder_of_data_files_through_the_ingest_stage(tmp_path):
     stats = json.loads(ctx.stats_path.read_text())
     assert stats["dropped"] == {"unknown_type": 1}  # README.md
     assert stats["extra"]["sources"] == {"ds": {"seen": 13, "kept": 12, "dropped": 1}}
+
+
+def test_generated_globs_as_one_regex_match_as_fnmatch_does():
+    import fnmatch
+
+    from data_pipeline.sources.files import _generated_matcher
+
+    globs = ("*.min.js", "*.min.css", "*_pb2.py", "*.pb.go", "package-lock.json", "gen[0-9]?.c")
+    names = ["a.min.js", "x_pb2.py", "package-lock.json", "package-lock.jsonx", "a.min.jsx", "foo.pb.go",
+             "\nfoo.min.css", "a.py", ".min.js", "gen1x.c", "gen1.c", "genx1.c", "a.min.js\n"]
+    match = _generated_matcher(globs)
+    assert [bool(match(n)) for n in names] == [any(fnmatch.fnmatch(n, g) for g in globs) for n in names]
+    assert _generated_matcher(())("a.min.js") is None
