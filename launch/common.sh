@@ -155,8 +155,6 @@ launch_torchrun() {
     agent_log="$log_dir/agent-node${LAUNCH_NODE_RANK:-0}.log"
     launch_log "torchrun: $nnodes node(s) x $NPROC_PER_NODE process(es) on $LAUNCH_DEVICE," \
         "rendezvous $addr:$port (c10d, id $run_id), logs per rank under $log_dir/ranks"
-    LAUNCH_PREEMPTED=0 LAUNCH_REPEATER_PID=""
-    trap _launch_on_usr1 USR1
     trap '_launch_forward TERM' TERM
     trap '_launch_forward INT' INT
     (
@@ -168,13 +166,14 @@ launch_torchrun() {
             "${program[@]}" "$@"
     ) > >(tee -a "$agent_log") 2>&1 &
     LAUNCH_TORCHRUN_PID=$!
+    [ "$LAUNCH_PREEMPTED" = 1 ] && _launch_repeat_usr1  # the signal came before torchrun started
     # `wait` returns early (status > 128) whenever a trapped signal arrives: keep waiting while torchrun lives.
     while true; do
         rc=0
         wait "$LAUNCH_TORCHRUN_PID" || rc=$?
         kill -0 "$LAUNCH_TORCHRUN_PID" 2>/dev/null || break
     done
-    trap - USR1 TERM INT
+    trap - TERM INT
     [ -n "$LAUNCH_REPEATER_PID" ] && kill "$LAUNCH_REPEATER_PID" 2>/dev/null
     if [ "$LAUNCH_PREEMPTED" = 1 ]; then
         launch_log "stopped on SIGUSR1 (torchrun exit $rc): the trainer wrote a checkpoint; resume with resume=auto"
@@ -189,7 +188,11 @@ launch_torchrun() {
 _launch_on_usr1() {
     LAUNCH_PREEMPTED=1
     launch_log "SIGUSR1 received (time limit near or preemption): the trainer checkpoints and stops"
-    if [ -n "${LAUNCH_TORCHRUN_PID:-}" ] && [ -z "$LAUNCH_REPEATER_PID" ]; then
+    _launch_repeat_usr1
+}
+
+_launch_repeat_usr1() {
+    if [ -n "$LAUNCH_TORCHRUN_PID" ] && [ -z "$LAUNCH_REPEATER_PID" ]; then
         (   # the ranks are torchrun's children
             while kill -0 "$LAUNCH_TORCHRUN_PID" 2>/dev/null; do
                 pkill -USR1 -P "$LAUNCH_TORCHRUN_PID" || true
@@ -204,3 +207,8 @@ _launch_forward() {
     # torchrun handles TERM/INT itself: it passes SIGTERM on to the ranks and waits for them.
     [ -n "${LAUNCH_TORCHRUN_PID:-}" ] && kill "-$1" "$LAUNCH_TORCHRUN_PID" 2>/dev/null || true
 }
+
+# From the moment a launcher sources this file, SIGUSR1 is recorded (and passed on once torchrun runs) instead of
+# ending the launcher with bash's default action: Slurm can send it in the first second of a job.
+LAUNCH_PREEMPTED=0 LAUNCH_REPEATER_PID="" LAUNCH_TORCHRUN_PID=""
+trap _launch_on_usr1 USR1

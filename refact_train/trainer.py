@@ -259,8 +259,8 @@ class Trainer:
             export_hf(sd, self.cfg, self.tokenizer, out)
         self.backend.barrier()
 
-    def close(self) -> None:
-        self.backend.close()
+    def close(self, clean: bool = True) -> None:
+        self.backend.close(clean)
 
 
 def train(cfg: dict) -> TrainerState:
@@ -278,9 +278,12 @@ def train(cfg: dict) -> TrainerState:
     try:
         trainer = Trainer(cfg, early_signals=early)
         try:
-            return trainer.run()
-        finally:
-            trainer.close()
+            state = trainer.run()
+        except BaseException:
+            trainer.close(clean=False)
+            raise
+        trainer.close()
+        return state
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)

@@ -149,6 +149,11 @@ class Backend:
         sd = get_model_state_dict(self.model, options=_SAVE)
         return sd if self.env.is_main else None
 
-    def close(self) -> None:
+    def close(self, clean: bool = True) -> None:
+        """`clean`: every rank got here normally, so wait for all of them first (a rank that tears gloo down while
+        its peer is still in a collective makes the peer abort: "terminate called without an active exception").
+        After an error the peers may never come: no barrier."""
         if dist.is_initialized():
+            if clean:
+                dist.barrier()
             dist.destroy_process_group()
