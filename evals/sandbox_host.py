@@ -286,11 +286,7 @@ class SlotCgroup:
             if self.version == 2 and (self.dirs[0] / "cgroup.kill").exists():
                 _write(self.dirs[0] / "cgroup.kill", "1")
             else:
-                for pid in left:
-                    try:
-                        os.kill(pid, signal.SIGKILL)
-                    except ProcessLookupError:
-                        pass
+                sigkill(left)
             if time.monotonic() > deadline:
                 raise SandboxError(f"processes {sorted(left)} of {self.dirs[0]} survive SIGKILL "
                                          f"({self.charged()} tasks charged)")
@@ -312,6 +308,14 @@ def host_memory_bytes() -> int:
 
 # ---- processes ----------------------------------------------------------------------------------------------------
 
+def sigkill(pids) -> None:
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass  # gone already
+
+
 def processes_of_uid(uid: int) -> set[int]:
     """Every process (host-wide) whose /proc entry belongs to uid."""
     found = set()
@@ -329,11 +333,7 @@ def kill_uid(uid: int, timeout_s: float = 10.0) -> None:
     """SIGKILL every process of a sandbox uid until none is left (no-cgroup fallback, as root)."""
     deadline = time.monotonic() + timeout_s
     while (left := processes_of_uid(uid)):
-        for pid in left:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        sigkill(left)
         if time.monotonic() > deadline:
             raise SandboxError(f"processes {sorted(left)} of sandbox uid {uid} survive SIGKILL")
         time.sleep(0.005)

@@ -13,9 +13,11 @@ from data_pipeline.records import Document, write_documents
 from data_pipeline.tokenization import build_shards
 from data_pipeline.tokenizer import train_bpe
 from evals.humaneval import load_problems
+from evals.sandbox import Sandbox, SandboxConfig
 from refact_train.hf import save_hf_checkpoint
 from refact_train.model import RefactForCausalLM
 from refact_train.models import load_model_config
+from sandbox_attack import LIMITS  # tests/evals is on sys.path (no package)
 
 
 def corpus() -> list[str]:
@@ -62,3 +64,11 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def sandbox():
+    """A 2-worker sandbox with the quick LIMITS, shared by a test module."""
+    box = Sandbox(SandboxConfig(limits=LIMITS, workers=2))
+    yield box
+    box.close()

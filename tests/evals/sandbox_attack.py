@@ -1,7 +1,11 @@
 """Hostile candidates for the sandbox tests: each returns what its check accepts only if its attack worked."""
 import textwrap
 
-from evals.sandbox import Program
+from evals.sandbox import Program, SandboxLimits
+
+
+# The limits of the shared `sandbox` fixture (tests/evals/conftest.py): short, so a hostile program costs seconds.
+LIMITS = SandboxLimits(timeout_s=5.0, cpu_s=2, memory_mb=512, max_processes=16, max_file_mb=1, max_open_files=64)
 
 
 def attack(body: str, expect: str = "'escaped'", setup: str = "") -> Program:

@@ -8,18 +8,9 @@ from pathlib import Path
 import pytest
 
 from evals.humaneval import build_chat_program, build_program, load_problems
-from evals.sandbox import Program, Sandbox, SandboxConfig, SandboxLimits, processes_of_uid
+from evals.sandbox import Program, Sandbox, SandboxConfig, processes_of_uid
 from evals.sandbox_wire import WireError, loads, to_plain
-from sandbox_attack import assert_contained, attack  # tests/evals is on sys.path (no package)
-
-LIMITS = SandboxLimits(timeout_s=5.0, cpu_s=2, memory_mb=512, max_processes=16, max_file_mb=1, max_open_files=64)
-
-
-@pytest.fixture(scope="module")
-def sandbox():
-    box = Sandbox(SandboxConfig(limits=LIMITS, workers=2))
-    yield box
-    box.close()
+from sandbox_attack import LIMITS, assert_contained, attack  # tests/evals is on sys.path (no package)
 
 
 def test_plain_data_round_trip_and_refusals():
