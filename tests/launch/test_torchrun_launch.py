@@ -25,6 +25,16 @@ def run(cmd, env=None, cwd=None, timeout=300) -> subprocess.CompletedProcess:
                           env=dict(os.environ, **(env or {})))
 
 
+def start_probe(tmp_path: Path) -> tuple[Path, subprocess.Popen]:
+    """launch/torchrun.sh with two ranks of rank_probe.py, which wait for SIGUSR1 (up to 300 s)."""
+    out = tmp_path / "probe"
+    env = dict(os.environ, LAUNCH_DEVICE="cpu", LAUNCH_COMMAND=str(Path(__file__).parent / "rank_probe.py"))
+    proc = subprocess.Popen(["bash", str(TORCHRUN_SH), "--nproc", "2", f"out={out}", "wait_s=300",
+                             f"run_dir={tmp_path}"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)
+    return out, proc
+
+
 @pytest.mark.distributed
 def test_torchrun_sh_trains_the_tiny_model_with_two_processes(corpus_dir, tmp_path):
     run_dir = tmp_path / "run"
@@ -76,11 +86,7 @@ def test_unreachable_first_node_names_address_and_port(tmp_path):
 @pytest.mark.slow
 @pytest.mark.distributed
 def test_usr1_to_torchrun_sh_reaches_every_rank_and_exits_75(tmp_path):
-    out = tmp_path / "probe"
-    env = dict(os.environ, LAUNCH_DEVICE="cpu", LAUNCH_COMMAND=str(Path(__file__).parent / "rank_probe.py"))
-    proc = subprocess.Popen(["bash", str(TORCHRUN_SH), "--nproc", "2", f"out={out}", "wait_s=300",
-                             f"run_dir={tmp_path}"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True)
+    out, proc = start_probe(tmp_path)
     try:
         deadline = time.monotonic() + 180
         while not ((out / "rank-0.json").exists() and (out / "rank-1.json").exists()):
@@ -102,11 +108,7 @@ def test_usr1_to_torchrun_sh_reaches_every_rank_and_exits_75(tmp_path):
 def test_usr1_before_the_ranks_have_started_still_stops_them(tmp_path):
     """Slurm can send its time-limit SIGUSR1 in the first second of a job, while the ranks are still importing torch
     with the signal ignored: the launcher must pass it on again until they have a handler, not lose it."""
-    out = tmp_path / "probe"
-    env = dict(os.environ, LAUNCH_DEVICE="cpu", LAUNCH_COMMAND=str(Path(__file__).parent / "rank_probe.py"))
-    proc = subprocess.Popen(["bash", str(TORCHRUN_SH), "--nproc", "2", f"out={out}", "wait_s=300",
-                             f"run_dir={tmp_path}"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True)
+    out, proc = start_probe(tmp_path)
     try:
         for line in proc.stdout:  # the launcher's "torchrun: ..." line: torchrun is starting, no rank is ready yet
             if "torchrun:" in line:
