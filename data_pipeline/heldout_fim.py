@@ -72,8 +72,7 @@ def trim_to_budget(prefix: str, suffix: str, tokenizer: Any, budget: int) -> tup
 
 def edit_similarity(prediction: str, reference: str) -> float:
     """1 - Levenshtein distance / length of the longer string (1.0 for two empty strings)."""
-    longest = max(len(prediction), len(reference))
-    return 1.0 if longest == 0 else 1.0 - Levenshtein.distance(prediction, reference) / longest
+    return Levenshtein.normalized_similarity(prediction, reference)
 
 
 def normalized_exact_match(prediction: str, reference: str) -> bool:

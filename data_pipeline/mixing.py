@@ -44,9 +44,6 @@ class MixtureConfig:
     def from_dict(cls, values: Mapping[str, Any]) -> "MixtureConfig":
         return config_from_dict(cls, values, "mixture")
 
-    def group_of(self, kind: str, source: str) -> str:
-        return kind if self.by == "kind" else source
-
 
 @dataclass(frozen=True)
 class HoldoutConfig:

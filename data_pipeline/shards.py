@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
@@ -49,9 +49,6 @@ class ShardInfo:
     index: str
     tokens: int
     documents: int
-
-    def to_json(self) -> dict[str, Any]:
-        return {"file": self.file, "index": self.index, "tokens": self.tokens, "documents": self.documents}
 
 
 class ShardWriter:
@@ -146,7 +143,7 @@ class Manifest:
             "dtype": self.dtype,
             "eot_id": self.eot_id,
             "mixture": self.mixture,
-            "splits": {name: [s.to_json() for s in shards] for name, shards in self.splits.items()},
+            "splits": {name: [asdict(s) for s in shards] for name, shards in self.splits.items()},
             "counts": self.counts,
             **self.extra,
         }

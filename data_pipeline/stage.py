@@ -303,14 +303,11 @@ class FilterStep(Step):
             _BUILT_FILTERS[key] = self.build_filter(cfg)
         return _BUILT_FILTERS[key]
 
-    def _filter(self, ctx: StageContext) -> DocumentFilter:
-        return self.built(ctx.name, ctx.cfg)
-
     def prepare(self, ctx: StageContext) -> None:
-        self._filter(ctx)
+        self.built(ctx.name, ctx.cfg)
 
     def run(self, ctx: StageContext, unit: str) -> UnitStats:
-        keep_or_reason = self._filter(ctx)
+        keep_or_reason = self.built(ctx.name, ctx.cfg)
         with ShardOutput(ctx, unit) as out:
             for doc in read_documents(ctx.input_shards[int(unit)]):
                 try:

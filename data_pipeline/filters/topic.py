@@ -64,9 +64,6 @@ class TopicFilter:
                        kinds=tuple(checked.kinds))
 
     def __call__(self, doc: Document) -> str | None:
-        return self.filter(doc)
-
-    def filter(self, doc: Document) -> str | None:
         """None keeps `doc`; otherwise the drop reason."""
         if doc.kind not in self.kinds:
             return None

@@ -16,7 +16,7 @@ import tempfile
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 from data_pipeline.records import Document
 from data_pipeline.sources import confined
@@ -216,11 +216,6 @@ def _lstat_size(root: Path, rel: str) -> int:
         return 0  # a link on the way or gone: reading it will say so
 
 
-def list_files(root: Path, rules: FileRules) -> list[str]:
-    """Relative POSIX paths of the files `walk` finds, sorted."""
-    return walk(root, rules).files
-
-
 def decode(data: bytes, fallback: str | None) -> tuple[str | None, str]:
     """(text, encoding) or (None, reason). UTF-8 first; a file mixing valid multi-byte UTF-8 with stray bytes is
     'mixed' (decoding it either way corrupts part of it); otherwise the single-byte fallback."""
@@ -230,17 +225,12 @@ def decode(data: bytes, fallback: str | None) -> tuple[str | None, str]:
         pass
     if fallback is None:
         return None, "encoding:not_utf8"
-    if any(b >= 0x80 for b in data) and _has_utf8_multibyte(data):
+    if not data.decode("utf-8", errors="ignore").isascii():  # valid multi-byte UTF-8 among stray bytes
         return None, "encoding:mixed"
     try:
         return data.decode(fallback), fallback
     except (UnicodeDecodeError, LookupError):
         return None, "encoding:undecodable"
-
-
-def _has_utf8_multibyte(data: bytes) -> bool:
-    text = data.decode("utf-8", errors="ignore")
-    return any(ord(c) > 0x7F for c in text)
 
 
 def longest_line(text: str) -> int:
@@ -302,8 +292,3 @@ def read_file(root: Path, rel: str, source: str, rules: FileRules) -> Document |
     path = confined.shown(rel)
     return Document(id=f"{source}/{path}", text=text, kind=kind, lang=lang, source=source, path=path,
                     license=license_id, meta=meta)
-
-
-def read_files(root: Path, rels: list[str], source: str, rules: FileRules) -> Iterator[Document | Skipped]:
-    for rel in rels:
-        yield read_file(root, rel, source, rules)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import make_dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -29,25 +29,11 @@ JSONL_SUFFIXES = (".jsonl", ".json", ".ndjson")
 TABLE_SUFFIXES = {**{s: "jsonl" for s in JSONL_SUFFIXES}, ".parquet": "parquet", ".arrow": "arrow", ".csv": "csv"}
 
 
-@dataclass(frozen=True)
-class IngestKeys:
-    """The keys the `ingest` section may hold; their defaults and meaning: configs/pipeline/ingest/default.yaml."""
-
-    enabled: Any = None
-    format: Any = None
-    source: Any = None
-    use_git: Any = None
-    max_file_bytes: Any = None
-    minified_line_chars: Any = None
-    fallback_encoding: Any = None
-    vendored_dirs: Any = None
-    generated_globs: Any = None
-    files_per_shard: Any = None
-    shard_bytes: Any = None
-    rows_per_shard: Any = None
-    records_kind: Any = None
-    fields: Any = None
-    hf_split: Any = None
+# The keys the `ingest` section may hold; their defaults and meaning: configs/pipeline/ingest/default.yaml.
+IngestKeys = make_dataclass("IngestKeys", [(key, Any, None) for key in (
+    "enabled", "format", "source", "use_git", "max_file_bytes", "minified_line_chars", "fallback_encoding",
+    "vendored_dirs", "generated_globs", "files_per_shard", "shard_bytes", "rows_per_shard", "records_kind", "fields",
+    "hf_split")], frozen=True)
 
 
 class InputError(ValueError):

@@ -8,7 +8,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from data_pipeline.records import Document
-from data_pipeline.sources import FileRules, classify, license_from_text, list_files, read_file, shebang_language
+from data_pipeline.sources import FileRules, classify, license_from_text, read_file, shebang_language, walk
 from data_pipeline.sources import tables
 from data_pipeline.sources.files import Skipped
 from data_pipeline.sources.licenses import repository_license, spdx_from_header
@@ -92,19 +92,19 @@ def test_walk_skips_vcs_and_lists_git_tracked_files(tmp_path):
     (tmp_path / ".git").mkdir()
     (tmp_path / ".git" / "config").write_text("x")
     (tmp_path / "a.py").write_text("x = 1\n")
-    assert list_files(tmp_path, FileRules(use_git=False)) == ["a.py"]
+    assert walk(tmp_path, FileRules(use_git=False)).files == ["a.py"]
     repo = tmp_path / "repo"
     repo.mkdir()
     (repo / "tracked.py").write_text("x = 1\n")
     (repo / "untracked.py").write_text("y = 2\n")
     subprocess.run(["git", "init", "-q", str(repo)], check=True)
     subprocess.run(["git", "-C", str(repo), "add", "tracked.py"], check=True)
-    assert list_files(repo, FileRules()) == ["tracked.py"]
-    assert list_files(repo, FileRules(use_git=False)) == ["tracked.py", "untracked.py"]
+    assert walk(repo, FileRules()).files == ["tracked.py"]
+    assert walk(repo, FileRules(use_git=False)).files == ["tracked.py", "untracked.py"]
     # a directory of cloned repositories: each contributes its tracked files
-    assert list_files(tmp_path, FileRules(use_git=False)) == ["a.py", "repo/tracked.py", "repo/untracked.py"]
+    assert walk(tmp_path, FileRules(use_git=False)).files == ["a.py", "repo/tracked.py", "repo/untracked.py"]
     (tmp_path / ".git").rename(tmp_path / "not_a_repo")
-    assert list_files(tmp_path, FileRules()) == ["a.py", "not_a_repo/config", "repo/tracked.py"]
+    assert walk(tmp_path, FileRules()).files == ["a.py", "not_a_repo/config", "repo/tracked.py"]
 
 
 def _docs(items):
