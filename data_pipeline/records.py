@@ -31,7 +31,7 @@ DOCUMENT_SCHEMA = pa.schema(
 # distinct) only costs time: writing and reading a shard take ~20 % less CPU without it.
 DICTIONARY_COLUMNS = ["kind", "lang", "source", "license"]
 
-OPTIONAL = ("lang", "source", "path", "license", "meta")  # columns `Document.from_row` reads with .get
+OPTIONAL = ("lang", "source", "path", "license", "meta")  # columns a batch may lack (read as None)
 
 DROPPED_SCHEMA = pa.schema(
     [("id", pa.string()), ("path", pa.string()), ("source", pa.string()), ("stage", pa.string()), ("reason", pa.string())]
@@ -58,19 +58,6 @@ class Document:
         return {"id": self.id, "text": self.text, "kind": self.kind, "lang": self.lang, "source": self.source,
                 "path": self.path, "license": self.license,
                 "meta": json.dumps(self.meta, sort_keys=True, ensure_ascii=False)}
-
-    @classmethod
-    def from_row(cls, row: dict[str, Any]) -> "Document":
-        return cls(
-            id=row["id"],
-            text=row["text"],
-            kind=row["kind"],
-            lang=row.get("lang"),
-            source=row.get("source") or "",
-            path=row.get("path"),
-            license=row.get("license"),
-            meta=_meta(row.get("meta")),
-        )
 
 
 def _meta(meta: Any) -> dict[str, Any]:
@@ -102,7 +89,7 @@ def read_document_batches(path: str | Path, batch_size: int = 1024) -> Iterator[
 
 
 def documents_of(batch: pa.RecordBatch) -> list[Document]:
-    """The rows of a batch of DOCUMENT_SCHEMA as Documents, as `Document.from_row` makes them; column by column
+    """The rows of a batch of DOCUMENT_SCHEMA as Documents (a missing source read as ""); column by column
     (`batch.to_pylist()` builds a dict per row: 1.7x the time)."""
     columns = {name: batch.column(name).to_pylist() for name in batch.schema.names}
     n = batch.num_rows

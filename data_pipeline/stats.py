@@ -16,14 +16,12 @@ EXAMPLES_PER_REASON = 5  # how many paths a reason keeps as examples: enough to 
 def stats_key(reason: str) -> str:
     """The counter a drop reason is summed under: `off_topic:0.12` counts as `off_topic` (one key, not one per score);
     `not_english:de` stays as it is. The full reason is kept in DIR/dropped/."""
-    head, sep, tail = reason.partition(":")
-    if sep:
-        try:
-            float(tail)
-        except ValueError:
-            return reason
-        return head
-    return reason
+    head, _, tail = reason.partition(":")
+    try:
+        float(tail)  # "" (no colon) is no number either
+    except ValueError:
+        return reason
+    return head
 
 
 @dataclass
@@ -60,14 +58,11 @@ class UnitStats:
         return sum(self.dropped.values())
 
     def merge(self, other: "UnitStats") -> "UnitStats":
-        self.docs_in += other.docs_in
-        self.bytes_in += other.bytes_in
-        self.kept += other.kept
-        self.bytes_kept += other.bytes_kept
-        for reason, n in other.dropped.items():
-            self.dropped[reason] = self.dropped.get(reason, 0) + n
-        for reason, n in other.dropped_bytes.items():
-            self.dropped_bytes[reason] = self.dropped_bytes.get(reason, 0) + n
+        for name in ("docs_in", "bytes_in", "kept", "bytes_kept"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        for mine, theirs in ((self.dropped, other.dropped), (self.dropped_bytes, other.dropped_bytes)):
+            for reason, n in theirs.items():
+                mine[reason] = mine.get(reason, 0) + n
         for reason, paths in other.examples.items():
             mine = self.examples.setdefault(reason, [])
             mine.extend(paths[: max(0, EXAMPLES_PER_REASON - len(mine))])
@@ -81,8 +76,7 @@ class UnitStats:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "UnitStats":
-        data = {k: v for k, v in data.items() if k != "dropped_total"}
-        return cls(**data)
+        return cls(**{k: v for k, v in data.items() if k != "dropped_total"})
 
 
 def merge_extra(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:

@@ -16,6 +16,7 @@ output directory, and a change makes the stage start over.
 """
 from __future__ import annotations
 
+import functools
 import json
 import multiprocessing
 import os
@@ -31,7 +32,7 @@ from tqdm import tqdm
 
 from data_pipeline.atomic import write_json_atomic, write_text_atomic
 from data_pipeline.mixing import HoldoutConfig, MixtureConfig, compute_weights, holdout_score, uniform_hash
-from data_pipeline.records import Document, read_documents, write_documents
+from data_pipeline.records import Document, documents_of, read_documents, write_documents
 from data_pipeline.shards import Manifest, ShardConfig, read_manifest, write_shards
 from data_pipeline.stage import Stage, StageContext, Step
 from data_pipeline.stats import UnitStats
@@ -82,17 +83,10 @@ def _read_unit(unit: _Unit) -> Iterable[Document]:
         return
     pf = pq.ParquetFile(unit.path)
     for batch in pf.iter_batches(batch_size=ENCODE_BATCH, row_groups=list(unit.row_groups)):
-        for row in batch.to_pylist():
-            yield Document.from_row(row)
+        yield from documents_of(batch)
 
 
-_TOKENIZERS: dict[str, Any] = {}
-
-
-def _tokenizer(path: str) -> Any:
-    if path not in _TOKENIZERS:
-        _TOKENIZERS[path] = load_tokenizer(path)
-    return _TOKENIZERS[path]
+_tokenizer = functools.cache(load_tokenizer)  # one per process and file: the forked workers reuse it
 
 
 def _tokenize_unit(job: _Job) -> dict[str, Any]:
@@ -345,16 +339,12 @@ def training_texts(documents: Sequence[Path], max_bytes: int) -> Iterator[str]:
             yield doc.text
 
 
-def trained_tokenizer_dir(root: Path) -> Path:
-    return root / "tokenizer"
-
-
 def get_tokenizer(ctx: StageContext, train: bool = True) -> RefactTokenizer | None:
     """The given tokenizer, else the one trained on the kept documents (trained now when `train` and missing)."""
     tok_cfg = ctx.cfg["tokenizer"]
     if tok_cfg.get("path"):
         return load_tokenizer(str(tok_cfg["path"]))
-    out = trained_tokenizer_dir(ctx.root)
+    out = ctx.root / "tokenizer"
     if (out / "tokenizer.json").exists():
         return load_tokenizer(out)
     if not train:

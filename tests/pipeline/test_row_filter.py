@@ -36,7 +36,7 @@ def test_filter_rows_equals_keep_and_drop_one_by_one(tmp_path):
     assert pq.ParquetFile(str(fast.output_path("00000"))).metadata.num_row_groups > 2
 
 
-def test_documents_of_a_batch_equal_from_row():
+def test_documents_of_a_batch():
     import pyarrow as pa
 
     from data_pipeline.records import DOCUMENT_SCHEMA, documents_of
@@ -45,5 +45,5 @@ def test_documents_of_a_batch_equal_from_row():
     rows += [{"id": "x", "text": "t", "kind": "code", "meta": ""},
              {"id": "y", "text": "t", "kind": "text", "lang": "en", "source": None, "path": "p", "meta": None}]
     batch = pa.RecordBatch.from_pylist(rows, schema=DOCUMENT_SCHEMA)
-    assert documents_of(batch) == [Document.from_row(row) for row in rows]
-    assert documents_of(batch)[5].meta == {} and documents_of(batch)[6].source == ""
+    assert documents_of(batch) == [*_docs(5), Document("x", "t", "code", None, "", None, None, {}),
+                                   Document("y", "t", "text", "en", "", "p", None, {})]
