@@ -45,11 +45,7 @@ SPLITTERS = ("inside_row", "to_end_of_row", "multi_row")
 
 @dataclass(frozen=True)
 class FimConfig:
-    """How documents become fill-in-the-middle samples (docs/fim_and_shards.md).
-
-    mode "pretrain": the FIM paper / BigCode Megatron, two uniform character positions per document.
-    mode "finetune": the release's FIMv2, line-aware middles; `splitter_probs` weighs `SPLITTERS`.
-    """
+    """How documents become fill-in-the-middle samples (the modes: above; docs/fim_and_shards.md)."""
 
     mode: str = "pretrain"
     rate: float = 0.5  # probability that a document becomes a FIM sample (0.9 per file in the release's fine-tuning)
@@ -106,13 +102,6 @@ def fim_rng(seed: int, index: int) -> np.random.Generator:
     if seed < 0 or index < 0:
         raise ValueError(f"fim_rng: seed and index must be non-negative, got seed={seed}, index={index}")
     return np.random.Generator(np.random.PCG64(np.random.SeedSequence([int(seed), int(index), 0xF1A])))
-
-
-# ---------- pretrain mode ----------
-
-def split_chars(text: str, rng: np.random.Generator) -> FimSplit:
-    lo, hi = sorted(int(x) for x in rng.integers(0, len(text) + 1, size=2))
-    return FimSplit(text[:lo], text[lo:hi], text[hi:], kind="chars")
 
 
 # ---------- finetune mode (FIMv2) ----------
@@ -194,8 +183,9 @@ ORDERS = ("psm", "spm")
 
 def split_text(text: str, rng: np.random.Generator, cfg: FimConfig, cut_end: bool = False) -> FimSplit:
     """Cut one document into prefix, middle and suffix by the rules of `cfg.mode`; their concatenation is `text`."""
-    if cfg.mode == "pretrain":
-        return split_chars(text, rng)
+    if cfg.mode == "pretrain":  # two uniform character positions
+        lo, hi = sorted(int(x) for x in rng.integers(0, len(text) + 1, size=2))
+        return FimSplit(text[:lo], text[lo:hi], text[hi:], kind="chars")
     return split_lines(text, rng, cfg, cut_end=cut_end)
 
 

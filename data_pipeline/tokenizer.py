@@ -165,17 +165,21 @@ class RefactTokenizer:
         return out / "tokenizer.json"
 
 
+def _byte_level(model: models.Model) -> Tokenizer:
+    tok = Tokenizer(model)
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    return tok
+
+
 def load_tokenizer(path: str | Path) -> RefactTokenizer:
     """Load a tokenizer from a directory (tokenizer.json, or vocab.json + merges.txt) or a tokenizer.json file."""
     p = Path(path)
-    if p.is_file():
-        return RefactTokenizer(Tokenizer.from_file(str(p)), source=str(p))
-    if (p / "tokenizer.json").is_file():
-        return RefactTokenizer(Tokenizer.from_file(str(p / "tokenizer.json")), source=str(p / "tokenizer.json"))
+    file = p if p.is_file() else p / "tokenizer.json"
+    if file.is_file():
+        return RefactTokenizer(Tokenizer.from_file(str(file)), source=str(file))
     if (p / "vocab.json").is_file() and (p / "merges.txt").is_file():
-        tok = Tokenizer(models.BPE.from_file(str(p / "vocab.json"), str(p / "merges.txt")))
-        tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-        tok.decoder = decoders.ByteLevel()
+        tok = _byte_level(models.BPE.from_file(str(p / "vocab.json"), str(p / "merges.txt")))
         tok.add_special_tokens([t for t in SPECIAL_TOKENS if tok.token_to_id(t) is not None])
         return RefactTokenizer(tok, source=str(p))
     raise FileNotFoundError(
@@ -191,9 +195,7 @@ def train_bpe(texts: Iterable[str], vocab_size: int = 4096, min_frequency: int =
     """
     if vocab_size < len(SPECIAL_TOKENS) + 256:
         raise ValueError(f"vocab_size {vocab_size} is below the {len(SPECIAL_TOKENS) + 256} specials and bytes")
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
+    tok = _byte_level(models.BPE())
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size,
         min_frequency=min_frequency,

@@ -94,16 +94,9 @@ def _duplicate_fractions(items: list[str]) -> tuple[float, float]:
     """(fraction of items that repeat an earlier one, fraction of characters in those repeats)."""
     if not items:
         return 0.0, 0.0
-    seen: set[str] = set()
-    dup_items = dup_chars = 0
-    for item in items:
-        if item in seen:
-            dup_items += 1
-            dup_chars += len(item)
-        else:
-            seen.add(item)
-    total_chars = sum(len(i) for i in items)
-    return dup_items / len(items), dup_chars / max(1, total_chars)
+    unique = set(items)  # the repeats are what the first occurrences leave over
+    total_chars = sum(map(len, items))
+    return (len(items) - len(unique)) / len(items), (total_chars - sum(map(len, unique))) / max(1, total_chars)
 
 
 def top_ngram_chars_fraction(words: list[str], n: int) -> float:

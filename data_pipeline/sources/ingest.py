@@ -101,9 +101,9 @@ def validate_inputs(pipeline_cfg: dict[str, Any]) -> list[tuple[Path, str, str]]
     return list(zip(paths, formats, source_names(paths, section)))
 
 
-def broken(base: dict[str, Any], entry: str, reason: str) -> dict[str, Any]:
-    """An item for an input that cannot be planned: one dropped entry."""
-    return {**base, "format": "skipped", "entries": [[entry, reason]], "inputs": 1}
+def skipped_item(base: dict[str, Any], entries: list[tuple[str, str]]) -> dict[str, Any]:
+    """An item of (path, reason) entries that cannot be read or planned: each one dropped entry."""
+    return {**base, "format": "skipped", "entries": [list(e) for e in entries], "inputs": len(entries)}
 
 
 def table_items(base: dict[str, Any], root: Path, rel: str | None, fmt: str, name: str, section: dict[str, Any],
@@ -125,7 +125,7 @@ def table_items(base: dict[str, Any], root: Path, rel: str | None, fmt: str, nam
         raise
     except Exception as exc:  # whatever a corrupt file makes a reader raise: that file is dropped, the run goes on
         entry = name if rel is None or name == confined.shown(rel) else f"{name}/{confined.shown(rel)}"
-        return [broken(base, entry, tables.failure_reason(exc, fmt))]
+        return [skipped_item(base, [(entry, tables.failure_reason(exc, fmt))])]
 
 
 def plan_items(path: Path, fmt: str, source: str, section: dict[str, Any]) -> list[dict[str, Any]]:
@@ -135,20 +135,17 @@ def plan_items(path: Path, fmt: str, source: str, section: dict[str, Any]) -> li
         listing = walk(path, FileRules.from_config(section))
         files_per_shard = int(section.get("files_per_shard", 1000))
         shard_bytes = int(section.get("shard_bytes", 64 << 20))
-        items, group, nbytes = [], [], 0
+        groups: list[list[str]] = []
+        nbytes = 0
         for rel in listing.files:
             size = listing.sizes.get(rel, 0)
-            if group and (len(group) >= files_per_shard or nbytes + size > shard_bytes):
-                items.append({**base, "format": "files", "root": str(path), "files": group, "inputs": len(group)})
-                group, nbytes = [], 0
-            group.append(rel)
+            if not groups or len(groups[-1]) >= files_per_shard or nbytes + size > shard_bytes:
+                groups.append([])
+                nbytes = 0
+            groups[-1].append(rel)
             nbytes += size
-        if group:
-            items.append({**base, "format": "files", "root": str(path), "files": group, "inputs": len(group)})
-        if listing.skipped:
-            items.append({**base, "format": "skipped", "entries": [[s.path, s.reason] for s in listing.skipped],
-                          "inputs": len(listing.skipped)})
-        return items
+        items = [{**base, "format": "files", "root": str(path), "files": g, "inputs": len(g)} for g in groups]
+        return items + ([skipped_item(base, [(s.path, s.reason) for s in listing.skipped])] if listing.skipped else [])
     if fmt in ("jsonl", "parquet"):
         return table_items(base, path, None, fmt, path.name, section)
     if fmt == "hf_disk":
@@ -157,7 +154,7 @@ def plan_items(path: Path, fmt: str, source: str, section: dict[str, Any]) -> li
         except MemoryError:
             raise
         except Exception as exc:
-            return [broken(base, path.name, tables.failure_reason(exc, "arrow"))]
+            return [skipped_item(base, [(path.name, tables.failure_reason(exc, "arrow"))])]
         items, first_row = [], 0
         for rel in shards:
             planned = table_items(base, path, rel, "arrow", path.name, section, first_row)
@@ -165,12 +162,11 @@ def plan_items(path: Path, fmt: str, source: str, section: dict[str, Any]) -> li
             items += planned
         return items
     listing = walk(path, FileRules(use_git=False))  # hf_files: a folder of data files
-    items = [{**base, "format": "skipped", "entries": [[s.path, s.reason] for s in listing.skipped],
-              "inputs": len(listing.skipped)}] if listing.skipped else []
+    items = [skipped_item(base, [(s.path, s.reason) for s in listing.skipped])] if listing.skipped else []
     for rel in listing.files:
         table = TABLE_SUFFIXES.get(os.path.splitext(rel)[1].lower())
         if table is None:
-            items.append(broken(base, confined.shown(rel), "unknown_type"))
+            items.append(skipped_item(base, [(confined.shown(rel), "unknown_type")]))
         else:
             items += table_items(base, path, rel, table, confined.shown(rel), section)
     return items
