@@ -10,6 +10,7 @@ from typing import Any, Callable
 
 import hydra
 import torch
+from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, OmegaConf
 
 from evals.context import EvalContext
@@ -36,8 +37,6 @@ DATA_TASKS = ("heldout_fim", "perplexity")
 
 def compose_config(overrides: list[str]) -> DictConfig:
     """The config `refact-eval OVERRIDES...` would run with (for tests and notebooks)."""
-    from hydra import compose, initialize_config_dir
-
     with initialize_config_dir(config_dir=str(Path(config_dir()) / "eval"), version_base=None):
         return compose(config_name="eval", overrides=overrides)
 

@@ -11,9 +11,8 @@ from collections import defaultdict
 from typing import Any, Mapping
 
 from data_pipeline.fim import FimConfig
-from data_pipeline.heldout_fim import (  # noqa: F401 - the task's pieces, also imported from here
-    HeldoutFimTask, build_heldout_tasks, edit_similarity, fim_prompt, load_heldout_documents, normalized_exact_match,
-    trim_to_budget)
+from data_pipeline.heldout_fim import (build_heldout_tasks, edit_similarity, fim_prompt, load_heldout_documents,
+                                       normalized_exact_match)
 from evals.context import EvalContext
 
 

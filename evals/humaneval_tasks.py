@@ -2,69 +2,59 @@
 from __future__ import annotations
 
 import logging
-from collections import defaultdict
+from collections import Counter
 from typing import Any, Mapping
 
 from data_pipeline.chat import chat_prompt_ids
 from data_pipeline.fim import format_fim_prompt
 from evals.context import EvalContext
-from evals.humaneval import build_chat_program, build_program, extract_code, load_problems, truncate_at_stop
+from evals.humaneval import Problem, build_chat_program, build_program, extract_code, load_problems, truncate_at_stop
 from evals.infilling import build_infill_program, build_single_line_tasks, clean_single_line, exact_match
 from evals.passk import mean_pass_at_k
+from evals.sandbox import Program
 
 log = logging.getLogger(__name__)
 
 
-def _samples_per_problem(cfg: Mapping[str, Any], task: str) -> int:
+def _rows(ctx: EvalContext, cfg: Mapping[str, Any], task: str) -> tuple[list[Problem], int]:
+    """The problems, each repeated once per sample, and the samples per problem."""
     n = int(cfg["num_samples"])
     if float(cfg["temperature"]) <= 0 and n > 1:
         log.warning("%s: greedy decoding (temperature 0) gives one distinct sample; using num_samples=1", task)
-        return 1
-    return n
+        n = 1
+    return [p for p in ctx.limited(load_problems(cfg.get("data"))) for _ in range(n)], n
 
 
-def _score(ctx: EvalContext, problem_ids: list[str], programs: list[str], desc: str) -> tuple[list, dict]:
-    """Run the programs; per-problem sample and pass counts."""
-    results = ctx.sandbox.run_many(programs, desc=desc)
-    counts: dict[str, list[int]] = defaultdict(lambda: [0, 0])
-    for pid, res in zip(problem_ids, results):
-        counts[pid][0] += 1
-        counts[pid][1] += int(res.passed)
-    return results, counts
-
-
-def _pass_at_k_summary(counts: dict, ks, n: int, temperature: float) -> dict:
-    samples = [c[0] for c in counts.values()]
-    correct = [c[1] for c in counts.values()]
-    return {"problems": len(counts), "samples_per_problem": n, "temperature": temperature,
-            **mean_pass_at_k(samples, correct, ks)}
+def _score(ctx: EvalContext, cfg: Mapping[str, Any], task: str, rows: list[Problem], programs: list[Program],
+           n: int) -> tuple[list, dict]:
+    """Run the programs; the results and the pass@k summary over problems."""
+    results = ctx.sandbox.run_many(programs, desc=f"{task} execute")
+    samples = Counter(p.task_id for p in rows)
+    correct = Counter(p.task_id for p, r in zip(rows, results) if r.passed)
+    return results, {"problems": len(samples), "samples_per_problem": n, "temperature": float(cfg["temperature"]),
+                     **mean_pass_at_k(list(samples.values()), [correct[t] for t in samples], cfg["k"])}
 
 
 def run_humaneval(ctx: EvalContext, cfg: Mapping[str, Any]) -> dict:
     """Completion mode: the prompt is continued and cut at the harness's stop sequences."""
-    problems = ctx.limited(load_problems(cfg.get("data")))
-    n = _samples_per_problem(cfg, "humaneval")
+    rows, n = _rows(ctx, cfg, "humaneval")
     tok = ctx.tokenizer
-    rows = [p for p in problems for _ in range(n)]
     stops = list(cfg["stop_sequences"])
     outputs = ctx.generator.run([tok.encode(p.prompt) for p in rows], stop_token_ids=[tok.eot_id],
                                 desc="humaneval generate", max_new_tokens=int(cfg["max_new_tokens"]),
                                 temperature=float(cfg["temperature"]), stop_sequences=stops, decode=tok.decode)
     completions = [truncate_at_stop(tok.decode(o), stops) for o in outputs]
-    results, counts = _score(ctx, [p.task_id for p in rows], [build_program(p, c) for p, c in zip(rows, completions)],
-                             "humaneval execute")
+    results, summary = _score(ctx, cfg, "humaneval", rows, [build_program(p, c) for p, c in zip(rows, completions)], n)
     ctx.write_samples("humaneval_samples.jsonl", (
         {"task_id": p.task_id, "completion": c, "passed": r.passed, "status": r.status}
         for p, c, r in zip(rows, completions, results)))
-    return _pass_at_k_summary(counts, cfg["k"], n, float(cfg["temperature"]))
+    return summary
 
 
 def run_humaneval_chat(ctx: EvalContext, cfg: Mapping[str, Any]) -> dict:
     """The release's chat format: the problem is asked as a question, the code extracted from the answer."""
-    problems = ctx.limited(load_problems(cfg.get("data")))
-    n = _samples_per_problem(cfg, "humaneval_chat")
+    rows, n = _rows(ctx, cfg, "humaneval_chat")
     tok = ctx.tokenizer
-    rows = [p for p in problems for _ in range(n)]
     prompts = [chat_prompt_ids(tok, [{"role": "system", "content": cfg["system"]},
                                      {"role": "user", "content": str(cfg["query"]).format(prompt=p.prompt)}])
                for p in rows]
@@ -73,12 +63,12 @@ def run_humaneval_chat(ctx: EvalContext, cfg: Mapping[str, Any]) -> dict:
                                 temperature=float(cfg["temperature"]))
     answers = [tok.decode(o) for o in outputs]
     codes = [extract_code(a, p.entry_point) for a, p in zip(answers, rows)]
-    results, counts = _score(ctx, [p.task_id for p in rows],
-                             [build_chat_program(p, c) for p, c in zip(rows, codes)], "humaneval_chat execute")
+    results, summary = _score(ctx, cfg, "humaneval_chat", rows,
+                              [build_chat_program(p, c) for p, c in zip(rows, codes)], n)
     ctx.write_samples("humaneval_chat_samples.jsonl", (
         {"task_id": p.task_id, "answer": a, "code": c, "passed": r.passed, "status": r.status}
         for p, a, c, r in zip(rows, answers, codes, results)))
-    return _pass_at_k_summary(counts, cfg["k"], n, float(cfg["temperature"]))
+    return summary
 
 
 def run_humaneval_infill(ctx: EvalContext, cfg: Mapping[str, Any]) -> dict:
@@ -94,8 +84,8 @@ def run_humaneval_infill(ctx: EvalContext, cfg: Mapping[str, Any]) -> dict:
                                     max_new_tokens=int(cfg["max_new_tokens"]), temperature=0.0)
         raw = [tok.decode(o) for o in outputs]
         middles = [clean_single_line(r) if cfg["single_line"] else r for r in raw]
-        results, _ = _score(ctx, [t.task_id for t in tasks],
-                            [build_infill_program(t, m) for t, m in zip(tasks, middles)], f"infill {order} execute")
+        results = ctx.sandbox.run_many([build_infill_program(t, m) for t, m in zip(tasks, middles)],
+                                       desc=f"infill {order} execute")
         em = [exact_match(m, t.middle) for m, t in zip(middles, tasks)]
         ctx.write_samples(f"humaneval_infill_{order}_samples.jsonl", (
             {"task_id": t.task_id, "middle": t.middle, "completion": r, "passed": res.passed, "exact_match": e}

@@ -18,13 +18,10 @@ EXPECTED_SINGLE_LINE_TASKS = 1033
 @dataclass(frozen=True)
 class InfillTask:
     task_id: str  # "HumanEval/0/L3": problem id and the line's index within the canonical solution
-    problem_id: str
+    problem: Problem  # its tests (and the prompt's helpers they call) score the filled-in module
     prefix: str
     middle: str
     suffix: str
-    test: str
-    entry_point: str
-    prompt: str  # the problem's prompt: the trusted context of its tests (helpers they call)
 
 
 def build_single_line_tasks(problems: Sequence[Problem], expect_full: bool | None = None) -> list[InfillTask]:
@@ -35,16 +32,8 @@ def build_single_line_tasks(problems: Sequence[Problem], expect_full: bool | Non
         for i, line in enumerate(lines):
             if not line.strip():
                 continue
-            tasks.append(InfillTask(
-                task_id=f"{problem.task_id}/L{i}",
-                problem_id=problem.task_id,
-                prefix=problem.prompt + "".join(lines[:i]),
-                middle=line,
-                suffix="".join(lines[i + 1:]),
-                test=problem.test,
-                entry_point=problem.entry_point,
-                prompt=problem.prompt,
-            ))
+            tasks.append(InfillTask(f"{problem.task_id}/L{i}", problem, prefix=problem.prompt + "".join(lines[:i]),
+                                    middle=line, suffix="".join(lines[i + 1:])))
     full = len(problems) == 164 if expect_full is None else expect_full
     if full and len(tasks) != EXPECTED_SINGLE_LINE_TASKS:
         raise ValueError(f"single-line infilling: built {len(tasks)} tasks from {len(problems)} problems, expected "
@@ -58,8 +47,7 @@ def clean_single_line(completion: str) -> str:
 
 
 def build_infill_program(task: InfillTask, middle: str) -> Program:
-    return Program(candidate=task.prefix + middle + task.suffix, entry_point=task.entry_point, context=task.prompt,
-                   test=task.test)
+    return task.problem.program(task.prefix + middle + task.suffix)
 
 
 def exact_match(completion: str, middle: str) -> bool:

@@ -13,6 +13,7 @@ from typing import Any, Mapping
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch.nn.utils.rnn import pad_sequence
 from tqdm.auto import tqdm
 
 from data_pipeline.shards import open_split, read_manifest
@@ -37,13 +38,9 @@ def window_nll(model: torch.nn.Module, windows: list[np.ndarray], batch_size: in
     model.eval()
     for i in tqdm(range(0, len(windows), batch_size), desc="perplexity", unit="batch", leave=False):
         batch = windows[i:i + batch_size]
-        longest = max(len(w) for w in batch)
-        ids = torch.zeros((len(batch), longest), dtype=torch.long)
-        mask = torch.zeros((len(batch), longest), dtype=torch.bool)
-        for row, w in enumerate(batch):  # right padding: causal attention never lets a real token see it
-            ids[row, :len(w)] = torch.from_numpy(w)
-            mask[row, :len(w)] = True
-        ids, mask = ids.to(device), mask.to(device)
+        # right padding (zeros): causal attention never lets a real token see it
+        ids = pad_sequence([torch.as_tensor(w, dtype=torch.long) for w in batch], batch_first=True).to(device)
+        mask = (torch.arange(ids.shape[1]) < torch.tensor([len(w) for w in batch])[:, None]).to(device)
         logits = model(ids[:, :-1])
         for row in range(len(batch)):  # one row at a time in fp32: [T, vocab] floats, not [B, T, vocab]
             nll = F.cross_entropy(logits[row].float(), ids[row, 1:], reduction="none")

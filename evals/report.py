@@ -5,12 +5,12 @@ import json
 from pathlib import Path
 from typing import Any, Mapping
 
-# Rows of the table: (task, metric path inside the task's result, label). A path's parts are joined by "/".
-PERCENT_METRICS = ("pass@", "exact_match", "edit_similarity")
+PERCENT_METRICS = ("pass@", "exact_match", "edit_similarity")  # leaf names shown in percent
 
 
 def table_rows(tasks: Mapping[str, Any]) -> list[tuple[str, str]]:
-    """(task, metric path) for every number worth a row, in a stable order."""
+    """(task, metric path inside the task's result, parts joined by "/") for every number worth a row, in a stable
+    order."""
     rows = []
     for task, result in tasks.items():
         if task in ("humaneval", "humaneval_chat"):

@@ -29,9 +29,10 @@ import tempfile
 import time
 import weakref
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import suppress
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Sequence
 
 from tqdm.auto import tqdm
 
@@ -96,9 +97,6 @@ class ExecutionResult:
     stderr: str = ""
     check_output: str = ""  # the checker's (what the test code printed)
 
-    def to_dict(self) -> dict:
-        return asdict(self)
-
 
 @dataclass
 class _Slot:
@@ -127,11 +125,9 @@ def _read_until_eof(fd: int, deadline: float, cap: int = 1 << 16) -> bytes:
 
 
 def _write_all(stream, data: bytes) -> None:
-    try:
+    with suppress(BrokenPipeError):  # the process died: what it leaves behind says why
         stream.write(data)
         stream.close()
-    except BrokenPipeError:  # the process died: what it leaves behind says why
-        pass
 
 
 def _python_prefixes(python: str) -> list[str]:
@@ -412,20 +408,16 @@ class Sandbox:
         if checker is not None:
             _kill_group(checker)
         if init_fd >= 0:
-            try:
+            with suppress(ProcessLookupError):
                 signal.pidfd_send_signal(init_fd, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
         if box is not None:
             try:
                 box.wait(timeout=5)
             except subprocess.TimeoutExpired:
                 _kill_group(box)
         if init_fd >= 0:  # bubblewrap exits when the candidate does, orphaning its pid 1 to us (the subreaper)
-            try:
+            with suppress(ChildProcessError):  # bubblewrap reaped it
                 os.waitid(os.P_PIDFD, init_fd, os.WEXITED)
-            except ChildProcessError:
-                pass  # bubblewrap reaped it
         if slot.cgroup is not None:
             slot.cgroup.kill_all()
         elif slot.uid is not None:
@@ -433,17 +425,7 @@ class Sandbox:
 
 
 def _kill_group(proc: subprocess.Popen) -> None:
-    try:
+    with suppress(ProcessLookupError, PermissionError):
         os.killpg(proc.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
     proc.wait()
 
-
-def run_programs(programs: Iterable[Program], config: SandboxConfig | None = None, desc: str = "sandbox"):
-    """Convenience: one sandbox, all programs, results in input order."""
-    sandbox = Sandbox(config)
-    try:
-        return sandbox.run_many(list(programs), desc=desc)
-    finally:
-        sandbox.close()

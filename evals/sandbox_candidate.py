@@ -2,11 +2,11 @@
 
 Started by `evals.sandbox` under bubblewrap as `python -I -S -B /sandbox/sandbox_candidate.py CALL_FD ANSWER_FD
 SETUP_FD`, with a JSON request on stdin. SETUP_FD gets `ok` or `error ...` and is closed before any candidate code
-runs, so the candidate cannot report a sandbox failure (which stops the evaluation). Standard library only (the project is not importable in the sandbox). It never sees the
-tests: the checker (`evals/sandbox_checker.py`, a trusted process) sends `["call", args, kwargs]` on CALL_FD and this
-side answers `["ok", value]` or `["raise", type name, message]` on ANSWER_FD, as plain data (`sandbox_wire`). The
-candidate's code shares this interpreter and may rewrite anything in it, including these messages: that only changes
-what it answers, never how the checker judges the answer.
+runs, so the candidate cannot report a sandbox failure (which stops the evaluation). Standard library only (the
+project is not importable in the sandbox). It never sees the tests: the checker (`evals/sandbox_checker.py`, a trusted
+process) sends `["call", args, kwargs]` on CALL_FD and this side answers `["ok", value]` or `["raise", type name,
+message]` on ANSWER_FD, as plain data (`sandbox_wire`). The candidate's code shares this interpreter and may rewrite
+anything in it, including these messages: that only changes what it answers, never how the checker judges the answer.
 """
 import ctypes
 import json
@@ -92,11 +92,7 @@ def serve(function, call_fd, answer_fd, send, receive):
         try:
             send(answer_fd, "ok", result)
         except wire.WireError as err:
-            send(answer_fd, "raise", "TypeError", f"{entry_name(function)} returned {err}")
-
-
-def entry_name(function):
-    return getattr(function, "__name__", "the candidate")
+            send(answer_fd, "raise", "TypeError", f"{getattr(function, '__name__', 'the candidate')} returned {err}")
 
 
 def main():

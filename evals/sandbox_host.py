@@ -15,6 +15,7 @@ import signal
 import stat
 import subprocess
 import time
+from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -108,10 +109,8 @@ def open_state_dir(path: Path | None = None) -> int:
     if path is None:
         path = ROOT_STATE_DIR if os.geteuid() == 0 else Path(os.environ.get("XDG_RUNTIME_DIR") or "/tmp") / \
             f"refact-sandbox-{os.geteuid()}"
-    try:
+    with suppress(FileExistsError):
         os.mkdir(path, 0o700)
-    except FileExistsError:
-        pass
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
     try:
         _check_owned(os.fstat(fd), str(path), want_dir=True)
@@ -186,6 +185,7 @@ class SlotCgroup:
         for make in (cls._create_v2, cls._create_v1):
             try:
                 group = make(name)
+                group._make_dirs()
             except (OSError, HostFeatureMissing) as err:
                 reasons.append(str(err))
                 continue
@@ -216,9 +216,7 @@ class SlotCgroup:
                 raise HostFeatureMissing(f"cgroup v2 at {base}: cannot enable memory and pids for children ({err}); "
                                          f"run the evaluation in a delegated cgroup (e.g. systemd-run --scope -p "
                                          f"Delegate=yes)") from None
-        group = cls(2, [base / name])
-        group._make_dirs()
-        return group
+        return cls(2, [base / name])
 
     @classmethod
     def _create_v1(cls, name: str) -> "SlotCgroup":
@@ -229,9 +227,7 @@ class SlotCgroup:
             if mount is None or controller not in own:
                 raise HostFeatureMissing(f"cgroup v1: no {controller} hierarchy")
             dirs.append(Path(mount) / own[controller].lstrip("/") / name)
-        group = cls(1, dirs)
-        group._make_dirs()
-        return group
+        return cls(1, dirs)
 
     def _make_dirs(self) -> None:
         for d in self.dirs:
@@ -271,17 +267,14 @@ class SlotCgroup:
     def pids(self) -> set[int]:
         found = set()
         for d in self.dirs:
-            try:
+            with suppress(FileNotFoundError):
                 found.update(int(p) for p in (d / "cgroup.procs").read_text().split())
-            except FileNotFoundError:
-                pass
         return found
 
-    def kill_all(self, timeout_s: float = 10.0) -> int:
-        """SIGKILL every process in the cgroup until it is empty; how many were still there."""
+    def kill_all(self, timeout_s: float = 10.0) -> None:
+        """SIGKILL every process in the cgroup until it is empty."""
         deadline = time.monotonic() + timeout_s
         left = self.pids()
-        count = len(left)
         while left or self.charged():
             if self.version == 2 and (self.dirs[0] / "cgroup.kill").exists():
                 _write(self.dirs[0] / "cgroup.kill", "1")
@@ -292,14 +285,11 @@ class SlotCgroup:
                                          f"({self.charged()} tasks charged)")
             time.sleep(0.002)
             left = self.pids()
-        return count
 
     def remove(self) -> None:
         for d in self.dirs:
-            try:
+            with suppress(OSError):  # gone already, or busy: a later evaluation on this slot reuses and empties it
                 d.rmdir()
-            except OSError:
-                pass  # gone already, or busy: a later evaluation on this slot reuses and empties it
 
 
 def host_memory_bytes() -> int:
@@ -310,10 +300,8 @@ def host_memory_bytes() -> int:
 
 def sigkill(pids) -> None:
     for pid in pids:
-        try:
+        with suppress(ProcessLookupError):  # gone already
             os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass  # gone already
 
 
 def processes_of_uid(uid: int) -> set[int]:
@@ -321,11 +309,9 @@ def processes_of_uid(uid: int) -> set[int]:
     found = set()
     for entry in os.listdir("/proc"):
         if entry.isdigit():
-            try:
+            with suppress(OSError):
                 if os.stat(f"/proc/{entry}").st_uid == uid:
                     found.add(int(entry))
-            except OSError:
-                pass
     return found
 
 

@@ -35,9 +35,7 @@ def to_plain(value, depth=0):
         return value
     if kind is list:
         return [to_plain(v, depth + 1) for v in value]
-    if kind is tuple:
-        return {"tuple": [to_plain(v, depth + 1) for v in value]}
-    if kind is set or kind is frozenset:
+    if kind is tuple or kind is set or kind is frozenset:
         return {kind.__name__: [to_plain(v, depth + 1) for v in value]}
     if kind is dict:
         return {"dict": [[to_plain(k, depth + 1), to_plain(v, depth + 1)] for k, v in value.items()]}

@@ -1,9 +1,9 @@
 import pytest
 
 from data_pipeline.fim import FimConfig
+from data_pipeline.heldout_fim import build_heldout_tasks, edit_similarity, normalized_exact_match, trim_to_budget
 from data_pipeline.records import Document
 from data_pipeline.tokenizer import train_bpe
-from evals.heldout_fim import build_heldout_tasks, edit_similarity, normalized_exact_match, trim_to_budget
 
 
 def test_edit_similarity_and_exact_match():

@@ -10,9 +10,8 @@ def test_task_count_and_reconstruction():
     problems = load_problems()
     tasks = build_single_line_tasks(problems)
     assert len(tasks) == EXPECTED_SINGLE_LINE_TASKS == 1033
-    by_id = {p.task_id: p for p in problems}
     for t in tasks:
-        p = by_id[t.problem_id]
+        p = t.problem
         assert t.prefix + t.middle + t.suffix == p.prompt + p.canonical_solution
         assert t.middle.strip() and t.middle.endswith("\n") and "\n" not in t.middle[:-1]
     assert len({t.task_id for t in tasks}) == len(tasks)
