@@ -30,8 +30,6 @@ from typing import Any, Callable, Mapping
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-from scipy.sparse import coo_array
-from scipy.sparse.csgraph import connected_components
 from tqdm import tqdm
 
 from data_pipeline.atomic import atomic_path, write_json_atomic
@@ -317,6 +315,11 @@ def components(u: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
     Returns (nodes, roots): the sorted distinct nodes that appear in an edge, and for each the smallest node of its
     component (BigCode's rule: the smallest index, the first document in input order, survives)."""
+    # Imported here: scipy.sparse.csgraph costs 0.2 s of CPU to import, and only this step of one stage needs it (a
+    # Slurm array task of another step or stage, or a run without near dedup, does not pay it).
+    from scipy.sparse import coo_array
+    from scipy.sparse.csgraph import connected_components
+
     u, v = np.asarray(u, dtype=np.int64), np.asarray(v, dtype=np.int64)
     if u.shape != v.shape:
         raise ValueError(f"edge arrays differ in length: {u.shape} vs {v.shape}")
