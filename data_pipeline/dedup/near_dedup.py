@@ -315,8 +315,7 @@ def components(u: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
     Returns (nodes, roots): the sorted distinct nodes that appear in an edge, and for each the smallest node of its
     component (BigCode's rule: the smallest index, the first document in input order, survives)."""
-    # Imported here: scipy.sparse.csgraph costs 0.2 s of CPU to import, and only this step of one stage needs it (a
-    # Slurm array task of another step or stage, or a run without near dedup, does not pay it).
+    # Imported here: 0.2 s of CPU that only this step needs (Slurm tasks of other steps do not pay it).
     from scipy.sparse import coo_array
     from scipy.sparse.csgraph import connected_components
 
