@@ -75,8 +75,9 @@ class NearDedupConfig(MinHashConfig):
             raise ValueError("near_dedup.bands and near_dedup.rows must be set together (or both left null)")
         if self.bands is not None and self.bands * self.rows > self.num_perm:
             raise ValueError(f"near_dedup.bands x rows = {self.bands} x {self.rows} exceeds num_perm={self.num_perm}")
-        if self.bucket_partitions < 1:
-            raise ValueError(f"near_dedup.bucket_partitions must be >= 1, got {self.bucket_partitions}")
+        for key in ("bucket_partitions", "batch_size"):
+            if getattr(self, key) < 1:
+                raise ValueError(f"near_dedup.{key} must be >= 1, got {getattr(self, key)}")
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any] | None) -> "NearDedupConfig":
