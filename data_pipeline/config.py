@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
+import types
+import typing
 from pathlib import Path
 from typing import Any, Mapping, TypeVar
 
@@ -32,4 +34,36 @@ def config_from_dict(cls: type[T], values: Mapping[str, Any] | None, where: str)
     unknown = sorted(set(values) - known)
     if unknown:
         raise ValueError(f"{where}: unknown key(s) {unknown}; valid keys are {sorted(known)}")
+    hints = typing.get_type_hints(cls)
+    for key, value in values.items():
+        if not _fits(value, hints.get(key, Any)):
+            raise ValueError(f"{where}.{key}: expected {_describe(hints[key])}, got {value!r}")
     return cls(**values)
+
+
+# What a value from YAML or the command line may be for an annotation (Hydra gives lists for tuples, ints for floats).
+_ACCEPTS = {int: int, float: (int, float), bool: bool, str: str, tuple: (list, tuple), list: (list, tuple),
+            dict: dict}
+_NAMES = {int: "an integer", float: "a number", bool: "true or false", str: "a string", tuple: "a list",
+          list: "a list", dict: "a mapping", type(None): "null"}
+
+
+def _fits(value: Any, hint: Any) -> bool:
+    """Whether `value` fits the field annotation `hint`, checked one level deep; what is not listed passes (Any,
+    nested dataclasses, callables: their own checks apply)."""
+    origin = typing.get_origin(hint) or hint
+    if origin in (typing.Union, types.UnionType):
+        return any(_fits(value, arg) for arg in typing.get_args(hint))
+    if hint is type(None):
+        return value is None
+    accepted = _ACCEPTS.get(origin)
+    if accepted is None:
+        return True
+    if isinstance(value, bool) and origin is not bool:
+        return False  # true/false where a number or a string is meant
+    return isinstance(value, accepted)
+
+
+def _describe(hint: Any) -> str:
+    args = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, types.UnionType) else (hint,)
+    return " or ".join(_NAMES.get(typing.get_origin(a) or a, getattr(a, "__name__", str(a))) for a in args)

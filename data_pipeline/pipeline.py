@@ -61,8 +61,23 @@ def build_stages(cfg: dict[str, Any]) -> list[tuple[int, Stage]]:
     return stages
 
 
+def counts(cfg: dict[str, Any]) -> tuple[int | None, int | None, int | None]:
+    """(workers, task, n_tasks), each a whole number or None; `${oc.env:...}` gives them as strings of digits."""
+    out = []
+    for key, least in (("workers", 1), ("task", 0), ("n_tasks", 1)):
+        value = cfg.get(key)
+        if isinstance(value, str) and value.strip().isdigit():
+            value = int(value)
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < least):
+            raise PipelineError(f"{key}={value!r}: expected an integer >= {least}"
+                                + (" (or null: every CPU this process may use)" if key == "workers" else ""))
+        out.append(value)
+    return out[0], out[1], out[2]
+
+
 def check_options(cfg: dict[str, Any], stage_names: list[str]) -> None:
-    stage, task, n_tasks = cfg.get("stage", "all"), cfg.get("task"), cfg.get("n_tasks")
+    _, task, n_tasks = counts(cfg)
+    stage = cfg.get("stage", "all")
     if stage in TURN_ON and stage not in stage_names:
         raise PipelineError(TURN_ON[stage])
     allowed = ["all", *stage_names]
@@ -72,7 +87,7 @@ def check_options(cfg: dict[str, Any], stage_names: list[str]) -> None:
         raise PipelineError("step=NAME needs stage=NAME (the stage the step belongs to)")
     if (task is None) != (n_tasks is None):
         raise PipelineError("give task=i and n_tasks=N together (SLURM array task i of N)")
-    if task is not None and not (0 <= int(task) < int(n_tasks)):
+    if task is not None and not task < n_tasks:
         raise PipelineError(f"task={task} must be within [0, n_tasks={n_tasks})")
 
 
@@ -105,6 +120,8 @@ def prepare(cfg: dict[str, Any]) -> tuple[Path, list[tuple[int, Stage]]]:
     stages = build_stages(cfg)
     check_options(cfg, [s.name for _, s in stages] + fused_labels(stages))
     root = Path(str(cfg["output"])).expanduser().resolve()
+    if root.exists() and not root.is_dir():
+        raise PipelineError(f"output={cfg['output']} is a file, not a directory: choose a directory for the results")
     root.mkdir(parents=True, exist_ok=True)
     check_same_config(root, cfg)
     return root, stages
@@ -118,9 +135,8 @@ def run_pipeline(cfg: dict[str, Any], log: Callable[[str], None] = print) -> Pip
 def _run(cfg: dict[str, Any], log: Callable[[str], None]) -> PipelineReport:
     root, stages = prepare(cfg)
     selected = cfg.get("stage", "all")
-    workers = int(cfg.get("workers") or default_workers())
-    task = None if cfg.get("task") is None else int(cfg["task"])
-    n_tasks = None if cfg.get("n_tasks") is None else int(cfg["n_tasks"])
+    workers, task, n_tasks = counts(cfg)
+    workers = workers or default_workers()
     run = dict(workers=workers, task=task, n_tasks=n_tasks, only_step=cfg.get("step"), log=log,
                progress=bool(cfg.get("progress", True)))
     report = PipelineReport(complete=False)

@@ -102,7 +102,7 @@ class EnglishFilter:
         section = dict(cfg.get("english", cfg))
         section.pop("enabled", None)
         for key in ("languages", "kinds"):
-            if key in section:
+            if isinstance(section.get(key), list):  # a bare string is refused by config_from_dict
                 section[key] = tuple(section[key])
         return config_from_dict(cls, section, "english")
 

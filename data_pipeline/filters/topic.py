@@ -42,7 +42,7 @@ def build_scorer(node: Mapping[str, Any] | None) -> TopicScorer:
 @dataclass(frozen=True)
 class TopicFilter:
     scorer: TopicScorer
-    threshold: float
+    threshold: float | None  # None only while the section is checked: from_config refuses a missing one
     kinds: tuple[str, ...] = ("text",)
     min_words: int = 20
     short_text: str = "keep"  # keep | drop

@@ -119,6 +119,36 @@ def test_wrong_key_and_missing_input_stop_before_any_work(tmp_path, capsys):
     assert not any((tmp_path / name).exists() for name in ("o1", "o2", "o3", "o5", "o6"))
 
 
+@pytest.mark.parametrize("option, said", [
+    ("workers=abc", "workers='abc': expected an integer >= 1"), ("workers=0", "workers=0: expected an integer >= 1"),
+    ("workers=1.5", "workers=1.5"), ("task=a", "task='a': expected an integer >= 0"),
+    ("near_dedup.bucket_partitions=abc", "near_dedup.bucket_partitions: expected an integer, got 'abc'"),
+    ("near_dedup.threshold=true", "near_dedup.threshold: expected a number, got True"),
+    ("near_dedup.batch_size=0", "near_dedup.batch_size must be >= 1"),
+    ("quality.code.max_line_length=x", "quality.code.max_line_length: expected an integer or null, got 'x'"),
+    ("english.languages=en", "english.languages: expected a list, got 'en'"),
+    ("ingest.files_per_shard=0", "ingest.files_per_shard must be >= 1"),
+])
+def test_a_bad_value_stops_before_any_work_naming_key_and_value(tmp_path, capsys, option, said):
+    out = tmp_path / "out"
+    assert main([f"input={tmp_path}", f"output={out}", "n_tasks=2" if option.startswith("task") else "progress=false",
+                 option]) == 2
+    err = capsys.readouterr().err
+    assert said in err and "Traceback" not in err
+    assert not (out / "stages").exists()
+
+
+def test_output_that_is_a_file_and_task_from_the_environment(tmp_path, capsys):
+    (tmp_path / "taken").write_text("x")
+    assert main([f"input={tmp_path}", f"output={tmp_path / 'taken'}"]) == 2
+    assert "is a file, not a directory" in capsys.readouterr().err
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "a.py").write_text("x = 1\n")
+    # `task=${oc.env:...}` gives a string of digits: accepted as the number
+    assert main([f"input={tmp_path / 'in'}", f"output={tmp_path / 'o'}", "progress=false", "stage=ingest",
+                 "task='0'", "n_tasks='1'"]) == 0
+
+
 def test_console_script_with_a_tokenizer_path(run, tmp_path):
     """The installed command, as docs/pipeline.md shows it: a JSONL file and an existing tokenizer."""
     out, _, _ = run
