@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import make_dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -29,11 +29,31 @@ JSONL_SUFFIXES = (".jsonl", ".json", ".ndjson")
 TABLE_SUFFIXES = {**{s: "jsonl" for s in JSONL_SUFFIXES}, ".parquet": "parquet", ".arrow": "arrow", ".csv": "csv"}
 
 
-# The keys the `ingest` section may hold; their defaults and meaning: configs/pipeline/ingest/default.yaml.
-IngestKeys = make_dataclass("IngestKeys", [(key, Any, None) for key in (
-    "enabled", "format", "source", "use_git", "max_file_bytes", "minified_line_chars", "fallback_encoding",
-    "vendored_dirs", "generated_globs", "files_per_shard", "shard_bytes", "rows_per_shard", "records_kind", "fields",
-    "hf_split")], frozen=True)
+@dataclass(frozen=True)
+class IngestKeys:
+    """The keys the `ingest` section may hold and their types (config_from_dict checks both); their defaults and
+    meaning: configs/pipeline/ingest/default.yaml. None: not given; `null` is refused but where it has a meaning."""
+
+    enabled: bool = None
+    format: str = None
+    source: str | None = None
+    use_git: bool = None
+    max_file_bytes: int = None
+    minified_line_chars: int = None
+    fallback_encoding: str | None = None
+    vendored_dirs: list = None
+    generated_globs: list = None
+    files_per_shard: int = None
+    shard_bytes: int = None
+    rows_per_shard: int = None
+    records_kind: str = None
+    fields: dict = None
+    hf_split: str | None = None
+
+    def __post_init__(self) -> None:
+        for key in ("max_file_bytes", "minified_line_chars", "files_per_shard", "shard_bytes", "rows_per_shard"):
+            if getattr(self, key) is not None and getattr(self, key) < 1:
+                raise ValueError(f"ingest.{key} must be >= 1, got {getattr(self, key)}")
 
 
 class InputError(ValueError):
