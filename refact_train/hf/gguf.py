@@ -37,7 +37,8 @@ CHAT_TEMPLATE = ("{% for message in messages %}<empty_output>{{ message['role'] 
                  "{% endfor %}{% if add_generation_prompt %}<empty_output>ASSISTANT{% endif %}")
 
 _LAYER = re.compile(r"^transformer\.h\.(\d+)\.(.+)$")
-_CENTRED_OUTPUT_ROWS = ("attn.c_proj.weight", "mlp.c_proj.weight")  # [n_embd, in]: centre each column
+# the writes into the residual stream -> the dimension centred (embedding rows; [n_embd, in] projections' columns)
+_CENTRE_DIM = {"transformer.wte.weight": 1, "attn.c_proj.weight": 0, "mlp.c_proj.weight": 0}
 
 
 class GGUFExportError(ValueError):
@@ -81,13 +82,11 @@ def centre_tensor(name: str, tensor: torch.Tensor, out_dtype: torch.dtype | None
     """
     out_dtype = out_dtype or tensor.dtype
     layer = _LAYER.match(name)
-    if name == "transformer.wte.weight":
-        t = tensor.double()
-        return (t - t.mean(dim=1, keepdim=True)).to(out_dtype)
-    if layer and layer.group(2) in _CENTRED_OUTPUT_ROWS:
-        t = tensor.double()
-        return (t - t.mean(dim=0, keepdim=True)).to(out_dtype)
-    return tensor.to(out_dtype)
+    dim = _CENTRE_DIM.get(layer.group(2) if layer else name)
+    if dim is None:
+        return tensor.to(out_dtype)
+    t = tensor.double()
+    return (t - t.mean(dim=dim, keepdim=True)).to(out_dtype)
 
 
 def centre_residual_writes(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
