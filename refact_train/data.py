@@ -71,9 +71,10 @@ class TokenStream:
         return out
 
 
-def sample_at(seed: int, epoch: int, n_samples: int, pos: int) -> int:
-    """The window read at position `pos` of an epoch: a permutation drawn from (seed, epoch) only, computed per
-    index in O(1) memory (refact_train/permutation.py)."""
+def sample_at(seed: int, g: int, n_samples: int) -> int:
+    """The window read for global sample index g: each epoch's order is a permutation drawn from (seed, epoch) only,
+    computed per index in O(1) memory (refact_train/permutation.py)."""
+    epoch, pos = divmod(int(g), n_samples)
     return epoch_permutation(seed, epoch, n_samples).at(pos)
 
 
@@ -111,8 +112,7 @@ class PackedSamples:
         self._fim = fim_transform(cfg.fim, cfg.seed, tokenizer)
 
     def __getitem__(self, g: int) -> tuple[np.ndarray, np.ndarray]:
-        epoch, pos = divmod(int(g), self.n_samples)
-        k = sample_at(self.cfg.seed, epoch, self.n_samples, pos)
+        k = sample_at(self.cfg.seed, g, self.n_samples)
         L = self.cfg.seq_len
         tokens = self.stream.read(k * L, L + 1)
         if self._fim is not None:
