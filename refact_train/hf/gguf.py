@@ -196,16 +196,10 @@ def gguf_vocab(tokenizer, n_rows: int) -> GGUFVocab:
     special = {t["content"] for t in spec.get("added_tokens", []) if t.get("special")}
     added = {t["content"] for t in spec.get("added_tokens", [])}
     by_id = {i: t for t, i in vocab.items()}
-    tokens, types = [], []
-    for i in range(n_rows):
-        tok = by_id.get(i)
-        if tok is None:  # embedding rows beyond the tokenizer (padding to a multiple of 64)
-            tokens.append(f"[PAD{i}]")
-            types.append(gguf.TokenType.UNUSED)
-        else:
-            tokens.append(tok)
-            types.append(gguf.TokenType.CONTROL if tok in special else
-                         gguf.TokenType.USER_DEFINED if tok in added else gguf.TokenType.NORMAL)
+    # embedding rows beyond the tokenizer (padding to a multiple of 64) are unused [PADi] tokens
+    tokens = [by_id.get(i, f"[PAD{i}]") for i in range(n_rows)]
+    types = [gguf.TokenType.UNUSED if i not in by_id else gguf.TokenType.CONTROL if tok in special else
+             gguf.TokenType.USER_DEFINED if tok in added else gguf.TokenType.NORMAL for i, tok in enumerate(tokens)]
     merges = [m if isinstance(m, str) else " ".join(m) for m in model.get("merges", [])]
     missing = [t for t in (*FIM_TOKENS.values(), EOT_TOKEN) if t not in vocab]
     if missing:
