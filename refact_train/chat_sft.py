@@ -40,8 +40,7 @@ class ChatSamples:
         self.seq_len, self.seed, self.pad_id = seq_len, seed, tokenizer.fim_pad_id
 
     def __getitem__(self, g: int) -> tuple[np.ndarray, np.ndarray]:
-        epoch, pos = divmod(int(g), self.n_samples)
-        ids, mask = self.conversations[sample_at(self.seed, epoch, self.n_samples, pos)]
+        ids, mask = self.conversations[sample_at(self.seed, g, self.n_samples)]
         n = self.seq_len + 1
         tokens = np.full(n, self.pad_id, dtype=np.int64)
         loss_mask = np.zeros(n, dtype=bool)

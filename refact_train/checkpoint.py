@@ -11,6 +11,7 @@ val_loss, checkpoint) name the checkpoint with the lowest validation loss; rotat
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import random
@@ -51,11 +52,8 @@ def step_dir_name(step: int) -> str:
 
 
 def _hash_file(path: Path) -> str:
-    h = xxhash.xxh64()
     with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 22), b""):
-            h.update(chunk)
-    return h.hexdigest()
+        return hashlib.file_digest(f, xxhash.xxh64).hexdigest()
 
 
 def _files(root: Path) -> list[Path]:
@@ -130,19 +128,16 @@ def rng_state() -> dict:
     return state
 
 
-def set_rng_state(state: dict) -> None:
-    torch.set_rng_state(state["torch"])
-    np.random.set_state(state["numpy"])
-    random.setstate(state["python"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
 def restore_rng(ckpt: Path, rank: int, fallback_seed: int) -> bool:
     """This rank's saved RNG state; False (and a seed from (seed, rank, step)) when the checkpoint has none for it."""
     f = ckpt / "rng" / f"rank-{rank:05d}.pt"
     if f.is_file():
-        set_rng_state(torch.load(f, weights_only=False))
+        state = torch.load(f, weights_only=False)
+        torch.set_rng_state(state["torch"])
+        np.random.set_state(state["numpy"])
+        random.setstate(state["python"])
+        if "cuda" in state and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["cuda"])
         return True
     torch.manual_seed(fallback_seed)
     np.random.seed(fallback_seed % 2 ** 32)
@@ -200,13 +195,11 @@ class Checkpointer:
         self.backend.barrier()
         if env.is_main:
             write_marker(tmp)
+            old = self.root / f".old-{final.name}"
             if final.exists():  # re-saving a step (e.g. after a resume): the old copy goes only once the new is whole
-                old = self.root / f".old-{final.name}"
                 os.replace(final, old)
-                os.replace(tmp, final)
-                shutil.rmtree(old)
-            else:
-                os.replace(tmp, final)
+            os.replace(tmp, final)
+            shutil.rmtree(old, ignore_errors=True)
             self.prune()
         self.backend.barrier()
         return final

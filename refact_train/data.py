@@ -71,9 +71,10 @@ class TokenStream:
         return out
 
 
-def sample_at(seed: int, epoch: int, n_samples: int, pos: int) -> int:
-    """The window read at position `pos` of an epoch: a permutation drawn from (seed, epoch) only, computed per
-    index in O(1) memory (refact_train/permutation.py)."""
+def sample_at(seed: int, g: int, n_samples: int) -> int:
+    """The window read for global sample index g: each epoch's order is a permutation drawn from (seed, epoch) only,
+    computed per index in O(1) memory (refact_train/permutation.py)."""
+    epoch, pos = divmod(int(g), n_samples)
     return epoch_permutation(seed, epoch, n_samples).at(pos)
 
 
@@ -82,11 +83,12 @@ def epoch_order(seed: int, epoch: int, n_samples: int) -> np.ndarray:
     return epoch_permutation(seed, epoch, n_samples)(np.arange(n_samples))
 
 
-def fim_transform(fim: dict, seed: int, tokenizer: Any) -> Callable | None:
-    """(tokens, sample index) -> (ids, loss mask): `data.fim` applied with an RNG from (seed, index); None when FIM
-    is off. The training samples and the validation windows (refact_train/validation.py) both go through it."""
+def fim_transform(fim: dict, seed: int, tokenizer: Any) -> Callable:
+    """(tokens, sample index) -> (ids, loss mask): `data.fim` applied with an RNG from (seed, index); with FIM off,
+    the tokens unchanged with loss everywhere. The training samples and the validation windows
+    (refact_train/validation.py) both go through it."""
     if not fim or float(fim.get("rate", 0.0)) <= 0.0:
-        return None
+        return lambda tokens, index: (tokens, np.ones(len(tokens), dtype=bool))
     fim_cfg = FimConfig.from_dict(dict(fim))
 
     def transform(tokens: np.ndarray, index: int) -> tuple[np.ndarray, np.ndarray]:
@@ -111,13 +113,9 @@ class PackedSamples:
         self._fim = fim_transform(cfg.fim, cfg.seed, tokenizer)
 
     def __getitem__(self, g: int) -> tuple[np.ndarray, np.ndarray]:
-        epoch, pos = divmod(int(g), self.n_samples)
-        k = sample_at(self.cfg.seed, epoch, self.n_samples, pos)
+        k = sample_at(self.cfg.seed, g, self.n_samples)
         L = self.cfg.seq_len
-        tokens = self.stream.read(k * L, L + 1)
-        if self._fim is not None:
-            return self._fim(tokens, int(g))
-        return tokens, np.ones(L + 1, dtype=bool)
+        return self._fim(self.stream.read(k * L, L + 1), int(g))
 
 
 @dataclass(frozen=True)

@@ -33,8 +33,7 @@ def apply_lora(model: nn.Module, cfg: LoraConfig) -> nn.Module:
     import peft  # here, not at the top: peft pulls in transformers (~8 s) and only LoRA runs need it
     pcfg = peft.LoraConfig(r=cfg.r, lora_alpha=cfg.alpha, lora_dropout=cfg.dropout,
                            target_modules=list(cfg.target_modules), bias="none")
-    wrapped = peft.get_peft_model(model, pcfg)
-    return wrapped
+    return peft.get_peft_model(model, pcfg)
 
 
 def merge_lora_state(sd: dict, lora: dict) -> dict:

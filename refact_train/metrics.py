@@ -27,10 +27,7 @@ def detect_peak_flops(override: float | None = None) -> float | None:
     if not torch.cuda.is_available():
         return None
     name = torch.cuda.get_device_name().upper()
-    for key, flops in PEAK_FLOPS.items():
-        if key in name:
-            return flops
-    return None
+    return next((flops for key, flops in PEAK_FLOPS.items() if key in name), None)
 
 
 def flops_per_token(n_params: int, n_layer: int, n_embd: int, seq_len: int) -> float:
@@ -101,7 +98,6 @@ class ProgressBar:
     def __init__(self, start: int, total: int, enabled: bool):
         self.bar = tqdm(total=total, initial=start, disable=not enabled, dynamic_ncols=True, desc="train",
                         file=sys.stderr)
-
         self.val: str | None = None  # the latest validation loss, shown beside the training loss
 
     def log(self, record: dict) -> None:

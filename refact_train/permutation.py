@@ -11,21 +11,11 @@ from functools import lru_cache
 import numpy as np
 
 _ROUNDS = 4
-_M1, _M2 = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
-
-
-def _mix(x: np.ndarray) -> np.ndarray:
-    """splitmix64's finaliser on uint64 arrays (wrapping arithmetic)."""
-    x = (x ^ (x >> np.uint64(30))) * _M1
-    x = (x ^ (x >> np.uint64(27))) * _M2
-    return x ^ (x >> np.uint64(31))
-
-
 _U64 = 0xFFFFFFFFFFFFFFFF
 
 
-def _mix_int(x: int) -> int:
-    """`_mix` on one Python int (same values)."""
+def _mix(x: int) -> int:
+    """splitmix64's finaliser (wrapping uint64 arithmetic on Python ints)."""
     x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & _U64
     x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & _U64
     return x ^ (x >> 31)
@@ -37,41 +27,24 @@ class Permutation:
             raise ValueError(f"permutation of {n} elements")
         self.n = n
         bits = max(2, (n - 1).bit_length())
-        self.half = np.uint64((bits + 1) // 2)
-        self.mask = np.uint64((1 << int(self.half)) - 1)
-        with np.errstate(over="ignore"):
-            base = _mix(np.array([seed & 0xFFFFFFFFFFFFFFFF], dtype=np.uint64))
-            base = _mix(base ^ np.uint64(epoch & 0xFFFFFFFFFFFFFFFF))
-            self.keys = [_mix(base + np.uint64(r + 1))[0] for r in range(_ROUNDS)]
-        self._int_keys = [int(k) for k in self.keys]
-
-    def _encrypt(self, x: np.ndarray) -> np.ndarray:
-        left, right = x >> self.half, x & self.mask
-        with np.errstate(over="ignore"):
-            for key in self.keys:
-                left, right = right, left ^ (_mix(right ^ key) & self.mask)
-        return (left << self.half) | right
+        self.half = (bits + 1) // 2
+        self.mask = (1 << self.half) - 1
+        base = _mix(_mix(seed & _U64) ^ (epoch & _U64))
+        self.keys = [_mix((base + r + 1) & _U64) for r in range(_ROUNDS)]
 
     def __call__(self, positions) -> np.ndarray:
-        """The images of `positions` (ints in [0, n))."""
-        x = self._encrypt(np.asarray(positions, dtype=np.uint64))
-        outside = x >= self.n
-        while outside.any():  # cycle walking: the domain is < 4n, so a few rounds at most on average
-            x[outside] = self._encrypt(x[outside])
-            outside = x >= self.n
-        return x.astype(np.int64)
+        """The images of `positions` (ints in [0, n)), for tests and inspection."""
+        return np.array([self.at(int(p)) for p in positions], dtype=np.int64)
 
     def at(self, position: int) -> int:
-        """One index, with Python ints (numpy's per-call overhead dominates for a single value)."""
         if not 0 <= position < self.n:
             raise IndexError(f"position {position} outside a permutation of {self.n}")
-        half, mask, keys = int(self.half), int(self.mask), self._int_keys
         x = position
-        while True:
-            left, right = x >> half, x & mask
-            for key in keys:
-                left, right = right, left ^ (_mix_int(right ^ key) & mask)
-            x = (left << half) | right
+        while True:  # cycle walking: the domain is < 4n, so a few rounds at most on average
+            left, right = x >> self.half, x & self.mask
+            for key in self.keys:
+                left, right = right, left ^ (_mix(right ^ key) & self.mask)
+            x = (left << self.half) | right
             if x < self.n:
                 return x
 

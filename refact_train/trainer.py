@@ -1,6 +1,7 @@
 """The training loop: data -> micro-batches -> loss over the global batch -> backend step; checkpoints, metrics, signals."""
 from __future__ import annotations
 
+import contextlib
 import signal
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -36,6 +37,18 @@ def log(*args, **_):
     print(*args, file=sys.stderr, flush=True)
 
 
+@contextlib.contextmanager
+def caught_signals(enabled: bool, received: list[int]):
+    """Inside the block SIGTERM and SIGUSR1 (a preemption) are appended to `received`; the old handlers come back."""
+    previous = {sig: signal.signal(sig, lambda signum, frame: received.append(signum))
+                for sig in (signal.SIGTERM, signal.SIGUSR1)} if enabled else {}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
 def load_run_tokenizer(cfg: dict) -> tuple[RefactTokenizer, Path]:
     """`tokenizer=PATH` if given, else the tokenizer the shards were written with (DIR/shards/tokenizer.json)."""
     path = cfg.get("tokenizer")
@@ -63,10 +76,11 @@ def build_samples(cfg: dict, tokenizer: RefactTokenizer):
 class Trainer:
     """One training run of a resolved config (a plain dict as `OmegaConf.to_container` gives)."""
 
-    def __init__(self, cfg: dict, early_signals: list[int] | None = None):
+    def __init__(self, cfg: dict, signals: list[int] | None = None):
         self.cfg = cfg
-        # Signals caught by `train()` while this object was being built (model load, backend set-up can take minutes).
-        self._early_signals = early_signals if early_signals is not None else []
+        # The preemption signals received; `train()` catches them from before this object is built (model load and
+        # backend set-up can take minutes).
+        self.signals = signals if signals is not None else []
         self.run_dir = Path(cfg["run_dir"])
         tcfg = cfg["train"]
         self.env = dist_env(tcfg.get("device", "auto"))
@@ -80,7 +94,6 @@ class Trainer:
         # stop (with a checkpoint) after this step while keeping max_steps' schedule: time-limited jobs, tests
         self.stop_after = int(tcfg["stop_after"]) if tcfg.get("stop_after") else None
         self.precision = self._precision(tcfg.get("precision", "auto"))
-        self.signal_received: int | None = None
 
         module, self.base_model = prepare_model(cfg, self.tokenizer, log)
         self.samples = build_samples(cfg, self.tokenizer)
@@ -115,23 +128,8 @@ class Trainer:
             self.state = saved
         self.checkpointer.mark_best(self.state.extra.get("best"))  # the resumed timeline's best, or none
 
-    # --- signals --------------------------------------------------------------------------------------------------
-    def install_signal_handlers(self) -> None:
-        if not self.cfg["checkpoint"].get("on_signal", True):
-            return
-
-        def handler(signum, frame):
-            self.signal_received = signum
-        self._previous_handlers = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGUSR1)}
-
-    def restore_signal_handlers(self) -> None:
-        for sig, h in getattr(self, "_previous_handlers", {}).items():
-            signal.signal(sig, h)
-
     def _stop_requested(self) -> bool:
-        if self.signal_received is None and self._early_signals:
-            self.signal_received = self._early_signals[0]
-        flag = torch.tensor([1.0 if self.signal_received else 0.0], device=self.env.device)
+        flag = torch.tensor([1.0 if self.signals else 0.0], device=self.env.device)
         return bool(self.backend.all_reduce_sum(flag).item() > 0)
 
     # --- one step -------------------------------------------------------------------------------------------------
@@ -193,7 +191,6 @@ class Trainer:
             write_text_atomic(self.run_dir / "config.yaml", self.config_yaml)
         self.backend.barrier()
         self.maybe_resume()
-        self.install_signal_handlers()
         max_nan = int(self.cfg["train"].get("max_nan_steps", 5))
         model_cfg = self.base_model.config
         fpt = flops_per_token(self.base_model.num_parameters(), model_cfg.n_layer, model_cfg.n_embd, self.seq_len)
@@ -204,6 +201,8 @@ class Trainer:
         pool = ThreadPoolExecutor(max_workers=1)  # the next step's batches load while this step computes
         nxt = pool.submit(self.loader.step_batches, self.state.samples_seen)
         self.backend.model.train()
+        stack = contextlib.ExitStack()
+        stack.enter_context(caught_signals(self.cfg["checkpoint"].get("on_signal", True), self.signals))
         try:
             if self.state.step == 0:
                 self.validate(metrics, last=False)  # the initial weights (validation.at_start)
@@ -239,11 +238,11 @@ class Trainer:
                 if best:
                     self.checkpointer.mark_best(st.extra["best"])
                 if stop:
-                    why = f"signal {self.signal_received}" if self.signal_received else "train.stop_after"
+                    why = f"signal {self.signals[-1]}" if self.signals else "train.stop_after"
                     log(f"[train] {why}: checkpoint written at step {st.step}, exiting")
                     break
         finally:
-            self.restore_signal_handlers()
+            stack.close()
             pool.shutdown(wait=True, cancel_futures=True)
             metrics.close()
         return self.state
@@ -270,21 +269,16 @@ def train(cfg: dict) -> TrainerState:
         torch.set_num_threads(int(cfg["train"]["cpu_threads"]))
     # A preemption signal can come while the model and backend are still being set up: record it from the start,
     # so the first step checkpoints and exits instead of the signal being lost (and the job never requeued).
-    early: list[int] = []
-    previous = {}
-    if cfg["checkpoint"].get("on_signal", True):
-        previous = {sig: signal.signal(sig, lambda signum, frame: early.append(signum))
-                    for sig in (signal.SIGTERM, signal.SIGUSR1)}
+    signals: list[int] = []
     try:
-        trainer = Trainer(cfg, early_signals=early)
-        try:
-            state = trainer.run()
-        except BaseException:
-            trainer.close(clean=False)
-            raise
-        trainer.close()
-        return state
+        with caught_signals(cfg["checkpoint"].get("on_signal", True), signals):
+            trainer = Trainer(cfg, signals)
+            try:
+                state = trainer.run()
+            except BaseException:
+                trainer.close(clean=False)
+                raise
+            trainer.close()
+            return state
     finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
         torch.set_num_threads(threads)

@@ -84,7 +84,7 @@ class ValidWindows:
         L = self.seq_len
         start = i * L
         tokens = self.stream.read(start, min(L + 1, len(self.stream) - start))
-        ids, mask = self.fim(tokens, i) if self.fim is not None else (tokens, np.ones(len(tokens), dtype=bool))
+        ids, mask = self.fim(tokens, i)
         if len(ids) < L + 1:  # the split's tail: padding has no loss
             missing = L + 1 - len(ids)
             ids = np.concatenate([ids, np.full(missing, self.pad, dtype=np.int64)])
@@ -173,11 +173,9 @@ class Validator:
                                                  stop_token_ids=(tok.eot_id,))):
                     middles[i] = ids
             predictions = [tok.decode(m) for m in middles]
-            out = {"val_fim_exact_match": sum(normalized_exact_match(p, t.middle)
-                                              for p, t in zip(predictions, self.fim)) / len(self.fim),
-                   "val_fim_edit_similarity": sum(edit_similarity(p, t.middle)
-                                                  for p, t in zip(predictions, self.fim)) / len(self.fim),
-                   "val_fim_tasks": len(self.fim)}
+            out = {f"val_fim_{name}": sum(score(p, t.middle) for p, t in zip(predictions, self.fim)) / len(self.fim)
+                   for name, score in (("exact_match", normalized_exact_match), ("edit_similarity", edit_similarity))}
+            out["val_fim_tasks"] = len(self.fim)
             del model
         self.backend.barrier()
         return out

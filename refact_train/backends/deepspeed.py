@@ -74,19 +74,14 @@ class DeepSpeedBackend(Backend):
         self._client_optimizer.skip_next_step = True
 
     def set_lr(self, lr):
-        for g in self.optimizer.param_groups:
-            g["lr"] = lr
-        for g in self._client_optimizer.param_groups:
+        for g in (*self.optimizer.param_groups, *self._client_optimizer.param_groups):
             g["lr"] = lr
 
     # --- checkpoints -------------------------------------------------------------------------------------------
-    def _named_params(self):
-        return list(self.module.named_parameters())
-
     def full_model_state_dict(self):
         from deepspeed.utils import safe_get_full_fp32_param
         sd = {}
-        for name, p in self._named_params():
+        for name, p in self.module.named_parameters():
             full = safe_get_full_fp32_param(p)  # collective for ZeRO-3
             if self.env.is_main:
                 sd[name] = full.detach().float().cpu().clone()
@@ -125,7 +120,7 @@ class DeepSpeedBackend(Backend):
         self._relink_optimizer_fragments()
         keys = _state_keys(self._client_optimizer)
         out = {}
-        for name, p in self._named_params():
+        for name, p in self.module.named_parameters():
             entry = {}
             for k in keys:
                 t = safe_get_full_optimizer_state(p, k)
@@ -174,7 +169,7 @@ class DeepSpeedBackend(Backend):
                     if "step" in st:
                         st["step"] = optim_sd["__step__"].clone()
         import deepspeed
-        for name, p in self._named_params():
+        for name, p in self.module.named_parameters():
             safe_set_full_fp32_param(p, model_sd[name].to(self.env.device))
             # that sets only the optimizer's fp32 master copy: the module's own weights, which the forward pass
             # reads, would stay the initial ones until the first step has copied the master back

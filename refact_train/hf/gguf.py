@@ -37,7 +37,8 @@ CHAT_TEMPLATE = ("{% for message in messages %}<empty_output>{{ message['role'] 
                  "{% endfor %}{% if add_generation_prompt %}<empty_output>ASSISTANT{% endif %}")
 
 _LAYER = re.compile(r"^transformer\.h\.(\d+)\.(.+)$")
-_CENTRED_OUTPUT_ROWS = ("attn.c_proj.weight", "mlp.c_proj.weight")  # [n_embd, in]: centre each column
+# the writes into the residual stream -> the dimension centred (embedding rows; [n_embd, in] projections' columns)
+_CENTRE_DIM = {"transformer.wte.weight": 1, "attn.c_proj.weight": 0, "mlp.c_proj.weight": 0}
 
 
 class GGUFExportError(ValueError):
@@ -81,13 +82,11 @@ def centre_tensor(name: str, tensor: torch.Tensor, out_dtype: torch.dtype | None
     """
     out_dtype = out_dtype or tensor.dtype
     layer = _LAYER.match(name)
-    if name == "transformer.wte.weight":
-        t = tensor.double()
-        return (t - t.mean(dim=1, keepdim=True)).to(out_dtype)
-    if layer and layer.group(2) in _CENTRED_OUTPUT_ROWS:
-        t = tensor.double()
-        return (t - t.mean(dim=0, keepdim=True)).to(out_dtype)
-    return tensor.to(out_dtype)
+    dim = _CENTRE_DIM.get(layer.group(2) if layer else name)
+    if dim is None:
+        return tensor.to(out_dtype)
+    t = tensor.double()
+    return (t - t.mean(dim=dim, keepdim=True)).to(out_dtype)
 
 
 def centre_residual_writes(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -197,16 +196,10 @@ def gguf_vocab(tokenizer, n_rows: int) -> GGUFVocab:
     special = {t["content"] for t in spec.get("added_tokens", []) if t.get("special")}
     added = {t["content"] for t in spec.get("added_tokens", [])}
     by_id = {i: t for t, i in vocab.items()}
-    tokens, types = [], []
-    for i in range(n_rows):
-        tok = by_id.get(i)
-        if tok is None:  # embedding rows beyond the tokenizer (padding to a multiple of 64)
-            tokens.append(f"[PAD{i}]")
-            types.append(gguf.TokenType.UNUSED)
-        else:
-            tokens.append(tok)
-            types.append(gguf.TokenType.CONTROL if tok in special else
-                         gguf.TokenType.USER_DEFINED if tok in added else gguf.TokenType.NORMAL)
+    # embedding rows beyond the tokenizer (padding to a multiple of 64) are unused [PADi] tokens
+    tokens = [by_id.get(i, f"[PAD{i}]") for i in range(n_rows)]
+    types = [gguf.TokenType.UNUSED if i not in by_id else gguf.TokenType.CONTROL if tok in special else
+             gguf.TokenType.USER_DEFINED if tok in added else gguf.TokenType.NORMAL for i, tok in enumerate(tokens)]
     merges = [m if isinstance(m, str) else " ".join(m) for m in model.get("merges", [])]
     missing = [t for t in (*FIM_TOKENS.values(), EOT_TOKEN) if t not in vocab]
     if missing:

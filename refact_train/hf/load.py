@@ -12,7 +12,7 @@ from refact_train.hf.weights_io import load_weights
 from refact_train.model import RefactConfig, RefactForCausalLM, alibi_slopes
 
 # config.json keys of the release that map one to one onto RefactConfig
-_CONFIG_KEYS = ("vocab_size", "n_embd", "n_head", "n_layer", "n_positions", "n_inner", "layer_norm_epsilon",
+CONFIG_KEYS = ("vocab_size", "n_embd", "n_head", "n_layer", "n_positions", "n_inner", "layer_norm_epsilon",
                 "initializer_range", "bos_token_id", "eos_token_id", "pad_token_id")
 
 
@@ -22,7 +22,7 @@ def config_from_hf(hf: dict[str, Any], source: str, has_ln_f_bias: bool) -> Refa
         raise ValueError(f"{source}: model_type is {model_type!r}; this loader reads gpt_refact (Refact-1.6B) checkpoints")
     if hf.get("multi_query") is False:
         raise ValueError(f"{source}: multi_query is false; the Refact architecture has one shared K/V head")
-    values = {k: hf[k] for k in _CONFIG_KEYS if hf.get(k) is not None}
+    values = {k: hf[k] for k in CONFIG_KEYS if hf.get(k) is not None}
     if isinstance(values.get("eos_token_id"), list):
         values["eos_token_id"] = values["eos_token_id"][0]
     # The release's config does not set it, and transformers' default (True) would be wrong: untied unless stated.

@@ -7,8 +7,9 @@ import shutil
 from pathlib import Path
 
 import torch
+from huggingface_hub import save_torch_state_dict
 
-from refact_train.hf.weights_io import save_weights
+from refact_train.hf.load import CONFIG_KEYS
 from refact_train.model import RefactConfig, RefactForCausalLM
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -24,20 +25,8 @@ def hf_config_dict(config: RefactConfig, dtype: torch.dtype) -> dict:
             "AutoConfig": "configuration_gpt_refact.GPTRefactConfig",
             "AutoModelForCausalLM": "modeling_gpt_refact.GPTRefactForCausalLM",
         },
-        "vocab_size": config.vocab_size,
-        "n_embd": config.n_embd,
-        "n_head": config.n_head,
-        "n_layer": config.n_layer,
-        "n_positions": config.n_positions,
-        "n_inner": config.n_inner,
+        **{key: getattr(config, key) for key in (*CONFIG_KEYS, "ln_f_bias", "tie_word_embeddings")},
         "multi_query": True,
-        "layer_norm_epsilon": config.layer_norm_epsilon,
-        "initializer_range": config.initializer_range,
-        "ln_f_bias": config.ln_f_bias,
-        "tie_word_embeddings": config.tie_word_embeddings,
-        "bos_token_id": config.bos_token_id,
-        "eos_token_id": config.eos_token_id,
-        "pad_token_id": config.pad_token_id,
         "use_cache": True,
         "attention_softmax_in_fp32": True,
         "scale_attention_softmax_in_fp32": True,
@@ -64,13 +53,11 @@ def save_hf_checkpoint(
         shutil.rmtree(tmp)
     tmp.mkdir(parents=True)
     config = model.config
-    state = {k: v for k, v in model.state_dict().items()}
+    state = {k: v.detach().to(device="cpu", dtype=dtype) for k, v in model.state_dict().items()}
     if config.tie_word_embeddings:
         state.pop("lm_head.weight", None)  # safetensors stores no shared tensors; the loader re-ties
-    if dtype is not None:
-        state = {k: v.to(dtype) for k, v in state.items()}
     stored_dtype = next(iter(state.values())).dtype
-    save_weights(state, tmp, max_shard_bytes)
+    save_torch_state_dict(state, tmp, max_shard_size=max_shard_bytes)  # sharded with an index above the limit
     (tmp / "config.json").write_text(json.dumps(hf_config_dict(config, stored_dtype), indent=2) + "\n")
     generation = {"bos_token_id": config.bos_token_id, "eos_token_id": config.eos_token_id,
                   "pad_token_id": config.pad_token_id, "do_sample": False}

@@ -1,11 +1,12 @@
-"""Reading and writing HF weight files: model.safetensors, sharded safetensors with an index, pytorch_model.bin."""
+"""Reading HF weight files: model.safetensors, sharded safetensors with an index, pytorch_model.bin (writing is
+huggingface_hub's save_torch_state_dict)."""
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
 SAFETENSORS = "model.safetensors"
 SAFETENSORS_INDEX = "model.safetensors.index.json"
@@ -49,31 +50,3 @@ def load_weights(directory: Path) -> tuple[dict[str, torch.Tensor], str]:
     raise FileNotFoundError(
         f"{directory}: no weights found; expected {SAFETENSORS}, {SAFETENSORS_INDEX}, {PYTORCH_BIN} or {PYTORCH_BIN_INDEX}"
     )
-
-
-def save_weights(tensors: dict[str, torch.Tensor], directory: Path, max_shard_bytes: int) -> list[str]:
-    """Write safetensors, sharded with an index when larger than `max_shard_bytes`; returns the files written."""
-    tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
-    total = sum(t.numel() * t.element_size() for t in tensors.values())
-    metadata = {"format": "pt"}
-    if total <= max_shard_bytes:
-        save_file(tensors, str(directory / SAFETENSORS), metadata=metadata)
-        return [SAFETENSORS]
-    shards: list[dict[str, torch.Tensor]] = [{}]
-    size = 0
-    for name, tensor in tensors.items():
-        nbytes = tensor.numel() * tensor.element_size()
-        if shards[-1] and size + nbytes > max_shard_bytes:
-            shards.append({})
-            size = 0
-        shards[-1][name] = tensor
-        size += nbytes
-    files, weight_map = [], {}
-    for i, shard in enumerate(shards, start=1):
-        fname = f"model-{i:05d}-of-{len(shards):05d}.safetensors"
-        save_file(shard, str(directory / fname), metadata=metadata)
-        files.append(fname)
-        weight_map.update({name: fname for name in shard})
-    index = {"metadata": {"total_size": total}, "weight_map": weight_map}
-    (directory / SAFETENSORS_INDEX).write_text(json.dumps(index, indent=2, sort_keys=True))
-    return files + [SAFETENSORS_INDEX]
