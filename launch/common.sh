@@ -49,20 +49,16 @@ launch_visible_gpus() {
     python3 -c 'import torch; print(torch.cuda.device_count())' 2>/dev/null || echo 0
 }
 
-# GPUs the scheduler gave this node ("" outside Slurm or without GPUs). SLURM_GPUS_ON_NODE is set by Slurm for
-# --gpus-per-node / --gres=gpu:N; SLURM_GPUS_PER_NODE may read "a100:4".
-launch_slurm_gpus() {
-    local n="${SLURM_GPUS_ON_NODE:-${SLURM_GPUS_PER_NODE:-}}"
-    echo "${n##*:}"
-}
-
 # Decide device and processes per node, and check them against the GPUs this node really has, before any
 # training process starts. Sets LAUNCH_DEVICE (gpu|cpu) and NPROC_PER_NODE.
 launch_resolve_processes() {
     local requested found slurm_gpus
     found="$(launch_visible_gpus)"
     export LAUNCH_VISIBLE_GPUS="$found"
-    slurm_gpus="$(launch_slurm_gpus)"
+    # GPUs the scheduler gave this node ("" outside Slurm or without GPUs). SLURM_GPUS_ON_NODE is set by Slurm for
+    # --gpus-per-node / --gres=gpu:N; SLURM_GPUS_PER_NODE may read "a100:4".
+    slurm_gpus="${SLURM_GPUS_ON_NODE:-${SLURM_GPUS_PER_NODE:-}}"
+    slurm_gpus="${slurm_gpus##*:}"
     requested="${NPROC_PER_NODE:-$slurm_gpus}"
     case "${LAUNCH_DEVICE:-auto}" in
         auto) if [ -n "$slurm_gpus" ] || [ "$found" -gt 0 ]; then LAUNCH_DEVICE=gpu; else LAUNCH_DEVICE=cpu; fi ;;
@@ -167,22 +163,26 @@ launch_torchrun() {
     ) > >(tee -a "$agent_log") 2>&1 &
     LAUNCH_TORCHRUN_PID=$!
     [ "$LAUNCH_PREEMPTED" = 1 ] && _launch_repeat_usr1  # the signal came before torchrun started
-    # `wait` returns early (status > 128) whenever a trapped signal arrives: keep waiting while torchrun lives.
-    while true; do
-        rc=0
-        wait "$LAUNCH_TORCHRUN_PID" || rc=$?
-        kill -0 "$LAUNCH_TORCHRUN_PID" 2>/dev/null || break
-    done
+    launch_wait "$LAUNCH_TORCHRUN_PID" || rc=$?
     trap - TERM INT
     [ -n "$LAUNCH_REPEATER_PID" ] && kill "$LAUNCH_REPEATER_PID" 2>/dev/null
     if [ "$LAUNCH_PREEMPTED" = 1 ]; then
         launch_log "stopped on SIGUSR1 (torchrun exit $rc): the trainer wrote a checkpoint; resume with resume=auto"
         return 75
     fi
-    if [ "$rc" != 0 ]; then
-        launch_explain_failure "$agent_log" "$addr" "$port" "$nnodes"
-    fi
+    [ "$rc" = 0 ] || launch_explain_failure "$agent_log" "$addr" "$port" "$nnodes"
     return "$rc"
+}
+
+# Wait for the child PID and return its exit status. `wait` returns early (status > 128) whenever a trapped signal
+# arrives: keep waiting while the child lives.
+launch_wait() {
+    local rc
+    while true; do
+        rc=0
+        wait "$1" || rc=$?
+        kill -0 "$1" 2>/dev/null || return "$rc"
+    done
 }
 
 _launch_on_usr1() {

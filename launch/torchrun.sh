@@ -32,6 +32,4 @@ launch_export_runtime_env
 # Port 0: the rendezvous store binds a port the kernel picks (one node needs no agreed port).
 port="${MASTER_PORT:-0}"
 log_dir="$(launch_log_dir "$@")/torchrun-$(date -u +%Y%m%d-%H%M%S)-$$"
-rc=0
-launch_torchrun 1 127.0.0.1 "$port" 1 "local-$$" "$log_dir" -- "$@" || rc=$?
-exit "$rc"
+launch_torchrun 1 127.0.0.1 "$port" 1 "local-$$" "$log_dir" -- "$@" || exit $?

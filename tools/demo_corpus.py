@@ -22,6 +22,7 @@ import shutil
 import subprocess
 import sysconfig
 from dataclasses import asdict, dataclass, field
+from itertools import chain, zip_longest
 from pathlib import Path
 
 from evals.humaneval import load_problems
@@ -63,20 +64,14 @@ class DemoCorpusSummary:
 
 
 def stdlib_dir(cfg: DemoCorpusConfig) -> Path:
-    return Path(cfg.stdlib) if cfg.stdlib else Path(sysconfig.get_path("stdlib"))
+    return Path(cfg.stdlib or sysconfig.get_path("stdlib"))
 
 
 def stdlib_modules(root: Path) -> list[Path]:
     """The stdlib's own .py files (tests and bundled packages excluded), sorted by relative path."""
-    found = []
-    for path in root.rglob("*.py"):
-        rel = path.relative_to(root)
-        if SKIP_PARTS.intersection(rel.parts) or not path.is_file() or path.is_symlink():
-            continue
-        if path.stat().st_size > MAX_CODE_BYTES:
-            continue
-        found.append(rel)
-    return sorted(found)
+    return sorted(path.relative_to(root) for path in root.rglob("*.py")
+                  if not SKIP_PARTS.intersection(path.relative_to(root).parts) and path.is_file()
+                  and not path.is_symlink() and path.stat().st_size <= MAX_CODE_BYTES)
 
 
 def seeded_sample(items: list, k: int, seed: int, salt: str) -> list:
@@ -196,25 +191,19 @@ def write_foreign(cfg: DemoCorpusConfig, root: Path, summary: DemoCorpusSummary)
     """Non-English prose that the pipeline must drop: man pages in other languages, else the stdlib's CJK texts."""
     dest = cfg.out / "foreign"
     dest.mkdir(parents=True, exist_ok=True)
-    # One page per language first, so a few files already span several languages.
     candidates = foreign_man_pages(cfg.man_root)
-    rng = random.Random(f"{cfg.seed}:foreign")
-    rng.shuffle(candidates)
-    candidates.sort(key=lambda c: FOREIGN_MAN_LANGS.index(c[0]))
-    by_lang: dict[str, list[Path]] = {}
-    for lang, path in candidates:
-        by_lang.setdefault(lang, []).append(path)
-    while len(summary.foreign_files) < cfg.foreign_files and any(by_lang.values()):
-        for lang in list(by_lang):
-            if len(summary.foreign_files) >= cfg.foreign_files or not by_lang[lang]:
-                continue
-            path = by_lang[lang].pop()
-            text = render_man_page(path)
-            if text is None or len(text) < MIN_FOREIGN_CHARS:
-                continue
-            target = dest / f"{lang}-{path.name.split('.')[0]}.txt"
-            target.write_text(text, encoding="utf-8")
-            summary.foreign_files.append(target.name)
+    random.Random(f"{cfg.seed}:foreign").shuffle(candidates)
+    # Round-robin over the languages (in FOREIGN_MAN_LANGS order), so a few files already span several languages.
+    per_lang = [[c for c in reversed(candidates) if c[0] == lang] for lang in FOREIGN_MAN_LANGS]
+    for lang, path in filter(None, chain.from_iterable(zip_longest(*per_lang))):
+        if len(summary.foreign_files) >= cfg.foreign_files:
+            break
+        text = render_man_page(path)
+        if text is None or len(text) < MIN_FOREIGN_CHARS:
+            continue
+        target = dest / f"{lang}-{path.name.split('.')[0]}.txt"
+        target.write_text(text, encoding="utf-8")
+        summary.foreign_files.append(target.name)
     if summary.foreign_files:
         summary.foreign_origin = "man pages"
         return

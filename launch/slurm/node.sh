@@ -37,6 +37,4 @@ else
 fi
 
 # Slurm delivers SIGUSR1 to every process of this step; launch_torchrun passes it on again to ranks still starting.
-rc=0
-launch_torchrun "$nnodes" "$head_addr" "$port" "$is_host" "slurm-${SLURM_JOB_ID}" "$log_dir" -- "$@" || rc=$?
-exit "$rc"
+launch_torchrun "$nnodes" "$head_addr" "$port" "$is_host" "slurm-${SLURM_JOB_ID}" "$log_dir" -- "$@" || exit $?

@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import sys
 
+from data_pipeline.chain import ChainStep, chain_groups, chain_label
+from data_pipeline.cli import compose_config
+from data_pipeline.pipeline import PipelineError, prepare
+
 
 def plan(argv: list[str]) -> list[tuple[str, str]]:
-    from data_pipeline.chain import ChainStep, chain_groups, chain_label
-    from data_pipeline.cli import compose_config
-    from data_pipeline.pipeline import prepare
-
-    cfg = compose_config(argv)
-    _root, stages = prepare(cfg)
+    _root, stages = prepare(compose_config(argv))
     if not stages:
         raise SystemExit("pipeline_plan: no stage is enabled")
     # Stages that make documents run as arrays, consecutive filter stages as one streamed pass (`license..decontam
@@ -35,8 +34,6 @@ def plan(argv: list[str]) -> list[tuple[str, str]]:
 
 
 def main() -> int:
-    from data_pipeline.pipeline import PipelineError
-
     try:
         for first, second in plan(sys.argv[1:]):
             print(first, second)

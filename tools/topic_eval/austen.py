@@ -16,29 +16,22 @@ _STRSXP, _CHARSXP = 16, 9
 def _unserialize_character_vector(blob: bytes) -> list[str] | None:
     if not blob.startswith(b"X\n"):
         return None
-    pos = 2
-    version = struct.unpack_from(">i", blob, pos)[0]
-    pos += 12  # format version, writer's R version, minimal reader version
-    if version == 3:
-        (enc_len,) = struct.unpack_from(">i", blob, pos)
-        pos += 4 + enc_len  # native encoding name
+    pos = 14  # "X\n", format version, writer's R version, minimal reader version
+    if struct.unpack_from(">i", blob, 2)[0] == 3:  # format version 3 adds the native encoding's name
+        pos += 4 + struct.unpack_from(">i", blob, pos)[0]
     (flags,) = struct.unpack_from(">i", blob, pos)
-    pos += 4
     if flags & 0xFF != _STRSXP:
         return None
-    (length,) = struct.unpack_from(">i", blob, pos)
-    pos += 4
+    (length,) = struct.unpack_from(">i", blob, pos + 4)
+    pos += 8
     strings = []
     for _ in range(length):
         flags, size = struct.unpack_from(">ii", blob, pos)
         pos += 8
         if flags & 0xFF != _CHARSXP:
             raise ValueError(f"R serialization: expected a CHARSXP, found type {flags & 0xFF}")
-        if size < 0:  # NA_character_
-            strings.append("")
-            continue
-        strings.append(blob[pos:pos + size].decode("utf-8", errors="replace"))
-        pos += size
+        strings.append(blob[pos:pos + size].decode("utf-8", errors="replace") if size >= 0 else "")  # -1: NA
+        pos += max(size, 0)
     return strings
 
 

@@ -10,6 +10,7 @@ import json
 import random
 import re
 from collections import Counter, defaultdict
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Iterable, Iterator
@@ -92,17 +93,15 @@ def build_examples(docs: Iterable[RawDoc], *, seed: int = 0, min_words: int = 30
 def write_examples(out_dir: Path, examples: list[Example]) -> dict:
     """`out_dir/{train,val,test}.jsonl` plus `summary.json` (counts by split, source and label); returns the summary."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    handles = {s: (out_dir / f"{s}.jsonl").open("w", encoding="utf-8") for s in ("train", "val", "test")}
     counts: Counter = Counter()
     groups: dict[tuple[str, str], set] = defaultdict(set)
-    try:
+    with ExitStack() as stack:
+        handles = {s: stack.enter_context((out_dir / f"{s}.jsonl").open("w", encoding="utf-8"))
+                   for s in ("train", "val", "test")}
         for ex in examples:
             handles[ex.split].write(json.dumps(asdict(ex), ensure_ascii=False) + "\n")
             counts[(ex.split, ex.source, ex.label)] += 1
             groups[(ex.split, ex.source)].add(ex.group)
-    finally:
-        for handle in handles.values():
-            handle.close()
     summary = {
         "examples": {s: sum(n for (sp, _, _), n in counts.items() if sp == s) for s in handles},
         "by_split_source_label": [

@@ -128,17 +128,11 @@ def _strip_nested(text: str, open_: str, close: str) -> str:
 
 def wiki_to_text(wikitext: str) -> str:
     """Prose of an article: templates, tables, references, files and categories removed, links reduced to labels."""
-    text = html.unescape(wikitext)
-    text = _WIKI_COMMENT.sub("", text)
-    text = _WIKI_REF.sub("", text)
-    text = _strip_nested(text, "{{", "}}")
-    text = _strip_nested(text, "{|", "|}")
-    text = _WIKI_CATEGORY.sub("", text)
-    text = _WIKI_FILE.sub("", text)
-    text = _WIKI_LINK.sub(r"\1", text)
-    text = _WIKI_EXTLINK.sub(r"\1", text)
-    text = _WIKI_TAG.sub("", text)
-    text = _WIKI_HEADING.sub(r"\1", text)
+    text = _WIKI_REF.sub("", _WIKI_COMMENT.sub("", html.unescape(wikitext)))
+    text = _strip_nested(_strip_nested(text, "{{", "}}"), "{|", "|}")
+    for pattern, repl in ((_WIKI_CATEGORY, ""), (_WIKI_FILE, ""), (_WIKI_LINK, r"\1"), (_WIKI_EXTLINK, r"\1"),
+                          (_WIKI_TAG, ""), (_WIKI_HEADING, r"\1")):
+        text = pattern.sub(repl, text)
     text = text.replace("'''", "").replace("''", "")
     lines = [ln.lstrip("*#:; ") for ln in text.splitlines()]
     return "\n".join(ln for ln in lines if not ln.startswith(("|", "!", "__")))

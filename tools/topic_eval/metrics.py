@@ -1,6 +1,7 @@
 """Precision / recall of a score threshold, and the threshold that reaches a target precision."""
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -33,18 +34,8 @@ class Counts:
 
 def counts_at(scores: Sequence[float], labels: Sequence[int], threshold: float) -> Counts:
     """An example is predicted computer science when its score >= threshold."""
-    tp = fp = fn = tn = 0
-    for score, label in zip(scores, labels):
-        predicted = score >= threshold
-        if predicted and label:
-            tp += 1
-        elif predicted:
-            fp += 1
-        elif label:
-            fn += 1
-        else:
-            tn += 1
-    return Counts(threshold, tp, fp, fn, tn)
+    n = Counter((score >= threshold, bool(label)) for score, label in zip(scores, labels))
+    return Counts(threshold, n[True, True], n[True, False], n[False, True], n[False, False])
 
 
 def threshold_for_precision(scores: Sequence[float], labels: Sequence[int], target: float) -> Counts:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ast
 import bz2
+import functools
 import gzip
 import hashlib
 import io
@@ -108,13 +109,10 @@ def docstrings(site_packages: Path, packages: tuple[str, ...], min_chars: int = 
 
 def dictd_entries(dict_dz: Path) -> Iterator[tuple[str, str]]:
     """(headword, definition) pairs of a dictd database (`.dict.dz` is gzip; the `.index` beside it has offsets)."""
-    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"  # offsets are base-64 numbers
 
     def b64(value: str) -> int:
-        number = 0
-        for ch in value:
-            number = number * 64 + alphabet.index(ch)
-        return number
+        return functools.reduce(lambda number, ch: number * 64 + alphabet.index(ch), value, 0)
 
     data = gzip.decompress(dict_dz.read_bytes())
     index = dict_dz.with_name(dict_dz.name.replace(".dict.dz", ".index"))

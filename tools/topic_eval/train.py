@@ -48,11 +48,9 @@ def design_matrix(examples: list[Example], vocab: list[str]) -> torch.Tensor:
 
 def example_weights(examples: list[Example]) -> torch.Tensor:
     """Each label sums to 0.5, and within a label each source weighs the same."""
-    per_label_sources: dict[int, set[str]] = defaultdict(set)
     per_source = Counter((ex.label, ex.source) for ex in examples)
-    for ex in examples:
-        per_label_sources[ex.label].add(ex.source)
-    w = [0.5 / len(per_label_sources[ex.label]) / per_source[(ex.label, ex.source)] for ex in examples]
+    sources_per_label = Counter(label for label, _source in per_source)
+    w = [0.5 / sources_per_label[ex.label] / per_source[(ex.label, ex.source)] for ex in examples]
     return torch.tensor(w, dtype=torch.float64)
 
 
