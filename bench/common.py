@@ -7,7 +7,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 
 def best_time(fn: Callable[[], object], repeats: int = 3, clock=time.perf_counter) -> tuple[float, object]:
@@ -48,7 +48,7 @@ def trainer_metrics(overrides: list[str]) -> list[dict]:
     return [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
 
 
-def parse_overrides(items: list[str]) -> dict:
+def parse_overrides(items: Sequence[str]) -> dict:
     """--set KEY=VALUE ... as model config overrides (integers as int)."""
     out = {}
     for item in items:
@@ -57,7 +57,7 @@ def parse_overrides(items: list[str]) -> dict:
     return out
 
 
-def build_model(name: str, device, sets: list[str] = (), **config):
+def build_model(name: str, device, sets: Sequence[str] = (), **config):
     """configs/model/NAME.yaml with `config` and the --set overrides, seed 0, initialised on `device` (where it runs:
     seconds on a GPU instead of a minute on the host)."""
     import torch
