@@ -7,17 +7,13 @@ python bench/data_loader.py [--seq-len 2048] [--seconds 10]
 from __future__ import annotations
 
 import argparse
-import sys
-import tempfile
 import time
 from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "trainer"))
-from trainer_corpus import write_corpus  # noqa: E402  (a small real corpus: stdlib sources, BPE, shards)
-
-from refact_train.data import DataConfig, PackedSamples, StepLoader, layout_for  # noqa: E402
+from common import trainer_corpus, trainer_metrics
+from refact_train.data import DataConfig, PackedSamples, StepLoader, layout_for
 
 A5000_TOKENS_PER_S = 1.2e12 / (28 * 86400) / 64
 
@@ -35,20 +31,9 @@ def loader_rate(data: Path, seq_len: int, fim_rate: float, seconds: float) -> fl
 
 
 def tiny_train_rate(data: Path, steps: int = 6) -> float:
-    from hydra import compose, initialize_config_dir
-    from omegaconf import OmegaConf
-
-    from data_pipeline.config import config_dir
-    from refact_train.trainer import train
-    run = Path(tempfile.mkdtemp()) / "run"
-    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
-        cfg = compose("train", overrides=[f"data.path={data}", f"run_dir={run}", f"train.max_steps={steps}",
-                                          "checkpoint.every=1000", "metrics.wandb=false", "metrics.progress=false",
-                                          "train.cpu_threads=1", "train.device=cpu", "data.seq_len=256",
-                                          "data.fim.rate=0.5"])
-    train(OmegaConf.to_container(cfg, resolve=True))
-    import json
-    rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    rows = trainer_metrics([f"data.path={data}", f"train.max_steps={steps}", "checkpoint.every=1000",
+                            "metrics.wandb=false", "metrics.progress=false", "train.cpu_threads=1", "train.device=cpu",
+                            "data.seq_len=256", "data.fim.rate=0.5"])
     return sum(r["tokens_per_s"] for r in rows[2:]) / len(rows[2:])
 
 
@@ -58,7 +43,7 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=8.0)
     args = ap.parse_args()
     torch.set_num_threads(1)
-    data = write_corpus(Path(tempfile.mkdtemp()) / "corpus")
+    data = trainer_corpus()
     plain = loader_rate(data, args.seq_len, 0.0, args.seconds)
     fim = loader_rate(data, args.seq_len, 0.5, args.seconds)
     tiny = tiny_train_rate(data)

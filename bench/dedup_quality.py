@@ -106,11 +106,9 @@ def exact_jaccard_matrix(docs: list[Document], hasher: MinHasher) -> tuple[np.nd
 
 def run_dedup(docs: list[Document], shards: int, workers: int, cfg: dict, root: Path) -> dict[str, str]:
     """Run the near_dedup stage; returns {document id: id of the kept document of its cluster}."""
-    paths = []
-    for s in range(shards):
-        path = root / "in" / f"part-{s:05d}.parquet"
+    paths = [root / "in" / f"part-{s:05d}.parquet" for s in range(shards)]
+    for s, path in enumerate(paths):
         write_documents(path, docs[s::shards])
-        paths.append(path)
     ctx = StageContext(name="near_dedup", index=0, root=root / "out", input_shards=tuple(paths), cfg=cfg)
     run_stage(build_stage(cfg), ctx, workers=workers, log=lambda _: None)
     cluster_of = {}

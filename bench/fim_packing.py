@@ -14,7 +14,6 @@ import argparse
 import os
 import sysconfig
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +21,7 @@ import numpy as np
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # one core: compare like with like
 os.environ.setdefault("RAYON_NUM_THREADS", "1")
 
+from common import best_time  # noqa: E402
 from data_pipeline.fim import FimConfig, apply_fim, fim_rng  # noqa: E402
 from data_pipeline.mixing import HoldoutConfig, MixtureConfig  # noqa: E402
 from data_pipeline.records import Document, write_documents  # noqa: E402
@@ -46,22 +46,14 @@ def contexts(tok, texts: list[str], n: int, length: int) -> list[np.ndarray]:
     return [stream_arr[s:s + length] for s in starts]
 
 
-def best_of(fn, repeats: int = 3) -> float:
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return min(times)
-
-
 def bench_fim(tok, ctxs: list[np.ndarray]) -> None:
     tokens = sum(len(c) for c in ctxs)
-    base = best_of(lambda: [tok.encode_bytes(tok.decode_bytes(c.tolist())) for c in ctxs])
+    base, _ = best_time(lambda: [tok.encode_bytes(tok.decode_bytes(c.tolist())) for c in ctxs])
     print(f"baseline decode+re-encode: {tokens / base:,.0f} tokens/s")
     for cfg in (FimConfig(mode="pretrain", rate=0.5), FimConfig(mode="pretrain", rate=1.0),
                 FimConfig(mode="finetune", rate=0.9, empty_middle_rate=0.1, loss_on_sentinels=False)):
-        t = best_of(lambda: [apply_fim(c, rng=fim_rng(0, i), cfg=cfg, tokenizer=tok) for i, c in enumerate(ctxs)])
+        t, _ = best_time(lambda: [apply_fim(c, rng=fim_rng(0, i), cfg=cfg, tokenizer=tok)
+                                  for i, c in enumerate(ctxs)])
         rate = tokens / t
         print(f"apply_fim {cfg.mode:8s} rate {cfg.rate}: {rate:,.0f} tokens/s = {t / base:.2f}x the baseline time; "
               f"one core feeds {rate / RELEASE_TOKENS_PER_GPU:.0f} GPUs at {RELEASE_TOKENS_PER_GPU} tokens/s")
@@ -74,10 +66,10 @@ def bench_packing(tok, texts: list[str]) -> None:
         shard = Path(tmp) / "in.parquet"
         write_documents(shard, docs)
         n_tokens = sum(len(ids) for ids in tok.encode_batch(texts))
-        base = best_of(lambda: tok.encode_batch(texts), repeats=2)
-        built = best_of(lambda: build_shards([shard], Path(tmp) / "out", tok,
-                                             MixtureConfig(shares={"text": 0.5, "code": 0.5}),
-                                             HoldoutConfig(fraction=0.05), workers=1, progress=False), repeats=2)
+        base, _ = best_time(lambda: tok.encode_batch(texts), repeats=2)
+        built, _ = best_time(lambda: build_shards([shard], Path(tmp) / "out", tok,
+                                                  MixtureConfig(shares={"text": 0.5, "code": 0.5}),
+                                                  HoldoutConfig(fraction=0.05), workers=1, progress=False), repeats=2)
     print(f"baseline encode_batch: {n_tokens / base:,.0f} tokens/s; build_shards: {n_tokens / built:,.0f} tokens/s "
           f"= {built / base:.2f}x the baseline time ({len(texts)} documents, {n_tokens:,} tokens)")
 

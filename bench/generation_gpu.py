@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from bench.mfu_gpu import parse_overrides
+from common import build_model
 
 
 def main() -> None:
@@ -31,16 +31,12 @@ def main() -> None:
     args = ap.parse_args()
     if args.cpu_threads:
         torch.set_num_threads(args.cpu_threads)
-    from refact_train.model import RefactForCausalLM, generate
-    from refact_train.models import load_model_config
+    from refact_train.model import generate
 
     dev = torch.device(args.device)
     dtype = torch.bfloat16 if dev.type == "cuda" else torch.float32
-    cfg = load_model_config(args.model, attention_backend=args.backend, **parse_overrides(args.set))
-    torch.manual_seed(0)
-    with torch.device(dev):
-        model = RefactForCausalLM(cfg).to(dtype).eval()
-    prompt = torch.randint(5, cfg.vocab_size, (args.prompt,)).tolist()
+    model = build_model(args.model, dev, args.set, attention_backend=args.backend).to(dtype).eval()
+    prompt = torch.randint(5, model.config.vocab_size, (args.prompt,)).tolist()
     generate(model, [prompt], 4, stop_token_ids=())  # warm-up: kernels, allocator
     rows, outputs = [], {}
     for batch in (int(b) for b in args.batches.split(",")):

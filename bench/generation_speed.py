@@ -15,11 +15,11 @@ import time
 
 import torch
 
+from common import build_model
 from data_pipeline.tokenizer import train_bpe
 from evals.generation import BatchGenerator, GenerationConfig
 from evals.humaneval import load_problems
-from refact_train.model import RefactForCausalLM, generate
-from refact_train.models import load_model_config
+from refact_train.model import generate
 
 NO_STOP = [-1]  # an id no token has: every row runs the full --new tokens
 
@@ -39,8 +39,7 @@ def main() -> None:
     if args.compare == "batch":
         problems = load_problems()
         tok = train_bpe([p.prompt + p.canonical_solution for p in problems], vocab_size=4096)
-        torch.manual_seed(0)
-        model = RefactForCausalLM(load_model_config("tiny", vocab_size=tok.padded_vocab_size)).eval()
+        model = build_model("tiny", "cpu", vocab_size=tok.padded_vocab_size).eval()
         prompts = [tok.encode(p.prompt) for p in problems[:args.prompts]]
         BatchGenerator(model, GenerationConfig(batch_size=2, max_new_tokens=4)).run(prompts[:2], NO_STOP)  # warm-up
         for batch in (1, args.batch):
@@ -50,8 +49,7 @@ def main() -> None:
             runs[f"batch {batch}"] = (gen.stats.new_tokens / (time.perf_counter() - start), outputs)
         workload = f"{len(prompts)} HumanEval prompts ({min(map(len, prompts))}-{max(map(len, prompts))} tokens)"
     else:
-        torch.manual_seed(0)
-        model = RefactForCausalLM(load_model_config("tiny", n_positions=args.context + args.new)).eval()
+        model = build_model("tiny", "cpu", n_positions=args.context + args.new).eval()
         prompt = torch.randint(5, model.config.vocab_size, (args.context,)).tolist()
         generate(model, [prompt], 2, stop_token_ids=())  # warm-up
         for label, use_cache in (("without cache", False), ("with KV cache", True)):

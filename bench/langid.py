@@ -26,13 +26,17 @@ import json
 import random
 import time
 import re
+import sys
 import zlib
+from collections import Counter
 from pathlib import Path
 from typing import Callable
 
 from data_pipeline.filters.english import LanguageGuess, identify
-from data_pipeline.filters.topic_eval.dataset import chunk_group
-from data_pipeline.filters.topic_eval.markup import roff_to_text
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tools/ lives at the repository root
+from tools.topic_eval.dataset import chunk_group  # noqa: E402
+from tools.topic_eval.markup import roff_to_text  # noqa: E402
 
 _FUNCTION_WORDS = frozenset("the of and to is in that for with are be this by or on as if it an not from".split())
 Identifier = Callable[[str, tuple[str, ...]], LanguageGuess]
@@ -129,11 +133,8 @@ def scores(said: list[bool], labels: list[int], sources: list[str]) -> str:
     tp = sum(s and label for s, label in zip(said, labels))
     fp = sum(s and not label for s, label in zip(said, labels))
     fn = sum(not s and label for s, label in zip(said, labels))
-    missed: dict[str, int] = {}
-    for s, label, source in zip(said, labels, sources):
-        if s != bool(label):
-            missed[source] = missed.get(source, 0) + 1
-    worst = ", ".join(f"{k} {v}" for k, v in sorted(missed.items(), key=lambda kv: -kv[1])[:3])
+    missed = Counter(source for s, label, source in zip(said, labels, sources) if s != bool(label))
+    worst = ", ".join(f"{k} {v}" for k, v in missed.most_common(3))
     return f"P {tp / max(1, tp + fp):.4f} R {tp / max(1, tp + fn):.4f} (fp {fp}, fn {fn}; {worst})"
 
 

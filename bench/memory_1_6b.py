@@ -25,27 +25,19 @@ def model_shape():
     return cfg, model.num_parameters()
 
 
-def states_gb(backend: str, n: int, world: int, layer_params: int) -> float:
-    """Weights + gradients + optimizer state per GPU. Lion keeps one fp32 momentum (4 bytes/param)."""
-    if backend == "ddp (fp32 weights, bf16 autocast)":
-        per = 4 + 4 + 4                                 # fp32 weights, fp32 grads, Lion momentum
-        return (n * per + 2 * 25e6 * 4) / GB            # + two DDP gradient buckets
-    if backend == "fsdp2 (bf16 params, fp32 reduce)":
-        sharded = n * (4 + 4 + 4) / world               # fp32 params, grads, momentum: all sharded
-        gathered = 2 * layer_params * 2 * 2             # two blocks unsharded in bf16 (prefetch), params + grads
-        return (sharded + gathered) / GB
-    if backend == "zero1 (bf16 params)":
-        return (n * (2 + 2) + n * (4 + 4) / world) / GB  # bf16 params + grads; fp32 master + momentum sharded
-    if backend == "zero2 (bf16 params)":
-        buckets = 2 * 5e8 * 2                            # reduce + allgather buckets of 5e8 bf16 elements
-        return (n * 2 + n * 2 / world + n * (4 + 4) / world + buckets) / GB
-    if backend == "zero3 (bf16 params)":
-        return (n * (2 + 2 + 4 + 4) / world + 2 * layer_params * 2 * 2) / GB
-    raise ValueError(backend)
-
-
-BACKENDS = ["ddp (fp32 weights, bf16 autocast)", "fsdp2 (bf16 params, fp32 reduce)", "zero1 (bf16 params)",
-            "zero2 (bf16 params)", "zero3 (bf16 params)"]
+# Weights + gradients + optimizer state per GPU, in bytes, of n parameters over `world` GPUs; layer = one block's
+# parameters. Lion keeps one fp32 momentum (4 bytes/param).
+BACKENDS = {
+    # fp32 weights, fp32 grads, Lion momentum; + two DDP gradient buckets
+    "ddp (fp32 weights, bf16 autocast)": lambda n, world, layer: n * (4 + 4 + 4) + 2 * 25e6 * 4,
+    # fp32 params, grads, momentum: all sharded; + two blocks unsharded in bf16 (prefetch), params + grads
+    "fsdp2 (bf16 params, fp32 reduce)": lambda n, world, layer: n * (4 + 4 + 4) / world + 2 * layer * 2 * 2,
+    # bf16 params + grads; fp32 master + momentum sharded
+    "zero1 (bf16 params)": lambda n, world, layer: n * (2 + 2) + n * (4 + 4) / world,
+    # bf16 params; bf16 grads, fp32 master + momentum sharded; reduce + allgather buckets of 5e8 bf16 elements
+    "zero2 (bf16 params)": lambda n, world, layer: n * 2 + n * 2 / world + n * (4 + 4) / world + 2 * 5e8 * 2,
+    "zero3 (bf16 params)": lambda n, world, layer: n * (2 + 2 + 4 + 4) / world + 2 * layer * 2 * 2,
+}
 
 
 def activations_gb(cfg, T: int, micro: int, checkpointing: bool) -> float:
@@ -76,7 +68,7 @@ def main() -> None:
         for b in BACKENDS:
             row = f"{b:36s}"
             for g in args.gpus:
-                total = states_gb(b, n, g, layer_params) + act + CUDA_RESERVE
+                total = BACKENDS[b](n, g, layer_params) / GB + act + CUDA_RESERVE
                 row += f"{total:15.1f} GB{'yes' if total <= A5000 else 'NO':>6s}"
             print(row)
 

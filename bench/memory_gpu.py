@@ -28,6 +28,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from common import build_model
+
 CONFIGS = {  # name: (lora, activation checkpointing, world size under the fake group, reshard_after_forward)
     "lora": (True, True, 1, None),
     "lora_no_ckpt": (True, False, 1, None),
@@ -39,18 +41,11 @@ A5000_GIB = 24.0
 
 
 def measure(args, name: str) -> dict:
-    from bench.mfu_gpu import parse_overrides
-    from refact_train.model import RefactForCausalLM
-    from refact_train.models import load_model_config
     from refact_train.optim import OptimConfig, build_optimizer
 
     lora, ckpt, world, reshard = CONFIGS[name]
     dev = torch.device(args.device)
-    cfg = load_model_config(args.model, n_positions=args.seq, attention_backend=args.backend,
-                            **parse_overrides(args.set))
-    torch.manual_seed(0)
-    with torch.device(dev):
-        model = RefactForCausalLM(cfg)
+    model = build_model(args.model, dev, args.set, n_positions=args.seq, attention_backend=args.backend)
     model.set_activation_checkpointing(ckpt)
     n_params = model.num_parameters()  # before LoRA adds its adapters
     module = model
@@ -74,7 +69,7 @@ def measure(args, name: str) -> dict:
     # this rank's share: a sharded (DTensor) parameter holds 1/world of the elements
     trainable = sum((p.to_local() if hasattr(p, "to_local") else p).numel()
                     for p in module.parameters() if p.requires_grad)
-    ids = torch.randint(0, cfg.vocab_size, (1, args.seq + 1), device=dev)
+    ids = torch.randint(0, model.config.vocab_size, (1, args.seq + 1), device=dev)
     row = {"config": name, "lora": lora, "activation_checkpointing": ckpt, "world_size": world,
            "reshard_after_forward": reshard, "seq": args.seq, "micro_batch": 1, "params": n_params,
            "trainable_params_this_rank": trainable, "device": str(dev)}

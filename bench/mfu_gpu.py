@@ -23,19 +23,11 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-
-def parse_overrides(items: list[str]) -> dict:
-    out = {}
-    for item in items:
-        key, _, value = item.partition("=")
-        out[key] = int(value) if value.lstrip("-").isdigit() else value
-    return out
+from common import build_model
 
 
 def run(args, backend: str, compile_model: bool) -> dict:
     from refact_train.metrics import detect_peak_flops, flops_per_token
-    from refact_train.model import RefactForCausalLM
-    from refact_train.models import load_model_config
     from refact_train.optim import OptimConfig, build_optimizer
 
     dev = torch.device(args.device)
@@ -44,10 +36,8 @@ def run(args, backend: str, compile_model: bool) -> dict:
            "dropout": args.dropout, "device": str(dev), "precision": args.precision}
     if backend == "flash" and importlib.util.find_spec("flash_attn") is None:
         return {**row, "skipped": "flash-attn is not installed"}
-    cfg = load_model_config(args.model, n_positions=args.seq, attention_backend=backend, **parse_overrides(args.set))
-    torch.manual_seed(0)
-    with torch.device(dev):  # initialised where it runs: seconds on a GPU instead of a minute on the host
-        model = RefactForCausalLM(cfg)
+    model = build_model(args.model, dev, args.set, n_positions=args.seq, attention_backend=backend)
+    cfg = model.config
     model.set_activation_checkpointing(args.ckpt)
     model.set_dropout(args.dropout)
     model.train()

@@ -22,6 +22,7 @@ from typing import Callable
 import numpy as np
 from datasketch import MinHash
 
+from common import best_time
 from data_pipeline.dedup.minhash import HASH_FUNCTIONS, MinHasher, estimate_jaccard, jaccard, tokenize, xxh32_hash
 from data_pipeline.dedup.near_dedup import NearDedupConfig
 
@@ -80,16 +81,6 @@ def rensa_signatures(texts, shingle, cls_name: str):
         m.update(list(shingle(text)))
         out.append(m)
     return out
-
-
-def best_time(fn: Callable[[], object], repeats: int) -> tuple[float, object]:
-    """Best of `repeats` in CPU seconds of this process (the dev box is shared: wall time measures the neighbours)."""
-    best, result = float("inf"), None
-    for _ in range(repeats):
-        t0 = time.process_time()
-        result = fn()
-        best = min(best, time.process_time() - t0)
-    return best, result
 
 
 def mutate(text: str, rng: random.Random, keep: float) -> str:
@@ -181,7 +172,7 @@ def main() -> int:
     print(f"{'method':45s} {'docs/s':>9s} {'shingles/s':>12s} {'MB/s':>7s} {'x baseline':>10s}")
     results = {}
     for name, fn, repeats in methods:
-        seconds, sigs = best_time(fn, repeats)
+        seconds, sigs = best_time(fn, repeats, clock=time.process_time)  # the dev box is shared
         results[name] = sigs
         baseline = baseline or seconds
         print(f"{name:45s} {len(texts) / seconds:9.1f} {n_shingles / seconds:12.0f} {mb / seconds:7.2f} "

@@ -12,14 +12,12 @@ import time
 import torch
 
 
-def step_time(model, ids, loss_fn, repeats):
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        loss_fn(model, ids).backward()
-        times.append(time.perf_counter() - t0)
-        model.zero_grad(set_to_none=True)
-    return sorted(times)[len(times) // 2]
+def step_time(model, ids, loss_fn) -> float:
+    t0 = time.perf_counter()
+    loss_fn(model, ids).backward()
+    seconds = time.perf_counter() - t0
+    model.zero_grad(set_to_none=True)
+    return seconds
 
 
 def main() -> None:
@@ -61,11 +59,11 @@ def main() -> None:
     if args.compile:
         candidates["ours compiled"] = (torch.compile(ours), ours_loss)
     for model, loss_fn in candidates.values():  # warm-up (and compilation)
-        step_time(model, ids, loss_fn, 1)
+        step_time(model, ids, loss_fn)
     times = {name: [] for name in candidates}
     for _ in range(args.repeats):  # interleaved rounds: noise hits every candidate alike
         for name, (model, loss_fn) in candidates.items():
-            times[name].append(step_time(model, ids, loss_fn, 1))
+            times[name].append(step_time(model, ids, loss_fn))
     tokens = args.batch * args.seq
     tps = {name: tokens / sorted(t)[len(t) // 2] for name, t in times.items()}
     ours_tps, hf_tps = tps["ours"], tps["HF export"]

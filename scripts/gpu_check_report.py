@@ -119,14 +119,14 @@ def judge_train(work: Path, rc: int | None, bench_rows: list[dict], tolerance: f
     return out
 
 
-def judge_memory(rows: list[dict], mode: str) -> dict:
+def judge_memory(rows: list[dict]) -> dict:
     errors = {r["config"]: r["error"] for r in rows if "error" in r}
     lora = next((r for r in rows if r["config"] == "lora" and "error" not in r), None)
     return {"pass": bool(rows) and not errors, "errors": errors, "rows": rows,
             "lora_fits_a5000": lora.get("fits_a5000_24gib") if lora else None}
 
 
-def judge_generation(result: dict | None, new: int | None) -> dict:
+def judge_generation(result: dict | None) -> dict:
     rows = (result or {}).get("rows", [])
     batches = sorted(r["batch"] for r in rows)
     ok = batches == [1, 8] and all(r["new_tokens_per_s"] > 0 for r in rows)
@@ -206,11 +206,8 @@ def main() -> None:
     ap.add_argument("--until-step", type=int, default=10, help="early dropout's last step in the train step")
     args = ap.parse_args()
     w = args.work
-    runs = {}
-    for line in (w / "steps.jsonl").read_text().splitlines():
-        if line.strip():
-            r = json.loads(line)
-            runs[r["step"]] = r
+    rows = [json.loads(line) for line in (w / "steps.jsonl").read_text().splitlines() if line.strip()]
+    runs = {r["step"]: r for r in rows}
     mfu_rows = load(w / "mfu.json", [])
     backends = ["sdpa"] if args.mode == "cpu" else ["sdpa", "flex", "flash"]
     expected = [f"{b}/eager" for b in backends] + ["sdpa/eager/train_config"]
@@ -221,8 +218,8 @@ def main() -> None:
         "tests": judge_tests(w, args.mode),
         "mfu": judge_mfu(mfu_rows, expected),
         "train": judge_train(w, runs.get("train", {}).get("rc"), mfu_rows, args.mfu_tolerance, args.until_step),
-        "memory": judge_memory(load(w / "memory.json", []), args.mode),
-        "generation": judge_generation(load(w / "generation.json"), None),
+        "memory": judge_memory(load(w / "memory.json", [])),
+        "generation": judge_generation(load(w / "generation.json")),
     }
     for name, st in steps.items():
         mine = {k: v for k, v in runs.items() if k == name or k.startswith(f"{name}_")}

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import os
 import re
 import subprocess
 import sys
@@ -73,22 +74,15 @@ def install(wheels: Path, site: Path) -> dict:
             "    try: out[m] = importlib.import_module(m).__file__\n" \
             "    except Exception as e: out[m] = 'ERROR ' + type(e).__name__ + ': ' + str(e)\n" \
             "print(json.dumps(out))"
-    env_path = [str(site)] + sys.path[1:]
+    pythonpath = [p for p in os.environ.get("PYTHONPATH", "").split(":") if p] + [str(site)]
     check = subprocess.run([sys.executable, "-c", probe, *[m for m, _ in REQUIRED.values()]], capture_output=True,
-                           text=True, env=_env_with_path(env_path))
+                           text=True, env={**os.environ, "PYTHONPATH": ":".join(pythonpath)})
     origins = json.loads(check.stdout) if check.returncode == 0 else {"probe": check.stderr[-2000:]}
     ok = all(not str(v).startswith("ERROR") for v in origins.values()) and (pip is None or pip["returncode"] == 0)
     return {"ok": ok and check.returncode == 0, "missing": missing,
             "installed_from_wheels": [Path(t).name for t in todo],
             "no_wheel": no_wheel, "pip": pip, "modules": origins, "site": str(site) if todo else None,
             "seconds": round(time.perf_counter() - t0, 2)}
-
-
-def _env_with_path(path: list[str]) -> dict:
-    import os
-    env = dict(os.environ)
-    env["PYTHONPATH"] = ":".join([p for p in env.get("PYTHONPATH", "").split(":") if p] + [str(path[0])])
-    return env
 
 
 def main() -> None:
