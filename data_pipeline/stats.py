@@ -69,6 +69,16 @@ class UnitStats:
         self.extra = merge_extra(self.extra, other.extra)
         return self
 
+    def collapse(self, prefix: str, reason: str) -> "UnitStats":
+        """Merge every drop reason starting with `prefix` (e.g. `near_duplicate_of:<kept id>`) into one `reason`
+        counter, examples included."""
+        for key in [k for k in self.dropped if k.startswith(prefix)]:
+            self.dropped[reason] = self.dropped.get(reason, 0) + self.dropped.pop(key)
+            self.dropped_bytes[reason] = self.dropped_bytes.get(reason, 0) + self.dropped_bytes.pop(key, 0)
+            examples = self.examples.setdefault(reason, [])
+            examples.extend(self.examples.pop(key, [])[: max(0, EXAMPLES_PER_REASON - len(examples))])
+        return self
+
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
         out["dropped_total"] = self.dropped_total

@@ -36,7 +36,7 @@ from data_pipeline.atomic import atomic_path, write_json_atomic
 from data_pipeline.config import config_from_dict
 from data_pipeline.dedup.minhash import MinHashConfig, MinHasher, optimal_bands_rows
 from data_pipeline.stage import Stage, StageContext, Step, filter_rows, shard_units
-from data_pipeline.stats import EXAMPLES_PER_REASON, UnitStats
+from data_pipeline.stats import UnitStats
 
 STAGE_NAME = "near_dedup"
 SIGNATURES, BUCKETS, CLUSTERS, FILTER = "signatures", "buckets", "clusters", "filter"
@@ -400,16 +400,6 @@ class ClusterStep(Step):
 
 # Step 4: filter. Dropped documents are recorded with reason `near_duplicate_of:<kept id>`; the stage's stats
 # count them under the single reason `near_duplicate` (one counter, not one per cluster), with example paths.
-def collapse_reasons(stats: UnitStats, prefix: str, reason: str) -> UnitStats:
-    """Merge every drop reason starting with `prefix` into one `reason` counter (examples included)."""
-    for key in [k for k in stats.dropped if k.startswith(prefix)]:
-        stats.dropped[reason] = stats.dropped.get(reason, 0) + stats.dropped.pop(key)
-        stats.dropped_bytes[reason] = stats.dropped_bytes.get(reason, 0) + stats.dropped_bytes.pop(key, 0)
-        examples = stats.examples.setdefault(reason, [])
-        examples.extend(stats.examples.pop(key, [])[: max(0, EXAMPLES_PER_REASON - len(examples))])
-    return stats
-
-
 class NearFilterStep(Step):
     name = FILTER
 
@@ -427,8 +417,7 @@ class NearFilterStep(Step):
             kept_ids = (removals.get(row) for row in range(first_row, first_row + batch.num_rows))
             return [None if kept_id is None else DROP_REASON_PREFIX + kept_id for kept_id in kept_ids]
 
-        stats = collapse_reasons(filter_rows(ctx, unit, ctx.input_shards[shard], reasons), DROP_REASON_PREFIX,
-                                 STATS_REASON)
+        stats = filter_rows(ctx, unit, ctx.input_shards[shard], reasons).collapse(DROP_REASON_PREFIX, STATS_REASON)
         stats.extra = {"near_duplicates": len(removals)}
         return stats
 
