@@ -37,7 +37,7 @@ from typing import Sequence
 from tqdm.auto import tqdm
 
 from data_pipeline.config import config_from_dict
-from evals.sandbox_host import (KEYRING_SYSCALLS, HostFeatureMissing, SandboxError, SlotCgroup, become_subreaper,
+from evals.sandbox_host import (DENIED, HostFeatureMissing, SandboxError, SlotCgroup, become_subreaper,
                                 bwrap_version, find_bwrap, host_memory_bytes, kill_uid, open_state_dir, package_dirs,
                                 processes_of_uid, seccomp_program, try_lock)
 
@@ -162,7 +162,8 @@ class Sandbox:
             self.seccomp: bytes | None = seccomp_program()
         except HostFeatureMissing as err:
             self.seccomp = None
-            self.warnings.append(f"{err}; the kernel keyring of a slot uid is shared by its runs")
+            self.warnings.append(f"{err}; the kernel keyring of a slot uid is shared by its runs, and a candidate "
+                                 f"may make namespaces of its own")
         self.hidden = package_dirs(["/usr", "/usr/local", *_python_prefixes(self.config.python)])
         self.isolation = {
             "tool": version, "bwrap": self.bwrap,
@@ -171,7 +172,7 @@ class Sandbox:
             "uid": [s.uid for s in slots] if self.is_root else "caller's (user namespace)",
             "cgroup": f"v{slots[0].cgroup.version}" if slots[0].cgroup else None,
             "limits": asdict(self.config.limits), "max_processes_in_force": self.max_processes,
-            "seccomp": f"denied: {', '.join(KEYRING_SYSCALLS)}" if self.seccomp else None, "hidden": self.hidden,
+            "seccomp": f"denied: {DENIED}" if self.seccomp else None, "hidden": self.hidden,
             "verdict": "trusted checker process; candidate answers as plain data", "warnings": self.warnings}
         for warning in self.warnings:
             log.warning("sandbox: %s", warning)

@@ -69,19 +69,29 @@ def package_dirs(roots: list[str]) -> list[str]:
 # Kernel keyrings are not namespaced: a key a run adds to its uid's user keyring outlives the run and is read by the
 # next run on the same worker slot (a channel between runs). Denied, as Docker's default seccomp profile does.
 KEYRING_SYSCALLS = ("add_key", "request_key", "keyctl")
+# New namespaces of the candidate's own: a user namespace hands it every capability inside it (mounts, raw sockets
+# on its own devices, ...), which widens the kernel surface it reaches; as root bubblewrap cannot pass
+# --disable-userns. Denied as Docker does without CAP_SYS_ADMIN: unshare and setns always, clone with a CLONE_NEW*
+# flag, clone3 as "not implemented" (its flags sit in memory a filter cannot read; glibc then falls back to clone).
+NAMESPACE_SYSCALLS = ("unshare", "setns")
+CLONE_NEW_FLAGS = (0x00020000, 0x02000000, 0x04000000, 0x08000000, 0x10000000, 0x20000000, 0x40000000)
+DENIED = ", ".join([*KEYRING_SYSCALLS, *NAMESPACE_SYSCALLS, "clone with CLONE_NEW*", "clone3 (ENOSYS)"])
 
 
 def seccomp_program() -> bytes:
-    """The BPF program for bubblewrap's --seccomp: every syscall allowed but the keyring ones (EPERM), built by
-    libseccomp (foreign architectures, e.g. x32 numbers on x86-64, are killed)."""
+    """The BPF program for bubblewrap's --seccomp: every syscall allowed but those above, built by libseccomp
+    (foreign architectures, e.g. x32 numbers on x86-64, are killed)."""
     try:
         import pyseccomp
     except (ImportError, OSError) as err:  # the package, or libseccomp.so.2 it loads
         raise HostFeatureMissing(f"no seccomp filter ({err}): `pip install pyseccomp` (a dependency of "
                                  f"refact-train) and the system library libseccomp2") from None
     program = pyseccomp.SyscallFilter(pyseccomp.ALLOW)
-    for name in KEYRING_SYSCALLS:
+    for name in (*KEYRING_SYSCALLS, *NAMESPACE_SYSCALLS):
         program.add_rule(pyseccomp.ERRNO(errno.EPERM), name)
+    for flag in CLONE_NEW_FLAGS:  # clone's flags are its first argument on x86-64 and aarch64
+        program.add_rule(pyseccomp.ERRNO(errno.EPERM), "clone", pyseccomp.Arg(0, pyseccomp.MASKED_EQ, flag, flag))
+    program.add_rule(pyseccomp.ERRNO(errno.ENOSYS), "clone3")
     fd = os.memfd_create("refact-sandbox-seccomp")
     try:
         with os.fdopen(os.dup(fd), "wb") as f:

@@ -83,3 +83,43 @@ os._exit(0)
     result = sandbox.run(Program(candidate, "f", "", "def check(candidate):\n    candidate()\n"))
     assert not result.passed and result.status == "killed" and "OverflowError" in result.reason, result
     assert sandbox.run(attack("return 'escaped'\n")).passed  # the sandbox goes on scoring
+
+
+# x86-64 and aarch64 numbers of clone (flags first on both)
+CLONE_SYSCALL = {"x86_64": 56, "aarch64": 220}
+CLONE_NEWUSER, CLONE_NEWNS, CLONE_NEWNET = 0x10000000, 0x00020000, 0x40000000
+
+
+def test_no_namespaces_of_its_own(sandbox):
+    # As root, bubblewrap cannot pass --disable-userns: a candidate made a user namespace of its own (every capability
+    # inside it: mounts, network devices), which widens the kernel surface it reaches. unshare, setns and clone with
+    # a CLONE_NEW* flag are now denied by the seccomp filter.
+    if sandbox.isolation["seccomp"] is None:
+        pytest.skip(f"no seccomp filter on this machine: {sandbox.warnings}")
+    setup = "import ctypes, os\nlibc = ctypes.CDLL(None, use_errno=True)\n"
+    for flags in (CLONE_NEWUSER, CLONE_NEWUSER | CLONE_NEWNS, CLONE_NEWNET):
+        assert_contained(sandbox.run(attack(f"""
+            return 'escaped' if libc.unshare({flags}) == 0 else os.strerror(ctypes.get_errno())
+        """, setup=setup)))
+    if platform.machine() in CLONE_SYSCALL:  # clone(CLONE_NEWUSER | SIGCHLD) with no new stack: a fork in a new userns
+        assert_contained(sandbox.run(attack(f"""
+            pid = libc.syscall({CLONE_SYSCALL[platform.machine()]}, {CLONE_NEWUSER} | 17, 0, 0, 0, 0)
+            if pid == 0:
+                os._exit(0)
+            if pid < 0:
+                return os.strerror(ctypes.get_errno())
+            os.waitpid(pid, 0)
+            return 'escaped'
+        """, setup=setup)))
+
+
+def test_plain_processes_still_start(sandbox):
+    # The filter answers clone3 with ENOSYS (a filter cannot read its flags): glibc's posix_spawn and fork fall back
+    # to clone, so a candidate that starts a process (allowed within max_processes) still works.
+    program = attack("""
+        import subprocess, sys
+        out = subprocess.run([sys.executable, "-c", "print('escaped')"], capture_output=True, text=True).stdout
+        return out.strip()
+    """)
+    result = sandbox.run(program)
+    assert result.passed, result
