@@ -10,13 +10,14 @@ own schema.
 """
 from __future__ import annotations
 
+import csv
+import io
 import json
 import os
 from pathlib import Path
 from typing import Any, BinaryIO, Iterator
 
 import pyarrow as pa
-import pyarrow.csv as pcsv
 import pyarrow.parquet as pq
 
 from data_pipeline.records import KINDS, Document
@@ -265,15 +266,43 @@ def read_arrow(f: BinaryIO, start: int, end: int, first_row: int, *, name: str, 
     yield from _rows(window(), first_row + start, name, source, fields, default_kind)
 
 
-def plan_csv(f: BinaryIO) -> list[dict[str, Any]]:
+# Python's csv module, not pyarrow's: pyarrow's streaming reader needs every row within one block and reads dozens of
+# blocks ahead (a 1 GB CSV of code took 680 MB), and its whole-file reader holds the file (and, past one 1 MB block,
+# refused rows with a newline in a quoted cell, i.e. every CSV of code). Rows are read one at a time, as text.
+csv.field_size_limit(MAX_LINE_BYTES)  # a longer cell stops the file's reading: its remaining rows are dropped
+
+
+def _csv_lines(f: BinaryIO) -> Iterator[str]:
+    """The lines of a CSV, none longer than MAX_LINE_BYTES characters (a newline-less file is never read whole);
+    bytes that are not UTF-8 stay as surrogates, so that only the rows holding them are dropped."""
     f.seek(0)
-    return [{"inputs": pcsv.read_csv(f).num_rows}]
+    text = io.TextIOWrapper(f, encoding="utf-8", errors="surrogateescape", newline="")
+    try:
+        while line := text.readline(MAX_LINE_BYTES):
+            if len(line) == MAX_LINE_BYTES and not line.endswith(("\n", "\r")):
+                raise ValueError(f"a line longer than {MAX_LINE_BYTES} characters")
+            yield line
+    finally:
+        text.detach()  # the caller's file stays open
+
+
+def csv_records(f: BinaryIO) -> Iterator[dict[str, Any]]:
+    """The rows of a CSV with a header line, as dicts of strings (a short row's missing cells are None)."""
+    reader = csv.DictReader(_csv_lines(f))
+    if reader.fieldnames is None:
+        raise ValueError("no header line")
+    yield from reader
+
+
+def plan_csv(f: BinaryIO) -> list[dict[str, Any]]:
+    return [{"inputs": sum(1 for _ in csv_records(f))}]
 
 
 def read_csv(f: BinaryIO, *, name: str, source: str, fields: dict[str, list[str]],
              default_kind: str) -> Iterator[Document | Skipped]:
-    f.seek(0)
-    yield from _rows(iter(pcsv.read_csv(f).to_batches()), 0, name, source, fields, default_kind)
+    for index, record in enumerate(csv_records(f)):
+        yield record_to_document(record, source=source, locator=f"{name}:{index}", fields=fields,
+                                 default_kind=default_kind)
 
 
 # ---------- datasets saved with `save_to_disk` ----------

@@ -269,3 +269,29 @@ def test_a_table_changed_between_plan_and_read_still_adds_up(tmp_path):
         assert sum(e.count if isinstance(e, ingest.Skipped) else 1 for e in entries) == item["inputs"] == 2
         got.update({e.path: e.reason if isinstance(e, ingest.Skipped) else KEPT for e in entries})
     assert got == {"a.py": KEPT, "b.py": KEPT, "shrinks.csv:rows": "changed_since_plan", "j1.py": KEPT, "j2.py": KEPT}
+
+
+def test_a_csv_of_code_is_read_row_by_row(tmp_path):
+    """CSV files were read whole by pyarrow, which past its first 1 MB block refused any quoted cell holding a newline
+    (every CSV of code: the whole file was dropped as corrupt), and a bad byte dropped the whole file too. Now: each
+    row is its document, a row with bytes that are not UTF-8 is the one dropped, memory stays one row."""
+    body = "def f(x):\n    return x  # \"quoted\", with a comma\n" * 2000  # ~100 KB per cell, ~3 MB in all
+    table = tmp_path / "code.csv"  # CSV comes in a folder of data files (ingest.format=hf_files)
+    with table.open("wb") as f:
+        f.write(b"text,path,stars\n")
+        for i in range(30):
+            f.write(('"' + body.replace('"', '""') + f'",src/m{i}.py,{i}\n').encode())
+        f.write(b'"caf\xe9 = 1",latin1.py,0\n')  # one row in Latin-1
+        f.write(b"short row\n")  # fewer cells than the header: no path, named by its row
+    got = outcomes(tmp_path, "hf_files")
+    assert got == {**{f"src/m{i}.py": KEPT for i in range(30)}, "code.csv:30": "encoding:not_utf8", "code.csv:31": KEPT}
+    docs = [d for item in ingest.plan_items(tmp_path, "hf_files", "src", {}) for d in ingest.read_item(item, {})]
+    assert docs[0].text == body and docs[0].kind == "code" and docs[0].lang == "python"
+
+
+def test_a_csv_with_an_endless_line_is_dropped_without_reading_it_whole(tmp_path):
+    table = tmp_path / "sparse.csv"
+    with table.open("wb") as f:
+        f.write(b"text,path\n")
+        f.truncate(8 << 30)  # 8 GiB of zeros and no newline: one line, never held in memory
+    assert outcomes(tmp_path, "hf_files") == {"sparse.csv": "corrupt:csv"}
