@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import pickle
 import random
 import re
 import shutil
@@ -24,6 +25,11 @@ from pathlib import Path
 import numpy as np
 import torch
 import xxhash
+
+try:
+    from numpy._core.multiarray import _reconstruct as np_reconstruct  # numpy 2
+except ImportError:
+    from numpy.core.multiarray import _reconstruct as np_reconstruct  # numpy 1
 
 from data_pipeline.atomic import atomic_path, write_json_atomic, write_text_atomic
 
@@ -97,13 +103,17 @@ def list_checkpoints(ckpt_root: Path) -> list[tuple[int, Path]]:
     return sorted(found, reverse=True)
 
 
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be used (incomplete, corrupt, or holding more than data): said in one line."""
+
+
 def resolve_checkpoint_dir(path: str | Path) -> Path:
     """A step dir, a `checkpoints/` dir or a run dir -> the newest intact step dir (skipping bad ones with a message)."""
     p = Path(path)
     if (p / MARKER).is_file() or STEP_RE.match(p.name):
         reason = verify(p)
         if reason:
-            raise ValueError(f"checkpoint {p} is not usable: {reason}")
+            raise CheckpointError(f"checkpoint {p} is not usable: {reason}")
         return p
     root = p / "checkpoints" if (p / "checkpoints").is_dir() else p
     found = latest_valid(root)
@@ -121,6 +131,10 @@ def latest_valid(ckpt_root: Path, log=print) -> Path | None:
     return None
 
 
+# What numpy's RNG state pickles as, allowed by name for the weights_only load.
+RNG_GLOBALS = [np.ndarray, np.dtype, type(np.dtype(np.uint32)), np_reconstruct]
+
+
 def rng_state() -> dict:
     state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
     if torch.cuda.is_available():
@@ -132,7 +146,12 @@ def restore_rng(ckpt: Path, rank: int, fallback_seed: int) -> bool:
     """This rank's saved RNG state; False (and a seed from (seed, rank, step)) when the checkpoint has none for it."""
     f = ckpt / "rng" / f"rank-{rank:05d}.pt"
     if f.is_file():
-        state = torch.load(f, weights_only=False)
+        try:  # weights_only: a checkpoint is data; a pickle in it must not run code on resume
+            with torch.serialization.safe_globals(RNG_GLOBALS):
+                state = torch.load(f, weights_only=True)
+        except pickle.UnpicklingError as err:
+            raise CheckpointError(f"{f}: holds objects other than RNG states, so it is not loaded (a pickled object "
+                             f"could run code); resume from a checkpoint this trainer wrote. {err}") from None
         torch.set_rng_state(state["torch"])
         np.random.set_state(state["numpy"])
         random.setstate(state["python"])
@@ -247,8 +266,8 @@ class Checkpointer:
             return None
         saved = read_trainer_state(ckpt)
         if saved.global_batch != global_batch:
-            raise ValueError(f"{ckpt}: saved with train.global_batch={saved.global_batch}, this run has "
-                             f"{global_batch}; resume needs the same global batch")
+            raise CheckpointError(f"{ckpt}: saved with train.global_batch={saved.global_batch}, this run has "
+                                  f"{global_batch}; resume needs the same global batch")
         env = self.backend.env
         self.backend.load_state(ckpt)
         same_ranks = restore_rng(ckpt, env.rank, hash((seed, env.rank, saved.step)))

@@ -11,6 +11,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from data_pipeline.shards import ManifestError
 from data_pipeline.config import config_dir
+from refact_train.checkpoint import CheckpointError
 from refact_train.plot import main as plot_main
 from refact_train.trainer import NonFiniteLossError, train
 
@@ -22,7 +23,7 @@ def _train_app(cfg: DictConfig) -> None:
     except NonFiniteLossError as e:
         print(f"[train] {e}", file=sys.stderr)
         sys.exit(3)
-    except ManifestError as e:  # shards missing, truncated or of another tokenizer: one line, no traceback
+    except (ManifestError, CheckpointError) as e:  # shards or a checkpoint that cannot be used: one line, no traceback
         print(f"refact-train: {e}", file=sys.stderr)
         sys.exit(2)
 

@@ -92,6 +92,31 @@ def test_flipped_byte_is_detected(reference_run, tmp_path):
     assert "hash" in verify(ckpt)
 
 
+class RunsCode:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):  # what a tampered pickle does when it is loaded
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_a_checkpoint_whose_rng_file_runs_code_is_refused(reference_run, corpus_dir, tmp_path):
+    # The RNG states were loaded with weights_only=False: a checkpoint handed over by someone else (its hashes
+    # rewritten to match, as anyone who can write it can) ran its pickle's code on resume.
+    import shutil
+    from refact_train.checkpoint import write_marker
+    run, marker = tmp_path / "run", tmp_path / "pwned"
+    shutil.copytree(reference_run / "checkpoints" / "step-00000003", run / "checkpoints" / "step-00000003")
+    ckpt = run / "checkpoints" / "step-00000003"
+    torch.save({"torch": RunsCode(marker)}, ckpt / "rng" / "rank-00000.pt")
+    write_marker(ckpt)
+    assert verify(ckpt) is None
+    proc = subprocess.run([sys.executable, "-m", "refact_train.cli.train", *TINY, *RESUME, f"data.path={corpus_dir}",
+                           f"run_dir={run}"], capture_output=True, text=True, timeout=300, env=cli_env())
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    assert "holds objects other than RNG states" in proc.stderr and not marker.exists()
+
+
 def test_nan_loss_skips_steps_then_stops_with_last_good_checkpoint(corpus_dir, tmp_path):
     """An absurd lr makes the weights overflow after step 1: later losses are NaN/inf, skipped, then the run stops."""
     from refact_train.trainer import NonFiniteLossError
