@@ -20,12 +20,17 @@ class LoraConfig:
     dropout: float = 0.01
     target_modules: tuple[str, ...] = ("q", "kv", "c_proj", "gate_up_proj")
 
+    def __post_init__(self) -> None:
+        if self.r < 1 or self.alpha <= 0 or not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"lora: r must be >= 1, alpha > 0 and dropout in [0, 1), got r={self.r}, "
+                             f"alpha={self.alpha}, dropout={self.dropout}")
+
     @classmethod
     def from_dict(cls, d: dict) -> "LoraConfig":
         d = dict(d)
         if "target_modules" in d:
             d["target_modules"] = tuple(d["target_modules"])
-        return config_from_dict(cls, d, "lora config")
+        return config_from_dict(cls, d, "lora")
 
 
 def apply_lora(model: nn.Module, cfg: LoraConfig) -> nn.Module:

@@ -25,7 +25,7 @@ from data_pipeline.config import config_dir, config_from_dict
 # --- config -------------------------------------------------------------------------------------------------------
 def model_config(values: dict[str, Any]) -> RefactConfig:
     """The `model` section of a training config -> RefactConfig (an unknown key is an error naming it)."""
-    return config_from_dict(RefactConfig, values, "model config")
+    return config_from_dict(RefactConfig, values, "model")
 
 
 def load_model_config(name_or_path: str | Path, **overrides: Any) -> RefactConfig:

@@ -32,7 +32,7 @@ class OptimConfig:
             d["betas"] = tuple(float(b) for b in d["betas"])
         if "no_decay" in d:
             d["no_decay"] = tuple(d["no_decay"])
-        return config_from_dict(cls, d, "optim config")
+        return config_from_dict(cls, d, "optim")
 
 
 def param_groups(model: nn.Module, cfg: OptimConfig) -> list[dict]:

@@ -55,7 +55,7 @@ class ValidationConfig:
 
     @classmethod
     def from_dict(cls, values: dict | None) -> "ValidationConfig":
-        return config_from_dict(cls, dict(values or {}), "validation config")
+        return config_from_dict(cls, dict(values or {}), "validation")
 
     @property
     def enabled(self) -> bool:

@@ -13,7 +13,7 @@ from data_pipeline.shards import ManifestError
 from data_pipeline.config import config_dir
 from refact_train.checkpoint import CheckpointError
 from refact_train.plot import main as plot_main
-from refact_train.trainer import NonFiniteLossError, train
+from refact_train.trainer import ConfigError, NonFiniteLossError, train
 
 
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="train")
@@ -23,7 +23,7 @@ def _train_app(cfg: DictConfig) -> None:
     except NonFiniteLossError as e:
         print(f"[train] {e}", file=sys.stderr)
         sys.exit(3)
-    except (ManifestError, CheckpointError) as e:  # shards or a checkpoint that cannot be used: one line, no traceback
+    except (ManifestError, CheckpointError, ConfigError) as e:  # shards, a checkpoint or a value the run cannot use
         print(f"refact-train: {e}", file=sys.stderr)
         sys.exit(2)
 

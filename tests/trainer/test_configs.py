@@ -1,7 +1,10 @@
 """Every experiment, optimizer and backend config composes, and says what the docs say it does."""
+import re
+
 import pytest
 
 from helpers import compose
+from refact_train.trainer import ConfigError, check_config
 
 
 @pytest.mark.parametrize("name", ["tiny_cpu", "pretrain_refact_1_6b", "finetune_fim", "finetune_lora_repo"])
@@ -21,9 +24,26 @@ def test_experiments_compose(name):
         assert (cfg["train"]["global_batch"], cfg["data"]["seq_len"]) == (128, 2048)
     if name == "finetune_fim":
         assert cfg["data"]["fim"]["mode"] == "finetune"
+    check_config(cfg)  # every shipped experiment passes the checks a run makes before any work
 
 
 @pytest.mark.parametrize("dist,backend", [("single", "single"), ("ddp", "ddp"), ("fsdp2", "fsdp2"),
                                           ("zero1", "deepspeed"), ("zero2", "deepspeed"), ("zero3", "deepspeed")])
 def test_dist_configs(dist, backend):
     assert compose([f"dist={dist}", "data.path=/d"])["dist"]["backend"] == backend
+
+
+@pytest.mark.parametrize("override, said", [
+    ("train.max_steps=abc", "train.max_steps: expected an integer, got 'abc'"),
+    ("train.max_steps=-1", "train.max_steps must be >= 1, got -1"),
+    ("train.global_batch=0", "train.global_batch must be >= 1"),  # an UnboundLocalError deep in set-up before
+    ("train.micro_batch=0", "train.micro_batch must be >= 1"),  # a ZeroDivisionError before
+    ("checkpoint.every=0", "checkpoint.every must be >= 1"),  # a ZeroDivisionError at the first step before
+    ("train.precision=fp16", "train.precision must be one of"),
+    ("optim.lr=abc", "optim.lr: expected a number, got 'abc'"),
+    ("lora.r=0", "lora: r must be >= 1"),
+    ("+train.learning_rate=1", "train: unknown key(s) ['learning_rate']"),
+])
+def test_a_bad_value_is_refused_before_any_work(override, said):
+    with pytest.raises(ConfigError, match=re.escape(said)):
+        check_config(compose(["data.path=/d", override]))
