@@ -28,6 +28,14 @@ class DataConfig:
     seq_len: int = 256
     seed: int = 1234
     fim: dict = field(default_factory=dict)   # FimConfig fields; rate 0 (or empty) disables FIM
+    kind: str = "shards"           # shards | chat (chat records: refact_train/chat_sft.py)
+
+    def __post_init__(self) -> None:
+        if self.seq_len < 1 or self.kind not in ("shards", "chat"):
+            raise ValueError(f"data.seq_len must be >= 1 and data.kind shards or chat, got {self.seq_len} and "
+                             f"{self.kind!r}")
+        if self.fim:
+            FimConfig.from_dict(self.fim)
 
 
 @dataclass

@@ -85,6 +85,9 @@ def check_config(cfg: dict) -> None:
     try:
         config_from_dict(TrainSection, cfg.get("train"), "train")
         config_from_dict(CheckpointSection, cfg.get("checkpoint"), "checkpoint")
+        if "seed" in (cfg.get("data") or {}):
+            raise ValueError("data: unknown key(s) ['seed']; the run's seed is the top-level seed=")
+        config_from_dict(DataConfig, {**(cfg.get("data") or {}), "seed": cfg.get("seed", 0)}, "data")
         config_from_dict(EarlyDropoutConfig, cfg.get("early_dropout"), "early_dropout")
         OptimConfig.from_dict(cfg.get("optim") or {})
         ValidationConfig.from_dict(cfg.get("validation"))

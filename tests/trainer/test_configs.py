@@ -42,6 +42,9 @@ def test_dist_configs(dist, backend):
     ("train.precision=fp16", "train.precision must be one of"),
     ("optim.lr=abc", "optim.lr: expected a number, got 'abc'"),
     ("lora.r=0", "lora: r must be >= 1"),
+    ("data.seq_len=0", "data.seq_len must be >= 1"),  # a ZeroDivisionError before
+    ("data.fim.rate=2", "rate must be within [0, 1], got 2"),
+    ("+data.shuffle=false", "data: unknown key(s) ['shuffle']"),  # silently ignored before
     ("+train.learning_rate=1", "train: unknown key(s) ['learning_rate']"),
 ])
 def test_a_bad_value_is_refused_before_any_work(override, said):
