@@ -7,6 +7,7 @@ import argparse
 import sys
 
 from refact_train.hf import save_hf_checkpoint
+from refact_train.hf.save import check_out_dir
 from refact_train.hf.gguf import check_request, write_gguf
 from refact_train.models import load_model_and_tokenizer, pick_dtype
 
@@ -23,10 +24,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tokenizer", default=None, help="tokenizer to ship (default: the source's own)")
     parser.add_argument("--max-shard-gb", type=float, default=2.0, help="shard safetensors above this size")
     args = parser.parse_args(argv)
+    if not args.max_shard_gb > 0:
+        parser.error(f"--max-shard-gb must be > 0, got {args.max_shard_gb}")
     try:
         dtype = None if args.dtype == "stored" or args.format == "gguf" else pick_dtype(args.dtype, "cpu")
         if args.format == "gguf":
             check_request(args.out_dir, args.dtype)  # a bad OUT or --dtype fails before the model loads
+        else:
+            check_out_dir(args.out_dir)
         model, tokenizer = load_model_and_tokenizer(args.source, tokenizer_path=args.tokenizer)
         if args.format == "gguf":
             result = write_gguf(model, tokenizer, args.out_dir, args.dtype, drop_ln_f_bias=args.drop_ln_f_bias)

@@ -8,7 +8,7 @@ from typing import Any
 import torch
 
 from refact_train.hf.revisions import to_current_names
-from refact_train.hf.weights_io import load_weights
+from refact_train.hf.weights_io import load_weights, read_json
 from refact_train.model import RefactConfig, RefactForCausalLM, alibi_slopes
 
 # config.json keys of the release that map one to one onto RefactConfig
@@ -52,7 +52,7 @@ def load_hf_checkpoint(
     config_path = directory / "config.json"
     if not config_path.is_file():
         raise FileNotFoundError(f"{directory}: no config.json; pass the directory of an HF checkpoint or export")
-    hf_config = json.loads(config_path.read_text())
+    hf_config = read_json(config_path)
     raw, weights_file = load_weights(directory)
     source = str(directory / weights_file)
     tensors = to_current_names(raw, source)

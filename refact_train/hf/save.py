@@ -35,6 +35,18 @@ def hf_config_dict(config: RefactConfig, dtype: torch.dtype) -> dict:
     }
 
 
+def check_out_dir(path: str | Path) -> Path:
+    """An export replaces its output directory as a whole: refuse a file, or a directory that holds something other
+    than an earlier export (a typo such as the home directory must not be deleted)."""
+    out = Path(path)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"{out} is a file: the HF export is a directory; choose another output path")
+    if out.is_dir() and any(out.iterdir()) and not (out / "config.json").is_file():
+        raise ValueError(f"{out} exists and is not an HF export (no config.json), so it is not replaced; choose a new "
+                         f"directory or empty this one")
+    return out
+
+
 def save_hf_checkpoint(
     model: RefactForCausalLM,
     path: str | Path,
@@ -47,7 +59,7 @@ def save_hf_checkpoint(
 
     The directory is written under a temporary name and renamed when complete, so a crash never leaves a half export.
     """
-    out = Path(path)
+    out = check_out_dir(path)
     tmp = out.with_name(out.name + ".tmp-export")
     if tmp.exists():
         shutil.rmtree(tmp)

@@ -23,8 +23,22 @@ def _load_bin(path: Path) -> dict[str, torch.Tensor]:
             from err
 
 
+def _load_safetensors(path: Path) -> dict[str, torch.Tensor]:
+    try:
+        return load_file(str(path))
+    except Exception as err:  # noqa: BLE001 - safetensors' own error type names no file: re-raised with it
+        raise ValueError(f"{path}: not a readable safetensors file ({err}); export or download it again") from err
+
+
+def read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except ValueError as err:  # JSONDecodeError, and text that is not UTF-8
+        raise ValueError(f"{path}: not valid JSON ({err})") from err
+
+
 def _load_index(index_path: Path, loader) -> dict[str, torch.Tensor]:
-    weight_map = json.loads(index_path.read_text())["weight_map"]
+    weight_map = read_json(index_path)["weight_map"]
     tensors: dict[str, torch.Tensor] = {}
     for shard in sorted(set(weight_map.values())):
         shard_path = index_path.parent / shard
@@ -40,9 +54,9 @@ def _load_index(index_path: Path, loader) -> dict[str, torch.Tensor]:
 def load_weights(directory: Path) -> tuple[dict[str, torch.Tensor], str]:
     """All tensors of an HF directory and the name of the file(s) they came from."""
     if (directory / SAFETENSORS).is_file():
-        return load_file(str(directory / SAFETENSORS)), SAFETENSORS
+        return _load_safetensors(directory / SAFETENSORS), SAFETENSORS
     if (directory / SAFETENSORS_INDEX).is_file():
-        return _load_index(directory / SAFETENSORS_INDEX, lambda p: load_file(str(p))), SAFETENSORS_INDEX
+        return _load_index(directory / SAFETENSORS_INDEX, _load_safetensors), SAFETENSORS_INDEX
     if (directory / PYTORCH_BIN).is_file():
         return _load_bin(directory / PYTORCH_BIN), PYTORCH_BIN
     if (directory / PYTORCH_BIN_INDEX).is_file():

@@ -33,6 +33,9 @@ class RefactConfig:
     pad_token_id: int = 4
 
     def __post_init__(self) -> None:
+        for key in ("vocab_size", "n_embd", "n_head", "n_layer", "n_positions", "n_inner"):
+            if getattr(self, key) is not None and getattr(self, key) < 1:
+                raise ValueError(f"model config: {key} must be >= 1, got {getattr(self, key)}")
         if self.n_embd % self.n_head:
             raise ValueError(f"model config: n_embd {self.n_embd} is not divisible by n_head {self.n_head}")
         if self.attention_backend not in ATTENTION_BACKENDS:

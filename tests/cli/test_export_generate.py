@@ -2,6 +2,7 @@ import json
 import subprocess
 import sys
 
+import pytest
 import torch
 from safetensors.torch import save_file
 
@@ -51,3 +52,39 @@ def test_refact_generate_modes(hf_dir):
     assert chat.returncode == 0, chat.stderr
     bad = subprocess.run(exe + ["mode=fim", "prompt=no marker"], capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and "<FILL>" in bad.stderr
+
+
+def test_bad_sources_and_outputs_stop_with_one_line_and_keep_what_is_there(tmp_path, hf_dir, capsys):
+    import shutil
+    src = tmp_path / "src"
+    shutil.copytree(hf_dir[0], src)
+
+    def refused(*args) -> str:
+        assert export_main([*args]) == 2
+        err = capsys.readouterr().err
+        assert "Traceback" not in err
+        return err
+
+    config = json.loads((src / "config.json").read_text())
+    (src / "config.json").write_text(json.dumps({**config, "n_head": 0}))  # a ZeroDivisionError before
+    assert "n_head must be >= 1" in refused(str(src), str(tmp_path / "o1"))
+    (src / "config.json").write_text("{not json")  # the parser's message alone before, naming no file
+    assert f"{src / 'config.json'}: not valid JSON" in refused(str(src), str(tmp_path / "o2"))
+    (src / "config.json").write_text(json.dumps(config))
+    weights = (src / "model.safetensors").read_bytes()
+    (src / "model.safetensors").write_bytes(weights[:100])  # safetensors' traceback before
+    assert f"{src / 'model.safetensors'}: not a readable safetensors file" in refused(str(src), str(tmp_path / "o3"))
+    # An export replaced its output directory whole: a directory of other files was deleted, a file half-written over
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep me")
+    assert "is not an HF export" in refused(str(hf_dir[0]), str(mine))
+    (tmp_path / "file").write_text("keep me too")
+    assert "is a file" in refused(str(hf_dir[0]), str(tmp_path / "file"))
+    assert (mine / "notes.txt").read_text() == "keep me" and (tmp_path / "file").read_text() == "keep me too"
+    assert not list(tmp_path.glob("*.tmp-export"))
+    with pytest.raises(SystemExit) as stop:
+        export_main([str(hf_dir[0]), str(tmp_path / "o4"), "--max-shard-gb", "0"])
+    assert stop.value.code == 2
+    assert export_main([str(hf_dir[0]), str(tmp_path / "o5")]) == 0
+    assert export_main([str(hf_dir[0]), str(tmp_path / "o5")]) == 0  # an earlier export is replaced
