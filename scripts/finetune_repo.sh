@@ -44,7 +44,9 @@ shift
 REPOS=()
 for repo in "$@"; do
   [[ -d "$repo" ]] || { echo "finetune_repo: $repo is not a directory" >&2; exit 2; }
-  REPOS+=("'$(cd "$repo" && pwd)'")
+  abs=$(cd "$repo" && pwd)
+  abs=${abs//\\/\\\\}
+  REPOS+=("'${abs//\'/\\\'}'")  # a quoted Hydra list item: backslashes and quotes escaped
 done
 WORK=${REFACT_FT_DIR:-runs/finetune_repo}
 MODE=${REFACT_FT_MODE:-lora}
