@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
+import pyarrow as pa
 from rapidfuzz.distance import Levenshtein
 
 from data_pipeline.fim import FimConfig, fim_rng, format_fim_prompt, split_text
@@ -34,7 +35,14 @@ def load_heldout_documents(data_dir: Path, kinds: Sequence[str]) -> list[Documen
     if not files:
         raise FileNotFoundError(f"{heldout}: no held-out document records (*.parquet); run refact-pipeline with a "
                                 f"holdout fraction (or max_documents) above 0 so that it writes {heldout}/")
-    return [d for f in files for d in read_documents(f) if d.kind in kinds]
+    docs = []
+    for f in files:
+        try:
+            docs += [d for d in read_documents(f) if d.kind in kinds]
+        except (pa.ArrowException, OSError, KeyError) as err:  # pyarrow's messages name no file
+            raise ValueError(f"{f}: not a readable held-out record file ({type(err).__name__}: {err}); rerun "
+                             f"refact-pipeline to write {heldout}/ again") from err
+    return docs
 
 
 def build_heldout_tasks(docs: Sequence[Document], fim: FimConfig, seed: int, samples_per_document: int):

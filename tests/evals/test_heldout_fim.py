@@ -42,3 +42,11 @@ def test_trim_keeps_the_lines_nearest_the_middle():
     assert prefix.endswith(p) and suffix.startswith(s) and p.endswith("line number 99\npartial")
     assert s.startswith("line number 100\n") and len(tok.encode(p)) + len(tok.encode(s)) <= 60
     assert trim_to_budget("a\n", "b\n", tok, budget=1000) == ("a\n", "b\n")
+
+
+def test_a_damaged_heldout_file_is_named(tmp_path):
+    from data_pipeline.heldout_fim import load_heldout_documents
+    (tmp_path / "heldout").mkdir()
+    (tmp_path / "heldout" / "heldout-00000.parquet").write_bytes(b"PAR1 cut short")  # pyarrow named no file before
+    with pytest.raises(ValueError, match=r"heldout-00000\.parquet: not a readable held-out record file"):
+        load_heldout_documents(tmp_path, ["code"])
