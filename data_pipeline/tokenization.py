@@ -418,4 +418,6 @@ def build_stage(section: dict[str, Any]) -> Stage:
     tok = section["tokenizer"]
     if tok.get("path") and not Path(str(tok["path"])).exists():
         raise FileNotFoundError(f"tokenizer={tok['path']} does not exist")
+    if tok.get("path"):
+        load_tokenizer(str(tok["path"]))  # a file that is no tokenizer fails now, not after every other stage
     return TokenizationStage("tokenize", [TokenizeStep()])

@@ -15,7 +15,7 @@ import math
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
@@ -172,14 +172,21 @@ def _byte_level(model: models.Model) -> Tokenizer:
     return tok
 
 
+def _read(what: Path, load: Callable[[], Any]) -> Any:
+    try:
+        return load()
+    except Exception as err:  # noqa: BLE001 - the tokenizers library raises a bare Exception naming no file
+        raise ValueError(f"{what}: not a tokenizer the `tokenizers` library can read ({err})") from err
+
+
 def load_tokenizer(path: str | Path) -> RefactTokenizer:
     """Load a tokenizer from a directory (tokenizer.json, or vocab.json + merges.txt) or a tokenizer.json file."""
     p = Path(path)
     file = p if p.is_file() else p / "tokenizer.json"
     if file.is_file():
-        return RefactTokenizer(Tokenizer.from_file(str(file)), source=str(file))
+        return RefactTokenizer(_read(file, lambda: Tokenizer.from_file(str(file))), source=str(file))
     if (p / "vocab.json").is_file() and (p / "merges.txt").is_file():
-        tok = _byte_level(models.BPE.from_file(str(p / "vocab.json"), str(p / "merges.txt")))
+        tok = _byte_level(_read(p, lambda: models.BPE.from_file(str(p / "vocab.json"), str(p / "merges.txt"))))
         tok.add_special_tokens([t for t in SPECIAL_TOKENS if tok.token_to_id(t) is not None])
         return RefactTokenizer(tok, source=str(p))
     raise FileNotFoundError(

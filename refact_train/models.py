@@ -15,7 +15,7 @@ from omegaconf import OmegaConf
 from torch import nn
 
 from data_pipeline.tokenizer import RefactTokenizer, load_tokenizer
-from refact_train.checkpoint import resolve_checkpoint_dir
+from refact_train.checkpoint import CheckpointError, resolve_checkpoint_dir
 from refact_train.hf import load_hf_checkpoint, save_hf_checkpoint
 from refact_train.lora import LoraConfig, apply_lora, merge_lora_state
 from refact_train.model import RefactConfig, RefactForCausalLM
@@ -119,11 +119,17 @@ def init_model(model_cfg: dict[str, Any], init_from: str | None, log=print) -> R
     if not init_from:
         return build_model(model_cfg)
     path = Path(init_from)
-    if is_hf_dir(path):
-        model, _ = load_hf_checkpoint(str(path), dtype=torch.float32, device="cpu")
-        log(f"[init] weights from HF directory {path}", file=sys.stderr)
-        return model
-    model, _ = load_model_from_checkpoint(path)
+    if not path.exists():
+        raise CheckpointError(f"init_from={init_from}: no such directory (give an HF directory, or a trainer "
+                              f"checkpoint or run directory)")
+    try:
+        if is_hf_dir(path):
+            model, _ = load_hf_checkpoint(str(path), dtype=torch.float32, device="cpu")
+            log(f"[init] weights from HF directory {path}", file=sys.stderr)
+            return model
+        model, _ = load_model_from_checkpoint(path)
+    except (FileNotFoundError, ValueError, KeyError) as err:
+        raise CheckpointError(f"init_from={init_from}: {err}") from err
     log(f"[init] weights from trainer checkpoint {path}", file=sys.stderr)
     return model
 

@@ -111,3 +111,16 @@ def test_chat_prompt_matches_the_sft_encoding_of_the_same_turns(tok):
     assert ids[: len(prompt)] == prompt
     assert not any(mask[: len(prompt)]) and all(mask[len(prompt):])
     assert prompt.count(tok.empty_output_id) == 3
+
+
+def test_a_file_that_is_no_tokenizer_is_named(tmp_path):
+    from data_pipeline.cli import main
+    junk = tmp_path / "tokenizer.json"
+    junk.write_text("junk")  # the library's bare Exception named no file; the pipeline found it after all other stages
+    with pytest.raises(ValueError, match=r"tokenizer\.json: not a tokenizer the `tokenizers` library can read"):
+        load_tokenizer(junk)
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "a.py").write_text("x = 1\n")
+    assert main([f"input={tmp_path / 'in'}", f"output={tmp_path / 'out'}", f"tokenizer={junk}"]) == 2
+    assert not (tmp_path / "out").exists()
+

@@ -50,3 +50,14 @@ def test_dist_configs(dist, backend):
 def test_a_bad_value_is_refused_before_any_work(override, said):
     with pytest.raises(ConfigError, match=re.escape(said)):
         check_config(compose(["data.path=/d", override]))
+
+
+def test_init_from_that_cannot_be_used_is_one_clear_error(tmp_path):
+    from refact_train.checkpoint import CheckpointError
+    from refact_train.models import init_model
+    with pytest.raises(CheckpointError, match="init_from=.*nope: no such directory"):
+        init_model({}, str(tmp_path / "nope"))
+    (tmp_path / "hf").mkdir()
+    (tmp_path / "hf" / "config.json").write_text("{")
+    with pytest.raises(CheckpointError, match=r"config\.json: not valid JSON"):
+        init_model({}, str(tmp_path / "hf"))
