@@ -37,6 +37,8 @@ def generate(
     """Continue each prompt; returns the generated ids only, without the stop token that ended a row."""
     if not prompts or any(len(p) == 0 for p in prompts):
         raise ValueError("generate: every prompt needs at least one token")
+    if max_new_tokens < 0 or not 0.0 < top_p <= 1.0:
+        raise ValueError(f"generate: max_new_tokens must be >= 0 and top_p in (0, 1], got {max_new_tokens} and {top_p}")
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device

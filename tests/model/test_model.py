@@ -238,6 +238,10 @@ def test_generate_rejects_overlong_requests():
     model = RefactForCausalLM(tiny(n_positions=16))
     with pytest.raises(ValueError, match="n_positions"):
         generate(model, [[1] * 10], 10)
+    for bad in ({"max_new_tokens": -5}, {"max_new_tokens": 2, "top_p": 0.0}):  # a negative-size tensor error before
+        with pytest.raises(ValueError, match="max_new_tokens must be >= 0 and top_p in"):
+            generate(model, [[1, 2]], **bad)
+    assert generate(model, [[1, 2]], 0) == [[]]
 
 
 @pytest.mark.gpu
