@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import time
 from datetime import datetime, timezone
@@ -104,6 +105,8 @@ def main(cfg: DictConfig) -> None:  # the console script: Hydra parses sys.argv
     try:
         run(cfg)
     except (FileNotFoundError, ValueError, SandboxError) as err:
+        if os.environ.get("HYDRA_FULL_ERROR") == "1":  # the one line hides where a bug raised it: show the trace
+            raise
         print(f"refact-eval: {err}", file=sys.stderr)
         sys.exit(2)
     print(Path(cfg.out).with_suffix(".md").read_text())

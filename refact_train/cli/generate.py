@@ -1,6 +1,7 @@
 """refact-generate model=DIR prompt=... mode=fim|chat|plain: complete one prompt from an HF directory or checkpoint."""
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -51,6 +52,8 @@ def main(cfg: DictConfig) -> None:  # the console script: Hydra parses sys.argv
     try:
         text = run(cfg)
     except (FileNotFoundError, ValueError) as err:
+        if os.environ.get("HYDRA_FULL_ERROR") == "1":  # the one line hides where a bug raised it: show the trace
+            raise
         print(f"refact-generate: {err}", file=sys.stderr)
         sys.exit(2)
     print(text)
