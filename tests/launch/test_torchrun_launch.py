@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Callable
 
 import pytest
 
@@ -83,23 +84,32 @@ def test_unreachable_first_node_names_address_and_port(tmp_path):
     assert f"nothing answered at 127.0.0.1:{port}" in result.stderr
 
 
-@pytest.mark.slow
-@pytest.mark.distributed
-def test_usr1_to_torchrun_sh_reaches_every_rank_and_exits_75(tmp_path):
-    out, proc = start_probe(tmp_path)
+def usr1_stops_both_ranks(out, proc, wait: Callable[[], None], timeout: float) -> str:
+    """`wait()`, send SIGUSR1 to the launcher; it must exit 75 with both ranks signalled. Returns its output."""
     try:
-        deadline = time.monotonic() + 180
-        while not ((out / "rank-0.json").exists() and (out / "rank-1.json").exists()):
-            assert proc.poll() is None and time.monotonic() < deadline, proc.stdout.read() if proc.poll() else ""
-            time.sleep(0.2)
+        wait()
         proc.send_signal(signal.SIGUSR1)
-        text, _ = proc.communicate(timeout=120)
+        text, _ = proc.communicate(timeout=timeout)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
     assert proc.returncode == 75, text
     assert (out / "signal-0").exists() and (out / "signal-1").exists()
+    return text
+
+
+@pytest.mark.slow
+@pytest.mark.distributed
+def test_usr1_to_torchrun_sh_reaches_every_rank_and_exits_75(tmp_path):
+    out, proc = start_probe(tmp_path)
+
+    def both_ranks_ready() -> None:
+        deadline = time.monotonic() + 180
+        while not ((out / "rank-0.json").exists() and (out / "rank-1.json").exists()):
+            assert proc.poll() is None and time.monotonic() < deadline, proc.stdout.read() if proc.poll() else ""
+            time.sleep(0.2)
+    text = usr1_stops_both_ranks(out, proc, both_ranks_ready, timeout=120)
     assert "stopped on SIGUSR1" in text
 
 
@@ -109,16 +119,10 @@ def test_usr1_before_the_ranks_have_started_still_stops_them(tmp_path):
     """Slurm can send its time-limit SIGUSR1 in the first second of a job, while the ranks are still importing torch
     with the signal ignored: the launcher must pass it on again until they have a handler, not lose it."""
     out, proc = start_probe(tmp_path)
-    try:
+
+    def torchrun_starting() -> None:
         for line in proc.stdout:  # the launcher's "torchrun: ..." line: torchrun is starting, no rank is ready yet
             if "torchrun:" in line:
                 break
         assert not (out / "rank-0.json").exists()
-        proc.send_signal(signal.SIGUSR1)
-        text, _ = proc.communicate(timeout=150)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    assert proc.returncode == 75, text
-    assert (out / "signal-0").exists() and (out / "signal-1").exists()
+    usr1_stops_both_ranks(out, proc, torchrun_starting, timeout=150)
