@@ -77,6 +77,9 @@ def detect_format(path: Path, forced: str = "auto") -> str:
         raise InputError(f"ingest.format={forced!r} is not one of {FORMATS}")
     if not path.exists():
         raise InputError(f"input path {path} does not exist")
+    if not (path.is_dir() or path.is_file()):  # planning reads an input twice, and /dev/zero never ends
+        raise InputError(f"input {path} is not a regular file or a directory (a FIFO, device or socket is never "
+                         f"read); save the data to a file and pass that")
     if forced != "auto":
         return forced
     if path.is_dir():

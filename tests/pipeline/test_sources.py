@@ -2,6 +2,7 @@
 import json
 import os
 import subprocess
+from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -169,6 +170,10 @@ def test_format_detection_errors_name_the_path(tmp_path):
     (tmp_path / "x.csv").write_text("a,b")
     with pytest.raises(InputError, match="x.csv"):
         detect_format(tmp_path / "x.csv")
+    os.mkfifo(tmp_path / "fifo.jsonl")  # with ingest.format=jsonl, /dev/zero or a FIFO was read forever
+    for endless in (tmp_path / "fifo.jsonl", Path("/dev/zero")):
+        with pytest.raises(InputError, match="not a regular file or a directory"):
+            detect_format(endless, "jsonl")
 
 
 def test_folder_of_data_files_through_the_ingest_stage(tmp_path):
