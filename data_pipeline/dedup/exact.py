@@ -1,9 +1,12 @@
 """Exact deduplication: documents whose normalised content hashes equal; the smallest id of each group is kept.
 
 Three steps, so that no step holds more than one hash bucket in memory however large the corpus:
-1. `hash` (per input shard): xxh128 of the normalised text -> (bucket, hash, id, shard) rows, one file per bucket.
-2. `resolve` (per bucket): group equal hashes over all shards; every id but the smallest is a duplicate.
-3. `filter` (per input shard): drop the duplicates found for this shard, keep the rest.
+1. `hash` (per input shard): xxh128 of the normalised text -> (bucket, hash, id, shard, row) rows, one file per
+   bucket.
+2. `resolve` (per bucket): group equal hashes over all shards; every document but the one with the smallest id
+   (then shard, row) is a duplicate.
+3. `filter` (per input shard): drop the rows found duplicate in this shard, keep the rest.
+Documents are named by (shard, row), never by id alone: records of a JSONL or Parquet input may repeat an id.
 """
 from __future__ import annotations
 
@@ -21,8 +24,9 @@ from data_pipeline.config import config_from_dict
 from data_pipeline.stage import Stage, StageContext, Step, filter_rows, shard_units
 from data_pipeline.stats import UnitStats
 
-HASH_SCHEMA = pa.schema([("hash", pa.binary(16)), ("id", pa.string()), ("shard", pa.int32())])
-DUPLICATE_SCHEMA = pa.schema([("id", pa.string()), ("shard", pa.int32()), ("kept_id", pa.string())])
+HASH_SCHEMA = pa.schema([("hash", pa.binary(16)), ("id", pa.string()), ("shard", pa.int32()), ("row", pa.int64())])
+DUPLICATE_SCHEMA = pa.schema([("id", pa.string()), ("shard", pa.int32()), ("row", pa.int64()),
+                              ("kept_id", pa.string())])
 
 
 def normalise(text: str, mode: str) -> str:
@@ -73,16 +77,18 @@ class HashStep(Step):
     def run(self, ctx: StageContext, unit: str) -> UnitStats:
         cfg = ExactDedupConfig.from_dict(ctx.cfg)
         mode, n_buckets = cfg.normalize, cfg.buckets
-        rows: list[list[tuple[bytes, str]]] = [[] for _ in range(n_buckets)]
+        rows: list[list[tuple[bytes, str, int]]] = [[] for _ in range(n_buckets)]
+        row = 0
         # only the two columns it needs, as Python strings: no Document, no `meta` parsed
         for batch in pq.ParquetFile(str(ctx.input_shards[int(unit)])).iter_batches(columns=["id", "text"]):
             for doc_id, text in zip(batch.column("id").to_pylist(), batch.column("text").to_pylist()):
                 digest = content_hash(text, mode)
-                rows[int.from_bytes(digest[:4], "little") % n_buckets].append((digest, doc_id))
+                rows[int.from_bytes(digest[:4], "little") % n_buckets].append((digest, doc_id, row))
+                row += 1
         shard = int(unit)
         for bucket, items in enumerate(rows):
-            table = pa.table({"hash": [h for h, _ in items], "id": [i for _, i in items],
-                              "shard": [shard] * len(items)}, schema=HASH_SCHEMA)
+            table = pa.table({"hash": [h for h, _, _ in items], "id": [i for _, i, _ in items],
+                              "shard": [shard] * len(items), "row": [r for _, _, r in items]}, schema=HASH_SCHEMA)
             _write_parquet(table, ctx.scratch_dir(self.name) / f"{bucket:04d}" / f"{unit}.parquet")
         return UnitStats()
 
@@ -97,32 +103,34 @@ class ResolveStep(Step):
         files = [ctx.scratch_dir("hash") / unit / f"{s}.parquet" for s in shard_units(ctx)]
         tables = [pq.read_table(str(f)) for f in files]
         table = pa.concat_tables(tables) if tables else HASH_SCHEMA.empty_table()
-        table = table.sort_by([("hash", "ascending"), ("id", "ascending")])
-        hashes, ids, shards = table["hash"].to_pylist(), table["id"].to_pylist(), table["shard"].to_pylist()
-        dup_ids, dup_shards, kept_ids = [], [], []
+        table = table.sort_by([(c, "ascending") for c in ("hash", "id", "shard", "row")])
+        hashes, ids, shards, rows = (table[c].to_pylist() for c in ("hash", "id", "shard", "row"))
+        dup_ids, dup_shards, dup_rows, kept_ids = [], [], [], []
         groups, kept = 0, ""  # kept: the first (smallest) id of the current run of equal hashes
         for i in range(len(hashes)):
             if i and hashes[i] == hashes[i - 1]:
                 dup_ids.append(ids[i])
                 dup_shards.append(shards[i])
+                dup_rows.append(rows[i])
                 kept_ids.append(kept)
                 if i < 2 or hashes[i - 2] != hashes[i]:  # second member: a new group
                     groups += 1
             else:
                 kept = ids[i]
-        out = pa.table({"id": dup_ids, "shard": dup_shards, "kept_id": kept_ids}, schema=DUPLICATE_SCHEMA)
+        out = pa.table({"id": dup_ids, "shard": dup_shards, "row": dup_rows, "kept_id": kept_ids},
+                       schema=DUPLICATE_SCHEMA)
         _write_parquet(out, ctx.scratch_dir(self.name) / f"{unit}.parquet")
         return UnitStats(extra={"duplicate_groups": groups, "duplicates": len(dup_ids)})
 
 
 @lru_cache(maxsize=4096)
-def _duplicates_by_shard(path: str, mtime_ns: int) -> dict[int, list[str]]:
-    """One bucket's duplicate ids by shard, read once per process (a worker filters many shards); mtime: a rerun
+def _duplicates_by_shard(path: str, mtime_ns: int) -> dict[int, list[int]]:
+    """One bucket's duplicate rows by shard, read once per process (a worker filters many shards); mtime: a rerun
     may rewrite the file."""
-    table = pq.read_table(path, columns=["id", "shard"])
-    out: dict[int, list[str]] = {}
-    for doc_id, shard in zip(table["id"].to_pylist(), table["shard"].to_pylist()):
-        out.setdefault(shard, []).append(doc_id)
+    table = pq.read_table(path, columns=["shard", "row"])
+    out: dict[int, list[int]] = {}
+    for shard, row in zip(table["shard"].to_pylist(), table["row"].to_pylist()):
+        out.setdefault(shard, []).append(row)
     return out
 
 
@@ -134,11 +142,11 @@ class ExactFilterStep(Step):
 
     def run(self, ctx: StageContext, unit: str) -> UnitStats:
         shard = int(unit)
-        duplicates: set[str] = set()
+        duplicates: set[int] = set()
         for path in sorted(ctx.scratch_dir("resolve").glob("*.parquet")):
             duplicates.update(_duplicates_by_shard(str(path), path.stat().st_mtime_ns).get(shard, ()))
-        return filter_rows(ctx, unit, ctx.input_shards[shard], lambda batch, _: [
-            "duplicate" if doc_id in duplicates else None for doc_id in batch.column("id").to_pylist()])
+        return filter_rows(ctx, unit, ctx.input_shards[shard], lambda batch, first: [
+            "duplicate" if row in duplicates else None for row in range(first, first + batch.num_rows)])
 
 
 def build_stage(section: dict[str, Any]) -> Stage:

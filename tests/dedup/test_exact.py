@@ -42,3 +42,18 @@ def test_whitespace_mode_across_shards(tmp_path):
     stats = json.loads(ctx.stats_path.read_text())
     assert stats["dropped"] == {"duplicate": 3}
     assert (stats["extra"]["duplicate_groups"], stats["extra"]["duplicates"]) == (2, 3)
+
+
+def test_records_that_repeat_an_id_are_told_apart_by_row(tmp_path):
+    """A JSONL input with ids 1,1,2,3,3 and texts a,a,b,b,unique: only the second `a` and the second `b` are
+    duplicates. Keyed by id, both copies of `a` were dropped (the text lost) and so was the unique text of id 3."""
+    texts = [("1", "a"), ("1", "a"), ("2", "b")], [("3", "b"), ("3", "unique")]
+    paths = []
+    for s, shard in enumerate(texts):
+        paths.append(tmp_path / "in" / f"part-{s:05d}.parquet")
+        write_documents(paths[-1], [Document(i, t, "text", None, "src", None) for i, t in shard])
+    ctx = StageContext("exact_dedup", 0, tmp_path / "out", tuple(paths), {"buckets": 2}, {})
+    run_stage(build_stage({"buckets": 2}), ctx, workers=1, progress=False)
+    kept = [pq.read_table(p).column("text").to_pylist() for p in sorted(ctx.documents_dir.glob("part-*.parquet"))]
+    assert kept == [["a", "b"], ["unique"]]
+    assert json.loads(ctx.stats_path.read_text())["dropped"] == {"duplicate": 2}
