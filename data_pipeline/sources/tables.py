@@ -172,8 +172,8 @@ def read_jsonl(f: BinaryIO, start: int, end: int, first_line: int, *, name: str,
             continue
         if not raw.strip():
             continue
-        try:
-            record = json.loads(raw.decode("utf-8"))
+        try:  # utf-8-sig: a byte-order mark (Windows tools write one; `cat` of such files puts one mid-file)
+            record = json.loads(raw.decode("utf-8-sig"))
         except (ValueError, RecursionError):  # bad JSON or UTF-8, a number Python refuses (int over 4300 digits)
             yield Skipped(locator, "corrupt:jsonl", len(raw))
             continue
@@ -274,9 +274,10 @@ csv.field_size_limit(MAX_LINE_BYTES)  # a longer cell stops the file's reading: 
 
 def _csv_lines(f: BinaryIO) -> Iterator[str]:
     """The lines of a CSV, none longer than MAX_LINE_BYTES characters (a newline-less file is never read whole);
-    bytes that are not UTF-8 stay as surrogates, so that only the rows holding them are dropped."""
+    bytes that are not UTF-8 stay as surrogates, so that only the rows holding them are dropped. A byte-order mark
+    (Excel's "CSV UTF-8") is not part of the first column's name."""
     f.seek(0)
-    text = io.TextIOWrapper(f, encoding="utf-8", errors="surrogateescape", newline="")
+    text = io.TextIOWrapper(f, encoding="utf-8-sig", errors="surrogateescape", newline="")
     try:
         while line := text.readline(MAX_LINE_BYTES):
             if len(line) == MAX_LINE_BYTES and not line.endswith(("\n", "\r")):
