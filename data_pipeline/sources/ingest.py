@@ -80,7 +80,17 @@ def detect_format(path: Path, forced: str = "auto") -> str:
     if not (path.is_dir() or path.is_file()):  # planning reads an input twice, and /dev/zero never ends
         raise InputError(f"input {path} is not a regular file or a directory (a FIFO, device or socket is never "
                          f"read); save the data to a file and pass that")
-    if forced != "auto":
+    if forced != "auto":  # a format that cannot read this kind of path: one line now, not an empty run later
+        if forced in ("jsonl", "parquet") and path.is_dir():
+            raise InputError(f"input {path} is a directory, but ingest.format={forced} reads one file; for a folder "
+                             f"of data files set ingest.format=hf_files")
+        if forced in ("files", "hf_files", "hf_disk") and not path.is_dir():
+            raise InputError(f"input {path} is a file, but ingest.format={forced} reads a directory; pass its "
+                             f"folder, or ingest.format=auto for a JSONL or Parquet file")
+        if forced == "hf_disk" and not tables.is_saved_dataset(path):
+            raise InputError(f"input {path} is no dataset saved with save_to_disk (it has no dataset_dict.json, nor "
+                             f"a state.json beside a dataset_info.json); for a folder of data files set "
+                             f"ingest.format=hf_files")
         return forced
     if path.is_dir():
         return "hf_disk" if tables.is_saved_dataset(path) else "files"

@@ -27,3 +27,24 @@ def test_a_byte_order_mark_is_not_part_of_the_first_record(tmp_path):
     folder.mkdir()
     (folder / "excel.csv").write_bytes(BOM + b"text,path\r\nc = 3,c.py\r\n")
     assert outcomes(folder, "hf_files") == {"c.py": KEPT}
+
+
+@pytest.mark.parametrize("fmt,kind,says", [
+    ("jsonl", "dir", "is a directory, but ingest.format=jsonl reads one file"),
+    ("parquet", "dir", "is a directory, but ingest.format=parquet reads one file"),
+    ("files", "file", "is a file, but ingest.format=files reads a directory"),
+    ("hf_files", "file", "is a file, but ingest.format=hf_files reads a directory"),
+    ("hf_disk", "file", "is a file, but ingest.format=hf_disk reads a directory"),
+    ("hf_disk", "dir", "is no dataset saved with save_to_disk"),
+])
+def test_a_format_forced_onto_the_wrong_kind_of_path_stops_the_run(tmp_path, fmt, kind, says):
+    """Each was one dropped entry (`unreadable`, `unreadable_dir`) and a run that finished with no document."""
+    path = tmp_path / "data.jsonl"
+    if kind == "dir":
+        path.mkdir()
+        (path / "a.py").write_text("x = 1\n")
+    else:
+        path.write_text('{"text": "x = 1"}\n')
+    with pytest.raises(ingest.InputError, match=says) as err:
+        ingest.validate_inputs({"input": str(path), "ingest": {"format": fmt}})
+    assert str(path) in str(err.value)
