@@ -131,7 +131,29 @@ def validate_inputs(pipeline_cfg: dict[str, Any]) -> list[tuple[Path, str, str]]
                 raise InputError(str(exc)) from exc
             except Exception:
                 pass  # an unreadable or corrupt dataset_dict.json: the plan drops the input with its reason
+        if fmt in ("parquet", "hf_disk"):
+            check_text_column(path, fmt, section)
     return list(zip(paths, formats, source_names(paths, section)))
+
+
+def check_text_column(path: Path, fmt: str, section: dict[str, Any]) -> None:
+    """InputError when no row of a Parquet file or saved dataset can have a text (its text column has a name that
+    is no alias, or holds numbers): every row would be `missing_text`, in a run that ends with no document."""
+    names = list((section.get("fields") or {}).get("text") or tables.DEFAULT_FIELDS["text"])
+    try:
+        if fmt == "parquet":
+            with confined.open_binary(path, None) as f:
+                schema = tables.table_schema(f, "parquet")
+        else:
+            shards = tables.saved_dataset_shards(path, tables.dataset_split(path, section.get("hf_split")))
+            with confined.open_binary(path, shards[0]) as f:
+                schema = tables.table_schema(f, "arrow")
+    except Exception:
+        return  # a file or dataset that cannot be read: the plan drops it with its reason
+    problem = tables.text_column_problem(schema, names)
+    if problem:
+        raise InputError(f"input {path}: no row can have a text: {problem}; name the column that holds it with "
+                         f"+ingest.fields.text=[NAME]")
 
 
 def skipped_item(base: dict[str, Any], entries: list[tuple[str, str]]) -> dict[str, Any]:

@@ -38,10 +38,10 @@ DEFAULT_FIELDS: dict[str, list[str]] = {
 PROGRAMMING_LANGUAGES = set(CODE_EXTENSIONS.values())
 
 
-def _first(record: dict[str, Any], names: list[str]) -> Any:
+def _first(record: dict[str, Any], names: list[str], types: type | tuple[type, ...] = object) -> Any:
     for name in names:
         value = record.get(name)
-        if value is not None:
+        if value is not None and isinstance(value, types):
             return value
     return None
 
@@ -54,7 +54,7 @@ def record_to_document(
     escaped in id, path, lang and licence; a text holding them is dropped."""
     if not isinstance(record, dict):
         return Skipped(locator, "corrupt_record")
-    text = _first(record, fields["text"])
+    text = _first(record, fields["text"], (str, bytes, bytearray))  # `text` a number and `content` code: the code
     if isinstance(text, (bytes, bytearray)):  # a binary column
         try:
             text = bytes(text).decode("utf-8")
@@ -114,6 +114,37 @@ def failure_reason(exc: BaseException, fmt: str) -> str:
     if isinstance(exc, confined.Refused):
         return exc.reason
     return "unreadable" if isinstance(exc, OSError) and exc.errno is not None else f"corrupt:{fmt}"
+
+
+def table_schema(f: BinaryIO, fmt: str) -> pa.Schema:
+    """The schema of a Parquet file (its footer) or an Arrow shard (its first message): no row is read."""
+    if fmt == "parquet":
+        return pq.ParquetFile(f).schema_arrow
+    f.seek(0)
+    try:
+        return pa.ipc.open_stream(f).schema
+    except pa.ArrowInvalid:
+        f.seek(0)
+        return pa.ipc.open_file(f).schema
+
+
+def _holds_text(t: pa.DataType) -> bool:
+    if pa.types.is_dictionary(t):
+        t = t.value_type
+    kinds = ("string", "large_string", "string_view", "binary", "large_binary", "binary_view", "null")
+    return any(getattr(pa.types, f"is_{kind}")(t) for kind in kinds)  # a null column: each row is `missing_text`
+
+
+def text_column_problem(schema: pa.Schema, names: list[str]) -> str | None:
+    """Why no row of a table with this schema can have a text (no column of one of these names holds strings),
+    or None."""
+    found = {field.name: field.type for field in schema if field.name in names}
+    if any(_holds_text(t) for t in found.values()):
+        return None
+    if found:
+        return ", ".join(f"its column {name} is {t}" for name, t in found.items()) + ", not text"
+    columns = ", ".join(schema.names[:20]) + (", ..." if len(schema.names) > 20 else "")
+    return f"it has no column named {' / '.join(names)} (its columns: {columns or 'none'})"
 
 
 # ---------- JSONL ----------

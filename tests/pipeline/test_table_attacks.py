@@ -48,3 +48,46 @@ def test_a_format_forced_onto_the_wrong_kind_of_path_stops_the_run(tmp_path, fmt
     with pytest.raises(ingest.InputError, match=says) as err:
         ingest.validate_inputs({"input": str(path), "ingest": {"format": fmt}})
     assert str(path) in str(err.value)
+
+
+@pytest.mark.parametrize("column,values,says", [
+    ("body", ["x = 1\n"], "it has no column named text / content / code (its columns: id, body)"),
+    ("text", [1], "its column text is int64, not text"),
+    ("text", [["x = 1\n"]], "its column text is list<"),  # <item: ...> or, read from Parquet, <element: ...>
+    ("text", [{"code": "x = 1\n"}], "its column text is struct<code: string>, not text"),
+])
+def test_a_table_whose_text_column_cannot_be_found_stops_the_run(tmp_path, column, values, says):
+    """Every row was `missing_text`, in a run that ended with `0 kept` and nothing else said; the error names the
+    columns and the fix, and the fix works (for a Parquet file and a dataset saved with save_to_disk)."""
+    import datasets
+
+    table = pa.table({"id": [str(i) for i in range(len(values))], column: values})
+    pq.write_table(table, str(tmp_path / "rows.parquet"))
+    datasets.Dataset(table).save_to_disk(str(tmp_path / "saved"))
+    for path in (tmp_path / "rows.parquet", tmp_path / "saved"):
+        with pytest.raises(ingest.InputError, match="name the column that holds it with") as err:
+            ingest.validate_inputs({"input": str(path)})
+        assert f"input {path}: no row can have a text: {says}" in str(err.value)
+    if column == "body":  # the fix the message gives
+        section = {"fields": {"text": ["body"]}}
+        [(path, fmt, _)] = ingest.validate_inputs({"input": str(tmp_path / "rows.parquet"), "ingest": section})
+        assert outcomes(path, fmt, section) == {"rows.parquet:0": KEPT}
+
+
+def test_text_columns_of_every_string_type_are_read(tmp_path):
+    """binary, large_string, dictionary-encoded; a null column passes the check (its rows are `missing_text`), and
+    a `text` that is a number gives way to a `content` that is code."""
+    columns = {"binary": pa.array([b"b = 1\n", b"\xff\xfe"], pa.binary()),
+               "large": pa.array(["l = 1\n", "l = 2\n"], pa.large_string()),
+               "dict": pa.array(["d = 1\n", "d = 1\n"]).dictionary_encode(),
+               "nulls": pa.nulls(2)}
+    got = {}
+    for name, column in columns.items():
+        pq.write_table(pa.table({"text": column}), str(tmp_path / f"{name}.parquet"))
+        [(path, fmt, _)] = ingest.validate_inputs({"input": str(tmp_path / f"{name}.parquet")})
+        got.update(outcomes(path, fmt))
+    pq.write_table(pa.table({"text": [7], "content": ["c = 1\n"]}), str(tmp_path / "both.parquet"))
+    got.update(outcomes(tmp_path / "both.parquet", "parquet"))
+    assert got == {"binary.parquet:0": KEPT, "binary.parquet:1": "encoding:not_utf8", "large.parquet:0": KEPT,
+                   "large.parquet:1": KEPT, "dict.parquet:0": KEPT, "dict.parquet:1": KEPT,
+                   "nulls.parquet:0": "missing_text", "nulls.parquet:1": "missing_text", "both.parquet:0": KEPT}
