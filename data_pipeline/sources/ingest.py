@@ -133,7 +133,24 @@ def validate_inputs(pipeline_cfg: dict[str, Any]) -> list[tuple[Path, str, str]]
                 pass  # an unreadable or corrupt dataset_dict.json: the plan drops the input with its reason
         if fmt in ("parquet", "hf_disk"):
             check_text_column(path, fmt, section)
+        if fmt == "jsonl":
+            check_json_lines(path)
     return list(zip(paths, formats, source_names(paths, section)))
+
+
+def check_json_lines(path: Path) -> None:
+    """InputError for a JSON array or pretty-printed JSON given as JSONL (alpaca_data.json): every line of it would
+    be `corrupt:jsonl`, or the whole array one `corrupt_record`."""
+    try:
+        with confined.open_binary(path, None) as f:
+            instead = tables.not_json_lines(f)
+    except OSError:
+        return  # the plan drops an unreadable file with its reason
+    if instead:
+        fix = "jq -c '.[]'" if instead == "a JSON array" else "jq -c ."
+        out = path.stem + ("-lines" if path.suffix.lower() == ".jsonl" else "") + ".jsonl"  # never > the input itself
+        raise InputError(f"input {path} is {instead}, not JSONL (one JSON object per line); convert it: "
+                         f"{fix} {path.name} > {out}")
 
 
 def check_text_column(path: Path, fmt: str, section: dict[str, Any]) -> None:

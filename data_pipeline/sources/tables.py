@@ -167,6 +167,20 @@ def read_line(f: BinaryIO) -> tuple[bytes, int]:
     return b"", size
 
 
+def not_json_lines(f: BinaryIO) -> str | None:
+    """What a file handed over as JSONL is instead, judged by its first non-blank line: "a JSON array" (`[` alone,
+    or an array on one line) or "pretty-printed JSON" (`{` alone); None when it may be JSONL."""
+    line = ""
+    while not line and (raw := f.readline(1 << 20)):
+        line = raw.decode("utf-8-sig", "replace").strip()
+    if line in ("{", "["):
+        return "pretty-printed JSON" if line == "{" else "a JSON array"
+    try:
+        return "a JSON array" if line.startswith("[") and isinstance(json.loads(line), list) else None
+    except (ValueError, RecursionError):  # a line longer than 1 MiB, cut: not judged
+        return None
+
+
 def plan_jsonl(f: BinaryIO, chunk_bytes: int) -> list[dict[str, Any]]:
     """Split a JSONL file at line boundaries into ranges of about `chunk_bytes`: each range's bytes, first line
     number and `inputs` (its non-blank lines, the records the reader will account for)."""

@@ -91,3 +91,27 @@ def test_text_columns_of_every_string_type_are_read(tmp_path):
     assert got == {"binary.parquet:0": KEPT, "binary.parquet:1": "encoding:not_utf8", "large.parquet:0": KEPT,
                    "large.parquet:1": KEPT, "dict.parquet:0": KEPT, "dict.parquet:1": KEPT,
                    "nulls.parquet:0": "missing_text", "nulls.parquet:1": "missing_text", "both.parquet:0": KEPT}
+
+
+@pytest.mark.parametrize("layout,says", [("array", "a JSON array"), ("pretty", "a JSON array"),
+                                         ("object", "pretty-printed JSON")])
+def test_a_json_array_or_pretty_printed_json_given_as_jsonl_stops_the_run(tmp_path, layout, says):
+    """alpaca_data.json and its kind: every line was `corrupt:jsonl` (or the one-line array one `corrupt_record`),
+    in a run that ended with no document."""
+    rows = [{"text": "def f():\n    return 1\n"}, {"text": "def g():\n    return 2\n"}]
+    data = {"array": json.dumps(rows), "pretty": json.dumps(rows, indent=2),
+            "object": json.dumps(rows[0], indent=2)}[layout]
+    path = tmp_path / "data.json"
+    path.write_bytes(BOM + b"\n" + data.encode() + b"\n")
+    with pytest.raises(ingest.InputError, match=f"is {says}, not JSONL .* convert it: jq -c") as err:
+        ingest.validate_inputs({"input": str(path)})
+    assert str(path) in str(err.value) and "data.json > data.jsonl" in str(err.value)
+    named_jsonl = path.rename(tmp_path / "data.jsonl")
+    with pytest.raises(ingest.InputError, match="data.jsonl > data-lines.jsonl"):  # not `> data.jsonl`: it empties it
+        ingest.validate_inputs({"input": str(named_jsonl)})
+    named_jsonl.rename(path)
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")  # JSONL, and lines that only look like JSON
+    assert ingest.validate_inputs({"input": str(path)})[0][1] == "jsonl"
+    for first in ("[1, 2", "[[", '{"text": "a"}'):
+        path.write_text(first + "\n" + json.dumps(rows[0]) + "\n")  # a cut array is a corrupt line, not a run error
+        assert ingest.validate_inputs({"input": str(path)})[0][1] == "jsonl"
