@@ -121,6 +121,12 @@ def validate_inputs(pipeline_cfg: dict[str, Any]) -> list[tuple[Path, str, str]]
     except ValueError as exc:
         raise InputError(str(exc)) from exc
     paths = input_paths(pipeline_cfg)
+    for i, path in enumerate(paths):  # every record of it would be read twice, under two source names
+        for other in paths[:i]:
+            if path == other or other in path.parents or path in other.parents:
+                inner, outer = (path, other) if other in path.parents else (other, path)
+                raise InputError(f"input {path} is given twice; pass it once" if path == other else
+                                 f"input {inner} lies inside input {outer}: its files would be read twice; pass one")
     forced = section.get("format", "auto")
     formats = [detect_format(p, forced) for p in paths]
     for path, fmt in zip(paths, formats):

@@ -115,3 +115,18 @@ def test_a_json_array_or_pretty_printed_json_given_as_jsonl_stops_the_run(tmp_pa
     for first in ("[1, 2", "[[", '{"text": "a"}'):
         path.write_text(first + "\n" + json.dumps(rows[0]) + "\n")  # a cut array is a corrupt line, not a run error
         assert ingest.validate_inputs({"input": str(path)})[0][1] == "jsonl"
+
+
+def test_an_input_given_twice_or_inside_another_stops_the_run(tmp_path):
+    """input=[a,a] read every record twice (sources `a` and `a-1`), and so did a folder beside one of its files:
+    dedup hid it, or, with dedup off, it doubled that data's weight."""
+    records = tmp_path / "repo" / "records.jsonl"
+    records.parent.mkdir()
+    records.write_text('{"text": "x = 1"}\n')
+    with pytest.raises(ingest.InputError, match=f"input {records} is given twice; pass it once"):
+        ingest.validate_inputs({"input": [str(records), str(tmp_path / "repo" / "." / "records.jsonl")]})
+    for pair in ([records.parent, records], [records, records.parent]):
+        with pytest.raises(ingest.InputError, match=f"input {records} lies inside input {records.parent}: "):
+            ingest.validate_inputs({"input": [str(p) for p in pair]})
+    (tmp_path / "repo2").mkdir()  # a sibling whose name starts the same is not inside
+    assert len(ingest.validate_inputs({"input": [str(records.parent), str(tmp_path / "repo2")]})) == 2
