@@ -95,7 +95,7 @@ def detect_format(path: Path, forced: str = "auto") -> str:
     if path.is_dir():
         return "hf_disk" if tables.is_saved_dataset(path) else "files"
     name = path.name.lower()
-    if name.endswith(JSONL_SUFFIXES):
+    if tables.without_compression(name).endswith(JSONL_SUFFIXES):
         return "jsonl"
     if name.endswith(".parquet"):
         return "parquet"
@@ -148,10 +148,10 @@ def check_json_lines(path: Path) -> None:
     """InputError for a JSON array or pretty-printed JSON given as JSONL (alpaca_data.json): every line of it would
     be `corrupt:jsonl`, or the whole array one `corrupt_record`."""
     try:
-        with confined.open_binary(path, None) as f:
+        with confined.open_binary(path, None) as raw, tables.decompressed(raw, path.name) as f:
             instead = tables.not_json_lines(f)
-    except OSError:
-        return  # the plan drops an unreadable file with its reason
+    except Exception:
+        return  # the plan drops an unreadable file or a corrupt archive with its reason
     if instead:
         fix = "jq -c '.[]'" if instead == "a JSON array" else "jq -c ."
         out = path.stem + ("-lines" if path.suffix.lower() == ".jsonl" else "") + ".jsonl"  # never > the input itself
@@ -190,10 +190,12 @@ def table_items(base: dict[str, Any], root: Path, rel: str | None, fmt: str, nam
     `name` prefixes the records' locators (`name:row`)."""
     file_base = {**base, "format": fmt, "root": str(root), "rel": rel, "name": name}
     rows = int(section.get("rows_per_shard", 10_000))
+    fname = rel or root.name
     try:
-        with confined.open_binary(root, rel) as f:
-            if fmt == "jsonl":
-                return [{**file_base, **r} for r in tables.plan_jsonl(f, int(section.get("shard_bytes", 64 << 20)))]
+        with confined.open_binary(root, rel) as raw, tables.decompressed(raw, fname) as f:
+            if fmt == "jsonl":  # a compressed file: one item (a seek in it decompresses all that lies before)
+                chunk = int(section.get("shard_bytes", 64 << 20)) if f is raw else 1 << 62
+                return [{**file_base, **r} for r in tables.plan_jsonl(f, chunk)]
             if fmt == "parquet":
                 return [{**file_base, **r} for r in tables.plan_parquet(f, rows)]
             if fmt == "arrow":
@@ -242,7 +244,10 @@ def plan_items(path: Path, fmt: str, source: str, section: dict[str, Any]) -> li
     listing = walk(path, FileRules(use_git=False))  # hf_files: a folder of data files
     items = [skipped_item(base, [(s.path, s.reason) for s in listing.skipped])] if listing.skipped else []
     for rel in listing.files:
-        table = TABLE_SUFFIXES.get(os.path.splitext(rel)[1].lower())
+        name = tables.without_compression(rel)
+        table = TABLE_SUFFIXES.get(os.path.splitext(name)[1].lower())
+        if name != rel and table not in ("jsonl", "csv"):  # Parquet and Arrow compress inside themselves
+            table = None
         if table is None:
             items.append(skipped_item(base, [(confined.shown(rel), "unknown_type")]))
         else:
@@ -256,7 +261,8 @@ def read_records(item: dict[str, Any], section: dict[str, Any]) -> Iterator[Docu
     common = {"name": item["name"], "source": item["source"], "fields": fields,
               "default_kind": section.get("records_kind", "text")}
     fmt = item["format"]
-    with confined.open_binary(Path(item["root"]), item["rel"]) as f:
+    root = Path(item["root"])
+    with confined.open_binary(root, item["rel"]) as raw, tables.decompressed(raw, item["rel"] or root.name) as f:
         if fmt == "jsonl":
             yield from tables.read_jsonl(f, item["start"], item["end"], item["first_line"], **common)
         elif fmt == "parquet":

@@ -10,10 +10,14 @@ own schema.
 """
 from __future__ import annotations
 
+import bz2
 import csv
+import gzip
 import io
 import json
+import lzma
 import os
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, BinaryIO, Iterator
 
@@ -145,6 +149,29 @@ def text_column_problem(schema: pa.Schema, names: list[str]) -> str | None:
         return ", ".join(f"its column {name} is {t}" for name, t in found.items()) + ", not text"
     columns = ", ".join(schema.names[:20]) + (", ..." if len(schema.names) > 20 else "")
     return f"it has no column named {' / '.join(names)} (its columns: {columns or 'none'})"
+
+
+# A JSONL or CSV file may come compressed (as `datasets` reads it too): it is read as a stream, so that memory stays
+# one line however far an archive expands (a bomb costs time, as a file of that size would), and is one work item.
+COMPRESSED = {".gz": lambda f: gzip.GzipFile(fileobj=f, mode="rb"), ".bz2": lambda f: bz2.BZ2File(f, "rb"),
+              ".xz": lambda f: lzma.LZMAFile(f, "rb")}
+
+
+def without_compression(name: str) -> str:
+    """A file name without its compression suffix (`train.jsonl.gz` -> `train.jsonl`)."""
+    base, suffix = os.path.splitext(name)
+    return base if suffix.lower() in COMPRESSED else name
+
+
+@contextmanager
+def decompressed(f: BinaryIO, name: str) -> Iterator[BinaryIO]:
+    """The content of the file `f` called `name`: decompressed when its name ends with a COMPRESSED suffix."""
+    opener = COMPRESSED.get(os.path.splitext(name)[1].lower())
+    if opener is None:
+        yield f
+        return
+    with opener(f) as stream:
+        yield stream
 
 
 # ---------- JSONL ----------

@@ -4,6 +4,7 @@ handed over as JSONL, the same input twice. Each either reads as the user meant 
 with one line naming the input and the fix.
 """
 import json
+from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -130,3 +131,56 @@ def test_an_input_given_twice_or_inside_another_stops_the_run(tmp_path):
             ingest.validate_inputs({"input": [str(p) for p in pair]})
     (tmp_path / "repo2").mkdir()  # a sibling whose name starts the same is not inside
     assert len(ingest.validate_inputs({"input": [str(records.parent), str(tmp_path / "repo2")]})) == 2
+
+
+def test_compressed_jsonl_and_csv_are_read_and_a_cut_archive_is_one_entry(tmp_path):
+    """train.jsonl.gz (and .bz2, .xz) was `cannot tell its format`, or with ingest.format=jsonl every line of
+    compressed bytes `corrupt:jsonl`; in a folder of data files each was `unknown_type`."""
+    import bz2
+    import gzip
+    import lzma
+
+    lines = "".join(json.dumps({"text": f"x = {i}\n", "path": f"m{i}.py"}) + "\n" for i in range(3)).encode()
+    folder = tmp_path / "data"
+    folder.mkdir()
+    for ext, compress in ((".gz", gzip.compress), (".bz2", bz2.compress), (".xz", lzma.compress)):
+        path = tmp_path / f"train{ext[1:]}.jsonl{ext}"
+        path.write_bytes(compress(lines))
+        [(path, fmt, source)] = ingest.validate_inputs({"input": str(path)})
+        assert (fmt, source) == ("jsonl", f"train{ext[1:]}") and outcomes(path, fmt) == {f"m{i}.py": KEPT for i in
+                                                                                       range(3)}
+        (folder / f"cut.jsonl{ext}").write_bytes(compress(lines)[:-12])
+    (folder / "rows.csv.gz").write_bytes(gzip.compress(b"text,path\nc = 1,c.py\n"))
+    pq.write_table(pa.table({"text": ["p = 1"]}), str(folder / "rows.parquet"))
+    (folder / "rows.parquet.gz").write_bytes(gzip.compress((folder / "rows.parquet").read_bytes()))
+    assert outcomes(folder, "hf_files") == {
+        "cut.jsonl.gz": "corrupt:jsonl", "cut.jsonl.bz2": "corrupt:jsonl", "cut.jsonl.xz": "corrupt:jsonl",
+        "c.py": KEPT, "rows.parquet:0": KEPT, "rows.parquet.gz": "unknown_type"}
+    array = tmp_path / "array.json.gz"  # the JSON-array check reads through the compression too
+    array.write_bytes(gzip.compress(b'[{"text": "x"}]\n'))
+    with pytest.raises(ingest.InputError, match="is a JSON array, not JSONL"):
+        ingest.validate_inputs({"input": str(array)})
+
+
+def test_a_compression_bomb_costs_one_line_of_memory(tmp_path):
+    """A 0.3 MB gzip expanding to 256 MiB without a newline: one `too_large` entry, the records around it read, and
+    memory stays about one 64 MiB line (read whole, the line alone would take 256 MiB more)."""
+    import gzip
+    import subprocess
+    import sys
+
+    bomb = tmp_path / "bomb.jsonl.gz"
+    with gzip.open(bomb, "wb", compresslevel=9) as g:
+        g.write(json.dumps({"text": "a = 1\n", "path": "a.py"}).encode() + b"\n")
+        for _ in range(16):
+            g.write(bytes(16 << 20))
+        g.write(b"\n" + json.dumps({"text": "b = 2\n", "path": "b.py"}).encode() + b"\n")
+    assert bomb.stat().st_size < 1 << 20
+    code = ("import resource, sys; sys.path.insert(0, sys.argv[2]); from test_ingest_attacks import outcomes; "
+            "print(sorted(outcomes(__import__('pathlib').Path(sys.argv[1]), 'jsonl').items()), "
+            "resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)")
+    proc = subprocess.run([sys.executable, "-c", code, str(bomb), str(Path(__file__).parent)], capture_output=True,
+                          text=True, timeout=300, check=True)
+    got, peak_kib = proc.stdout.rsplit(" ", 1)
+    assert got == str(sorted({"a.py": KEPT, "bomb.jsonl.gz:2": "too_large", "b.py": KEPT}.items()))
+    assert int(peak_kib) < 320 << 10, f"peak {peak_kib} KiB"  # imports alone: about 100 MiB
