@@ -410,6 +410,8 @@ def dataset_split(root: Path, split: str | None) -> str | None:
         return None
     if split is None and len(splits) == 1:
         return splits[0]
+    if split is not None and split not in splits:
+        raise SplitNotChosen(f"{root}: ingest.hf_split={split!r} is none of its splits {splits}; set one of them")
     if split not in splits:
         raise SplitNotChosen(f"{root}: a DatasetDict with splits {splits}; set ingest.hf_split to one of them")
     return split

@@ -184,3 +184,17 @@ def test_a_compression_bomb_costs_one_line_of_memory(tmp_path):
     got, peak_kib = proc.stdout.rsplit(" ", 1)
     assert got == str(sorted({"a.py": KEPT, "bomb.jsonl.gz:2": "too_large", "b.py": KEPT}.items()))
     assert int(peak_kib) < 320 << 10, f"peak {peak_kib} KiB"  # imports alone: about 100 MiB
+
+
+def test_a_split_the_dataset_does_not_have_is_named(tmp_path):
+    """ingest.hf_split=validation on a DatasetDict of train and test said only "set ingest.hf_split"."""
+    import datasets
+
+    rows = [{"text": "x = 1\n"}]
+    datasets.DatasetDict({"train": datasets.Dataset.from_list(rows), "test": datasets.Dataset.from_list(rows)}
+                         ).save_to_disk(str(tmp_path / "dd"))
+    with pytest.raises(ingest.InputError, match=r"ingest.hf_split='validation' is none of its splits \['train', "):
+        ingest.validate_inputs({"input": str(tmp_path / "dd"), "ingest": {"hf_split": "validation"}})
+    with pytest.raises(ingest.InputError, match="a DatasetDict with splits"):
+        ingest.validate_inputs({"input": str(tmp_path / "dd")})
+    assert ingest.validate_inputs({"input": str(tmp_path / "dd"), "ingest": {"hf_split": "test"}})[0][1] == "hf_disk"
