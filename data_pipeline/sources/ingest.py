@@ -80,12 +80,22 @@ def detect_format(path: Path, forced: str = "auto") -> str:
     if not (path.is_dir() or path.is_file()):  # planning reads an input twice, and /dev/zero never ends
         raise InputError(f"input {path} is not a regular file or a directory (a FIFO, device or socket is never "
                          f"read); save the data to a file and pass that")
-    if forced != "auto":
+    if forced != "auto":  # a format that cannot read this kind of path: one line now, not an empty run later
+        if forced in ("jsonl", "parquet") and path.is_dir():
+            raise InputError(f"input {path} is a directory, but ingest.format={forced} reads one file; for a folder "
+                             f"of data files set ingest.format=hf_files")
+        if forced in ("files", "hf_files", "hf_disk") and not path.is_dir():
+            raise InputError(f"input {path} is a file, but ingest.format={forced} reads a directory; pass its "
+                             f"folder, or ingest.format=auto for a JSONL or Parquet file")
+        if forced == "hf_disk" and not tables.is_saved_dataset(path):
+            raise InputError(f"input {path} is no dataset saved with save_to_disk (it has no dataset_dict.json, nor "
+                             f"a state.json beside a dataset_info.json); for a folder of data files set "
+                             f"ingest.format=hf_files")
         return forced
     if path.is_dir():
         return "hf_disk" if tables.is_saved_dataset(path) else "files"
     name = path.name.lower()
-    if name.endswith(JSONL_SUFFIXES):
+    if tables.without_compression(name).endswith(JSONL_SUFFIXES):
         return "jsonl"
     if name.endswith(".parquet"):
         return "parquet"
@@ -111,6 +121,12 @@ def validate_inputs(pipeline_cfg: dict[str, Any]) -> list[tuple[Path, str, str]]
     except ValueError as exc:
         raise InputError(str(exc)) from exc
     paths = input_paths(pipeline_cfg)
+    for i, path in enumerate(paths):  # every record of it would be read twice, under two source names
+        for other in paths[:i]:
+            if path == other or other in path.parents or path in other.parents:
+                inner, outer = (path, other) if other in path.parents else (other, path)
+                raise InputError(f"input {path} is given twice; pass it once" if path == other else
+                                 f"input {inner} lies inside input {outer}: its files would be read twice; pass one")
     forced = section.get("format", "auto")
     formats = [detect_format(p, forced) for p in paths]
     for path, fmt in zip(paths, formats):
@@ -121,7 +137,46 @@ def validate_inputs(pipeline_cfg: dict[str, Any]) -> list[tuple[Path, str, str]]
                 raise InputError(str(exc)) from exc
             except Exception:
                 pass  # an unreadable or corrupt dataset_dict.json: the plan drops the input with its reason
+        if fmt in ("parquet", "hf_disk"):
+            check_text_column(path, fmt, section)
+        if fmt == "jsonl":
+            check_json_lines(path)
     return list(zip(paths, formats, source_names(paths, section)))
+
+
+def check_json_lines(path: Path) -> None:
+    """InputError for a JSON array or pretty-printed JSON given as JSONL (alpaca_data.json): every line of it would
+    be `corrupt:jsonl`, or the whole array one `corrupt_record`."""
+    try:
+        with confined.open_binary(path, None) as raw, tables.decompressed(raw, path.name) as f:
+            instead = tables.not_json_lines(f)
+    except Exception:
+        return  # the plan drops an unreadable file or a corrupt archive with its reason
+    if instead:
+        fix = "jq -c '.[]'" if instead == "a JSON array" else "jq -c ."
+        out = path.stem + ("-lines" if path.suffix.lower() == ".jsonl" else "") + ".jsonl"  # never > the input itself
+        raise InputError(f"input {path} is {instead}, not JSONL (one JSON object per line); convert it: "
+                         f"{fix} {path.name} > {out}")
+
+
+def check_text_column(path: Path, fmt: str, section: dict[str, Any]) -> None:
+    """InputError when no row of a Parquet file or saved dataset can have a text (its text column has a name that
+    is no alias, or holds numbers): every row would be `missing_text`, in a run that ends with no document."""
+    names = list((section.get("fields") or {}).get("text") or tables.DEFAULT_FIELDS["text"])
+    try:
+        if fmt == "parquet":
+            with confined.open_binary(path, None) as f:
+                schema = tables.table_schema(f, "parquet")
+        else:
+            shards = tables.saved_dataset_shards(path, tables.dataset_split(path, section.get("hf_split")))
+            with confined.open_binary(path, shards[0]) as f:
+                schema = tables.table_schema(f, "arrow")
+    except Exception:
+        return  # a file or dataset that cannot be read: the plan drops it with its reason
+    problem = tables.text_column_problem(schema, names)
+    if problem:
+        raise InputError(f"input {path}: no row can have a text: {problem}; name the column that holds it with "
+                         f"+ingest.fields.text=[NAME]")
 
 
 def skipped_item(base: dict[str, Any], entries: list[tuple[str, str]]) -> dict[str, Any]:
@@ -135,10 +190,12 @@ def table_items(base: dict[str, Any], root: Path, rel: str | None, fmt: str, nam
     `name` prefixes the records' locators (`name:row`)."""
     file_base = {**base, "format": fmt, "root": str(root), "rel": rel, "name": name}
     rows = int(section.get("rows_per_shard", 10_000))
+    fname = rel or root.name
     try:
-        with confined.open_binary(root, rel) as f:
-            if fmt == "jsonl":
-                return [{**file_base, **r} for r in tables.plan_jsonl(f, int(section.get("shard_bytes", 64 << 20)))]
+        with confined.open_binary(root, rel) as raw, tables.decompressed(raw, fname) as f:
+            if fmt == "jsonl":  # a compressed file: one item (a seek in it decompresses all that lies before)
+                chunk = int(section.get("shard_bytes", 64 << 20)) if f is raw else 1 << 62
+                return [{**file_base, **r} for r in tables.plan_jsonl(f, chunk)]
             if fmt == "parquet":
                 return [{**file_base, **r} for r in tables.plan_parquet(f, rows)]
             if fmt == "arrow":
@@ -187,7 +244,10 @@ def plan_items(path: Path, fmt: str, source: str, section: dict[str, Any]) -> li
     listing = walk(path, FileRules(use_git=False))  # hf_files: a folder of data files
     items = [skipped_item(base, [(s.path, s.reason) for s in listing.skipped])] if listing.skipped else []
     for rel in listing.files:
-        table = TABLE_SUFFIXES.get(os.path.splitext(rel)[1].lower())
+        name = tables.without_compression(rel)
+        table = TABLE_SUFFIXES.get(os.path.splitext(name)[1].lower())
+        if name != rel and table not in ("jsonl", "csv"):  # Parquet and Arrow compress inside themselves
+            table = None
         if table is None:
             items.append(skipped_item(base, [(confined.shown(rel), "unknown_type")]))
         else:
@@ -201,7 +261,8 @@ def read_records(item: dict[str, Any], section: dict[str, Any]) -> Iterator[Docu
     common = {"name": item["name"], "source": item["source"], "fields": fields,
               "default_kind": section.get("records_kind", "text")}
     fmt = item["format"]
-    with confined.open_binary(Path(item["root"]), item["rel"]) as f:
+    root = Path(item["root"])
+    with confined.open_binary(root, item["rel"]) as raw, tables.decompressed(raw, item["rel"] or root.name) as f:
         if fmt == "jsonl":
             yield from tables.read_jsonl(f, item["start"], item["end"], item["first_line"], **common)
         elif fmt == "parquet":

@@ -10,10 +10,14 @@ own schema.
 """
 from __future__ import annotations
 
+import bz2
 import csv
+import gzip
 import io
 import json
+import lzma
 import os
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, BinaryIO, Iterator
 
@@ -38,10 +42,10 @@ DEFAULT_FIELDS: dict[str, list[str]] = {
 PROGRAMMING_LANGUAGES = set(CODE_EXTENSIONS.values())
 
 
-def _first(record: dict[str, Any], names: list[str]) -> Any:
+def _first(record: dict[str, Any], names: list[str], types: type | tuple[type, ...] = object) -> Any:
     for name in names:
         value = record.get(name)
-        if value is not None:
+        if value is not None and isinstance(value, types):
             return value
     return None
 
@@ -54,7 +58,7 @@ def record_to_document(
     escaped in id, path, lang and licence; a text holding them is dropped."""
     if not isinstance(record, dict):
         return Skipped(locator, "corrupt_record")
-    text = _first(record, fields["text"])
+    text = _first(record, fields["text"], (str, bytes, bytearray))  # `text` a number and `content` code: the code
     if isinstance(text, (bytes, bytearray)):  # a binary column
         try:
             text = bytes(text).decode("utf-8")
@@ -116,6 +120,60 @@ def failure_reason(exc: BaseException, fmt: str) -> str:
     return "unreadable" if isinstance(exc, OSError) and exc.errno is not None else f"corrupt:{fmt}"
 
 
+def table_schema(f: BinaryIO, fmt: str) -> pa.Schema:
+    """The schema of a Parquet file (its footer) or an Arrow shard (its first message): no row is read."""
+    if fmt == "parquet":
+        return pq.ParquetFile(f).schema_arrow
+    f.seek(0)
+    try:
+        return pa.ipc.open_stream(f).schema
+    except pa.ArrowInvalid:
+        f.seek(0)
+        return pa.ipc.open_file(f).schema
+
+
+def _holds_text(t: pa.DataType) -> bool:
+    if pa.types.is_dictionary(t):
+        t = t.value_type
+    kinds = ("string", "large_string", "string_view", "binary", "large_binary", "binary_view", "null")
+    return any(getattr(pa.types, f"is_{kind}")(t) for kind in kinds)  # a null column: each row is `missing_text`
+
+
+def text_column_problem(schema: pa.Schema, names: list[str]) -> str | None:
+    """Why no row of a table with this schema can have a text (no column of one of these names holds strings),
+    or None."""
+    found = {field.name: field.type for field in schema if field.name in names}
+    if any(_holds_text(t) for t in found.values()):
+        return None
+    if found:
+        return ", ".join(f"its column {name} is {t}" for name, t in found.items()) + ", not text"
+    columns = ", ".join(schema.names[:20]) + (", ..." if len(schema.names) > 20 else "")
+    return f"it has no column named {' / '.join(names)} (its columns: {columns or 'none'})"
+
+
+# A JSONL or CSV file may come compressed (as `datasets` reads it too): it is read as a stream, so that memory stays
+# one line however far an archive expands (a bomb costs time, as a file of that size would), and is one work item.
+COMPRESSED = {".gz": lambda f: gzip.GzipFile(fileobj=f, mode="rb"), ".bz2": lambda f: bz2.BZ2File(f, "rb"),
+              ".xz": lambda f: lzma.LZMAFile(f, "rb")}
+
+
+def without_compression(name: str) -> str:
+    """A file name without its compression suffix (`train.jsonl.gz` -> `train.jsonl`)."""
+    base, suffix = os.path.splitext(name)
+    return base if suffix.lower() in COMPRESSED else name
+
+
+@contextmanager
+def decompressed(f: BinaryIO, name: str) -> Iterator[BinaryIO]:
+    """The content of the file `f` called `name`: decompressed when its name ends with a COMPRESSED suffix."""
+    opener = COMPRESSED.get(os.path.splitext(name)[1].lower())
+    if opener is None:
+        yield f
+        return
+    with opener(f) as stream:
+        yield stream
+
+
 # ---------- JSONL ----------
 # A longer line is one `too_large` entry, never held in memory: a sparse file of zeros claiming terabytes would
 # otherwise be one line read whole (a code record is far smaller: ingest.max_file_bytes is 1 MB by default).
@@ -134,6 +192,20 @@ def read_line(f: BinaryIO) -> tuple[bytes, int]:
         if chunk.endswith(b"\n"):
             break
     return b"", size
+
+
+def not_json_lines(f: BinaryIO) -> str | None:
+    """What a file handed over as JSONL is instead, judged by its first non-blank line: "a JSON array" (`[` alone,
+    or an array on one line) or "pretty-printed JSON" (`{` alone); None when it may be JSONL."""
+    line = ""
+    while not line and (raw := f.readline(1 << 20)):
+        line = raw.decode("utf-8-sig", "replace").strip()
+    if line in ("{", "["):
+        return "pretty-printed JSON" if line == "{" else "a JSON array"
+    try:
+        return "a JSON array" if line.startswith("[") and isinstance(json.loads(line), list) else None
+    except (ValueError, RecursionError):  # a line longer than 1 MiB, cut: not judged
+        return None
 
 
 def plan_jsonl(f: BinaryIO, chunk_bytes: int) -> list[dict[str, Any]]:
@@ -172,8 +244,8 @@ def read_jsonl(f: BinaryIO, start: int, end: int, first_line: int, *, name: str,
             continue
         if not raw.strip():
             continue
-        try:
-            record = json.loads(raw.decode("utf-8"))
+        try:  # utf-8-sig: a byte-order mark (Windows tools write one; `cat` of such files puts one mid-file)
+            record = json.loads(raw.decode("utf-8-sig"))
         except (ValueError, RecursionError):  # bad JSON or UTF-8, a number Python refuses (int over 4300 digits)
             yield Skipped(locator, "corrupt:jsonl", len(raw))
             continue
@@ -274,9 +346,10 @@ csv.field_size_limit(MAX_LINE_BYTES)  # a longer cell stops the file's reading: 
 
 def _csv_lines(f: BinaryIO) -> Iterator[str]:
     """The lines of a CSV, none longer than MAX_LINE_BYTES characters (a newline-less file is never read whole);
-    bytes that are not UTF-8 stay as surrogates, so that only the rows holding them are dropped."""
+    bytes that are not UTF-8 stay as surrogates, so that only the rows holding them are dropped. A byte-order mark
+    (Excel's "CSV UTF-8") is not part of the first column's name."""
     f.seek(0)
-    text = io.TextIOWrapper(f, encoding="utf-8", errors="surrogateescape", newline="")
+    text = io.TextIOWrapper(f, encoding="utf-8-sig", errors="surrogateescape", newline="")
     try:
         while line := text.readline(MAX_LINE_BYTES):
             if len(line) == MAX_LINE_BYTES and not line.endswith(("\n", "\r")):
@@ -337,6 +410,8 @@ def dataset_split(root: Path, split: str | None) -> str | None:
         return None
     if split is None and len(splits) == 1:
         return splits[0]
+    if split is not None and split not in splits:
+        raise SplitNotChosen(f"{root}: ingest.hf_split={split!r} is none of its splits {splits}; set one of them")
     if split not in splits:
         raise SplitNotChosen(f"{root}: a DatasetDict with splits {splits}; set ingest.hf_split to one of them")
     return split

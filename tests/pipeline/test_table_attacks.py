@@ -1,0 +1,200 @@
+"""Record inputs as users and their tools write them (JSONL, CSV, Parquet, saved datasets), against the ingest stage:
+a byte-order mark, a text column under another name, a format forced onto the wrong kind of path, a JSON array
+handed over as JSONL, the same input twice. Each either reads as the user meant or stops the run before any work
+with one line naming the input and the fix.
+"""
+import json
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from data_pipeline.sources import ingest
+
+from test_ingest_attacks import KEPT, outcomes
+
+BOM = b"\xef\xbb\xbf"
+
+
+def test_a_byte_order_mark_is_not_part_of_the_first_record(tmp_path):
+    """Windows tools (PowerShell's Out-File, Excel's "CSV UTF-8") start a file with a BOM: the first JSONL line was
+    corrupt:jsonl, and a CSV's first column was named "\\ufefftext" so that no row of the file had a text."""
+    records = tmp_path / "records.jsonl"
+    line = json.dumps({"text": "a = 1\n", "path": "a.py"}).encode()
+    records.write_bytes(BOM + line + b"\r\n" + BOM + json.dumps({"text": "b = 2\n", "path": "b.py"}).encode() + b"\n")
+    assert outcomes(records, "jsonl") == {"a.py": KEPT, "b.py": KEPT}  # the second: two files joined with `cat`
+    folder = tmp_path / "tables"
+    folder.mkdir()
+    (folder / "excel.csv").write_bytes(BOM + b"text,path\r\nc = 3,c.py\r\n")
+    assert outcomes(folder, "hf_files") == {"c.py": KEPT}
+
+
+@pytest.mark.parametrize("fmt,kind,says", [
+    ("jsonl", "dir", "is a directory, but ingest.format=jsonl reads one file"),
+    ("parquet", "dir", "is a directory, but ingest.format=parquet reads one file"),
+    ("files", "file", "is a file, but ingest.format=files reads a directory"),
+    ("hf_files", "file", "is a file, but ingest.format=hf_files reads a directory"),
+    ("hf_disk", "file", "is a file, but ingest.format=hf_disk reads a directory"),
+    ("hf_disk", "dir", "is no dataset saved with save_to_disk"),
+])
+def test_a_format_forced_onto_the_wrong_kind_of_path_stops_the_run(tmp_path, fmt, kind, says):
+    """Each was one dropped entry (`unreadable`, `unreadable_dir`) and a run that finished with no document."""
+    path = tmp_path / "data.jsonl"
+    if kind == "dir":
+        path.mkdir()
+        (path / "a.py").write_text("x = 1\n")
+    else:
+        path.write_text('{"text": "x = 1"}\n')
+    with pytest.raises(ingest.InputError, match=says) as err:
+        ingest.validate_inputs({"input": str(path), "ingest": {"format": fmt}})
+    assert str(path) in str(err.value)
+
+
+@pytest.mark.parametrize("column,values,says", [
+    ("body", ["x = 1\n"], "it has no column named text / content / code (its columns: id, body)"),
+    ("text", [1], "its column text is int64, not text"),
+    ("text", [["x = 1\n"]], "its column text is list<"),  # <item: ...> or, read from Parquet, <element: ...>
+    ("text", [{"code": "x = 1\n"}], "its column text is struct<code: string>, not text"),
+])
+def test_a_table_whose_text_column_cannot_be_found_stops_the_run(tmp_path, column, values, says):
+    """Every row was `missing_text`, in a run that ended with `0 kept` and nothing else said; the error names the
+    columns and the fix, and the fix works (for a Parquet file and a dataset saved with save_to_disk)."""
+    import datasets
+
+    table = pa.table({"id": [str(i) for i in range(len(values))], column: values})
+    pq.write_table(table, str(tmp_path / "rows.parquet"))
+    datasets.Dataset(table).save_to_disk(str(tmp_path / "saved"))
+    for path in (tmp_path / "rows.parquet", tmp_path / "saved"):
+        with pytest.raises(ingest.InputError, match="name the column that holds it with") as err:
+            ingest.validate_inputs({"input": str(path)})
+        assert f"input {path}: no row can have a text: {says}" in str(err.value)
+    if column == "body":  # the fix the message gives
+        section = {"fields": {"text": ["body"]}}
+        [(path, fmt, _)] = ingest.validate_inputs({"input": str(tmp_path / "rows.parquet"), "ingest": section})
+        assert outcomes(path, fmt, section) == {"rows.parquet:0": KEPT}
+
+
+def test_text_columns_of_every_string_type_are_read(tmp_path):
+    """binary, large_string, dictionary-encoded; a null column passes the check (its rows are `missing_text`), and
+    a `text` that is a number gives way to a `content` that is code."""
+    columns = {"binary": pa.array([b"b = 1\n", b"\xff\xfe"], pa.binary()),
+               "large": pa.array(["l = 1\n", "l = 2\n"], pa.large_string()),
+               "dict": pa.array(["d = 1\n", "d = 1\n"]).dictionary_encode(),
+               "nulls": pa.nulls(2)}
+    got = {}
+    for name, column in columns.items():
+        pq.write_table(pa.table({"text": column}), str(tmp_path / f"{name}.parquet"))
+        [(path, fmt, _)] = ingest.validate_inputs({"input": str(tmp_path / f"{name}.parquet")})
+        got.update(outcomes(path, fmt))
+    pq.write_table(pa.table({"text": [7], "content": ["c = 1\n"]}), str(tmp_path / "both.parquet"))
+    got.update(outcomes(tmp_path / "both.parquet", "parquet"))
+    assert got == {"binary.parquet:0": KEPT, "binary.parquet:1": "encoding:not_utf8", "large.parquet:0": KEPT,
+                   "large.parquet:1": KEPT, "dict.parquet:0": KEPT, "dict.parquet:1": KEPT,
+                   "nulls.parquet:0": "missing_text", "nulls.parquet:1": "missing_text", "both.parquet:0": KEPT}
+
+
+@pytest.mark.parametrize("layout,says", [("array", "a JSON array"), ("pretty", "a JSON array"),
+                                         ("object", "pretty-printed JSON")])
+def test_a_json_array_or_pretty_printed_json_given_as_jsonl_stops_the_run(tmp_path, layout, says):
+    """alpaca_data.json and its kind: every line was `corrupt:jsonl` (or the one-line array one `corrupt_record`),
+    in a run that ended with no document."""
+    rows = [{"text": "def f():\n    return 1\n"}, {"text": "def g():\n    return 2\n"}]
+    data = {"array": json.dumps(rows), "pretty": json.dumps(rows, indent=2),
+            "object": json.dumps(rows[0], indent=2)}[layout]
+    path = tmp_path / "data.json"
+    path.write_bytes(BOM + b"\n" + data.encode() + b"\n")
+    with pytest.raises(ingest.InputError, match=f"is {says}, not JSONL .* convert it: jq -c") as err:
+        ingest.validate_inputs({"input": str(path)})
+    assert str(path) in str(err.value) and "data.json > data.jsonl" in str(err.value)
+    named_jsonl = path.rename(tmp_path / "data.jsonl")
+    with pytest.raises(ingest.InputError, match="data.jsonl > data-lines.jsonl"):  # not `> data.jsonl`: it empties it
+        ingest.validate_inputs({"input": str(named_jsonl)})
+    named_jsonl.rename(path)
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")  # JSONL, and lines that only look like JSON
+    assert ingest.validate_inputs({"input": str(path)})[0][1] == "jsonl"
+    for first in ("[1, 2", "[[", '{"text": "a"}'):
+        path.write_text(first + "\n" + json.dumps(rows[0]) + "\n")  # a cut array is a corrupt line, not a run error
+        assert ingest.validate_inputs({"input": str(path)})[0][1] == "jsonl"
+
+
+def test_an_input_given_twice_or_inside_another_stops_the_run(tmp_path):
+    """input=[a,a] read every record twice (sources `a` and `a-1`), and so did a folder beside one of its files:
+    dedup hid it, or, with dedup off, it doubled that data's weight."""
+    records = tmp_path / "repo" / "records.jsonl"
+    records.parent.mkdir()
+    records.write_text('{"text": "x = 1"}\n')
+    with pytest.raises(ingest.InputError, match=f"input {records} is given twice; pass it once"):
+        ingest.validate_inputs({"input": [str(records), str(tmp_path / "repo" / "." / "records.jsonl")]})
+    for pair in ([records.parent, records], [records, records.parent]):
+        with pytest.raises(ingest.InputError, match=f"input {records} lies inside input {records.parent}: "):
+            ingest.validate_inputs({"input": [str(p) for p in pair]})
+    (tmp_path / "repo2").mkdir()  # a sibling whose name starts the same is not inside
+    assert len(ingest.validate_inputs({"input": [str(records.parent), str(tmp_path / "repo2")]})) == 2
+
+
+def test_compressed_jsonl_and_csv_are_read_and_a_cut_archive_is_one_entry(tmp_path):
+    """train.jsonl.gz (and .bz2, .xz) was `cannot tell its format`, or with ingest.format=jsonl every line of
+    compressed bytes `corrupt:jsonl`; in a folder of data files each was `unknown_type`."""
+    import bz2
+    import gzip
+    import lzma
+
+    lines = "".join(json.dumps({"text": f"x = {i}\n", "path": f"m{i}.py"}) + "\n" for i in range(3)).encode()
+    folder = tmp_path / "data"
+    folder.mkdir()
+    for ext, compress in ((".gz", gzip.compress), (".bz2", bz2.compress), (".xz", lzma.compress)):
+        path = tmp_path / f"train{ext[1:]}.jsonl{ext}"
+        path.write_bytes(compress(lines))
+        [(path, fmt, source)] = ingest.validate_inputs({"input": str(path)})
+        assert (fmt, source) == ("jsonl", f"train{ext[1:]}") and outcomes(path, fmt) == {f"m{i}.py": KEPT for i in
+                                                                                       range(3)}
+        (folder / f"cut.jsonl{ext}").write_bytes(compress(lines)[:-12])
+    (folder / "rows.csv.gz").write_bytes(gzip.compress(b"text,path\nc = 1,c.py\n"))
+    pq.write_table(pa.table({"text": ["p = 1"]}), str(folder / "rows.parquet"))
+    (folder / "rows.parquet.gz").write_bytes(gzip.compress((folder / "rows.parquet").read_bytes()))
+    assert outcomes(folder, "hf_files") == {
+        "cut.jsonl.gz": "corrupt:jsonl", "cut.jsonl.bz2": "corrupt:jsonl", "cut.jsonl.xz": "corrupt:jsonl",
+        "c.py": KEPT, "rows.parquet:0": KEPT, "rows.parquet.gz": "unknown_type"}
+    array = tmp_path / "array.json.gz"  # the JSON-array check reads through the compression too
+    array.write_bytes(gzip.compress(b'[{"text": "x"}]\n'))
+    with pytest.raises(ingest.InputError, match="is a JSON array, not JSONL"):
+        ingest.validate_inputs({"input": str(array)})
+
+
+def test_a_compression_bomb_costs_one_line_of_memory(tmp_path):
+    """A 0.3 MB gzip expanding to 256 MiB without a newline: one `too_large` entry, the records around it read, and
+    memory stays about one 64 MiB line (read whole, the line alone would take 256 MiB more)."""
+    import gzip
+    import subprocess
+    import sys
+
+    bomb = tmp_path / "bomb.jsonl.gz"
+    with gzip.open(bomb, "wb", compresslevel=9) as g:
+        g.write(json.dumps({"text": "a = 1\n", "path": "a.py"}).encode() + b"\n")
+        for _ in range(16):
+            g.write(bytes(16 << 20))
+        g.write(b"\n" + json.dumps({"text": "b = 2\n", "path": "b.py"}).encode() + b"\n")
+    assert bomb.stat().st_size < 1 << 20
+    code = ("import resource, sys; sys.path.insert(0, sys.argv[2]); from test_ingest_attacks import outcomes; "
+            "print(sorted(outcomes(__import__('pathlib').Path(sys.argv[1]), 'jsonl').items()), "
+            "resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)")
+    proc = subprocess.run([sys.executable, "-c", code, str(bomb), str(Path(__file__).parent)], capture_output=True,
+                          text=True, timeout=300, check=True)
+    got, peak_kib = proc.stdout.rsplit(" ", 1)
+    assert got == str(sorted({"a.py": KEPT, "bomb.jsonl.gz:2": "too_large", "b.py": KEPT}.items()))
+    assert int(peak_kib) < 320 << 10, f"peak {peak_kib} KiB"  # imports alone: about 100 MiB
+
+
+def test_a_split_the_dataset_does_not_have_is_named(tmp_path):
+    """ingest.hf_split=validation on a DatasetDict of train and test said only "set ingest.hf_split"."""
+    import datasets
+
+    rows = [{"text": "x = 1\n"}]
+    datasets.DatasetDict({"train": datasets.Dataset.from_list(rows), "test": datasets.Dataset.from_list(rows)}
+                         ).save_to_disk(str(tmp_path / "dd"))
+    with pytest.raises(ingest.InputError, match=r"ingest.hf_split='validation' is none of its splits \['train', "):
+        ingest.validate_inputs({"input": str(tmp_path / "dd"), "ingest": {"hf_split": "validation"}})
+    with pytest.raises(ingest.InputError, match="a DatasetDict with splits"):
+        ingest.validate_inputs({"input": str(tmp_path / "dd")})
+    assert ingest.validate_inputs({"input": str(tmp_path / "dd"), "ingest": {"hf_split": "test"}})[0][1] == "hf_disk"
