@@ -156,10 +156,12 @@ class Listing:
     sizes: dict[str, int] = field(default_factory=dict)
 
 
-def walk(root: Path, rules: FileRules) -> Listing:
+def walk(root: Path, rules: FileRules, output: str | None = None) -> Listing:
     """Every entry below `root`, sorted, read through directory descriptors (no link is followed, no PATH_MAX limit
     on depth). A git repository met (the root or a clone below it) contributes its tracked files when
-    `rules.use_git` and its index can be read; a directory that cannot be listed is an `unreadable_dir` entry."""
+    `rules.use_git` and its index can be read; a directory that cannot be listed is an `unreadable_dir` entry.
+    `output`: the pipeline's output directory when it lies below `root` (relative): one `pipeline_output` entry,
+    never read (a rerun would otherwise train on the last run's stats, logs and model samples)."""
     out = Listing()
     pending = [""]
     while pending:
@@ -179,6 +181,8 @@ def walk(root: Path, rules: FileRules) -> Listing:
             if tracked is not None:
                 for mode, rel in ((m, prefix + p) for m, p in tracked):
                     what = tracked_entry(root, rel, mode)
+                    if output and (rel == output or rel.startswith(output + "/")):
+                        what = Skipped(rel, "pipeline_output")
                     if isinstance(what, Skipped):
                         out.skipped.append(what)
                     elif what == "walk":
@@ -189,6 +193,9 @@ def walk(root: Path, rules: FileRules) -> Listing:
                 continue
         for name, is_dir, size in entries:
             if is_dir and name in VCS_DIRS:
+                continue
+            if is_dir and prefix + name == output:
+                out.skipped.append(Skipped(output, "pipeline_output"))
                 continue
             if is_dir and prefix.count("/") >= MAX_DEPTH:
                 out.skipped.append(Skipped(prefix + name, "too_deep"))

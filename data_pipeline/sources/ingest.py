@@ -208,11 +208,21 @@ def table_items(base: dict[str, Any], root: Path, rel: str | None, fmt: str, nam
         return [skipped_item(base, [(entry, tables.failure_reason(exc, fmt))])]
 
 
-def plan_items(path: Path, fmt: str, source: str, section: dict[str, Any]) -> list[dict[str, Any]]:
-    """The work items (one per output shard) of one input, each with `inputs`: the entries it accounts for."""
+def output_below(path: Path, output: Any) -> str | None:
+    """The pipeline's output directory relative to the input directory `path` when it lies below it, else None."""
+    if not output:
+        return None
+    out = Path(os.path.expanduser(str(output))).resolve()
+    return out.relative_to(path).as_posix() if out != path and path in out.parents else None
+
+
+def plan_items(path: Path, fmt: str, source: str, section: dict[str, Any],
+               output: Any = None) -> list[dict[str, Any]]:
+    """The work items (one per output shard) of one input, each with `inputs`: the entries it accounts for.
+    `output`: the pipeline's output directory, never read as input."""
     base = {"source": source}
     if fmt == "files":
-        listing = walk(path, FileRules.from_config(section))
+        listing = walk(path, FileRules.from_config(section), output_below(path, output))
         files_per_shard = int(section.get("files_per_shard", 1000))
         shard_bytes = int(section.get("shard_bytes", 64 << 20))
         groups: list[list[str]] = []
@@ -241,7 +251,7 @@ def plan_items(path: Path, fmt: str, source: str, section: dict[str, Any]) -> li
             first_row += sum(i["inputs"] for i in planned if i["format"] == "arrow")
             items += planned
         return items
-    listing = walk(path, FileRules(use_git=False))  # hf_files: a folder of data files
+    listing = walk(path, FileRules(use_git=False), output_below(path, output))  # hf_files: a folder of data files
     items = [skipped_item(base, [(s.path, s.reason) for s in listing.skipped])] if listing.skipped else []
     for rel in listing.files:
         name = tables.without_compression(rel)
@@ -332,7 +342,7 @@ class PlanStep(Step):
         per_source: dict[str, int] = {}
         seen: dict[str, int] = {}
         for path, fmt, source in validate_inputs(ctx.pipeline_cfg):
-            items = plan_items(path, fmt, source, ctx.cfg)
+            items = plan_items(path, fmt, source, ctx.cfg, ctx.pipeline_cfg.get("output"))
             per_source[source] = len(items)
             seen[source] = sum(item["inputs"] for item in items)
             for item in items:

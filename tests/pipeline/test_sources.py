@@ -210,3 +210,20 @@ def test_generated_globs_as_one_regex_match_as_fnmatch_does():
     match = _generated_matcher(globs)
     assert [bool(match(n)) for n in names] == [any(fnmatch.fnmatch(n, g) for g in globs) for n in names]
     assert _generated_matcher(())("a.min.js") is None
+
+
+def test_the_runs_own_output_below_a_plain_folder_input_is_never_read(tmp_path):
+    """`refact-pipeline input=. output=out` in a folder that is no git repository read its own
+    out/pipeline_config.json (and on a rerun, the last run's stats) as documents."""
+    from data_pipeline.cli import main
+
+    (tmp_path / "repo" / "src").mkdir(parents=True)
+    (tmp_path / "repo" / "src" / "a.py").write_text("def f():\n    return 1\n")
+    out = tmp_path / "repo" / "out"
+    for _ in range(2):  # the second run resumes: nothing is planned again
+        assert main([f"input={tmp_path / 'repo'}", f"output={out}", "progress=false", "stage=ingest"]) == 0
+    kept = [p for f in sorted((out / "stages" / "00_ingest" / "documents").glob("*.parquet"))
+            for p in pq.read_table(f).column("path").to_pylist()]
+    dropped = [(r["path"], r["reason"]) for f in sorted((out / "dropped").glob("ingest-*.parquet"))
+               for r in pq.read_table(f).to_pylist()]
+    assert kept == ["src/a.py"] and dropped == [("out", "pipeline_output")]

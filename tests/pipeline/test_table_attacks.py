@@ -164,7 +164,7 @@ def test_compressed_jsonl_and_csv_are_read_and_a_cut_archive_is_one_entry(tmp_pa
 
 def test_a_compression_bomb_costs_one_line_of_memory(tmp_path):
     """A 0.3 MB gzip expanding to 256 MiB without a newline: one `too_large` entry, the records around it read, and
-    memory stays about one 64 MiB line (read whole, the line alone would take 256 MiB more)."""
+    memory stays within a few copies of one 64 MiB line (read whole: 680 MiB peak)."""
     import gzip
     import subprocess
     import sys
@@ -183,7 +183,7 @@ def test_a_compression_bomb_costs_one_line_of_memory(tmp_path):
                           text=True, timeout=300, check=True)
     got, peak_kib = proc.stdout.rsplit(" ", 1)
     assert got == str(sorted({"a.py": KEPT, "bomb.jsonl.gz:2": "too_large", "b.py": KEPT}.items()))
-    assert int(peak_kib) < 320 << 10, f"peak {peak_kib} KiB"  # imports alone: about 100 MiB
+    assert int(peak_kib) < 480 << 10, f"peak {peak_kib} KiB"  # imports ~100 MiB, a line ~2x64 MiB; whole: 680 MiB
 
 
 def test_a_split_the_dataset_does_not_have_is_named(tmp_path):
