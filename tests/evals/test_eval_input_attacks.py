@@ -54,3 +54,35 @@ def test_an_unreadable_problem_file_is_named(tmp_path):
 def _write(path, text):
     path.write_text(text)
     return path
+
+
+OUT_OF_RANGE = [
+    ("limit=0", r"limit=0: expected an integer >= 1"),  # ran every problem (0 is falsy)
+    ("limit=-1", r"limit=-1: expected an integer >= 1"),  # ran all but the last
+    ("humaneval.num_samples=0", r"humaneval.num_samples=0"),  # pass@k null for "0 problems", exit 0
+    ("humaneval.num_samples=-3", r"humaneval.num_samples=-3"),
+    ("humaneval.k=[1,0]", r"humaneval.k=\[1, 0\]: expected integers >= 1"),  # only after generating and scoring
+    ("generation.batch_size=0", r"generation.batch_size=0"),  # "range() arg 3 must not be zero", after loading
+    ("+generation.tempreature=0.5", r"generation: unknown key\(s\) \['tempreature'\]"),  # a TypeError traceback
+    ("perplexity.context=1", r"perplexity.context=1: expected an integer >= 2"),  # ZeroDivisionError traceback
+    ("perplexity.max_windows=-1", r"perplexity.max_windows=-1"),  # all windows but the last
+    ("heldout_fim.samples_per_document=0", r"heldout_fim.samples_per_document=0"),
+    ("humaneval_infill.data=/nonexistent.jsonl", r"HumanEval data not found at /nonexistent.jsonl"),  # after humaneval
+]
+
+
+@pytest.mark.parametrize("override, match", OUT_OF_RANGE, ids=[o for o, _ in OUT_OF_RANGE])
+def test_out_of_range_values_are_refused_before_the_model_loads(tmp_path, override, match):
+    from evals.cli import compose_config, run
+
+    cfg = compose_config([f"model={tmp_path / 'absent'}", f"data={tmp_path}", f"out={tmp_path / 'r.json'}",
+                          "tasks=[humaneval,humaneval_infill,heldout_fim,perplexity]", override])
+    with pytest.raises((ValueError, FileNotFoundError), match=match):  # the model path does not exist: never loaded
+        run(cfg)
+    assert not (tmp_path / "r.json").exists()
+
+
+def test_a_count_of_a_task_not_run_is_not_checked(tmp_path):
+    from evals.cli import check_values, compose_config
+
+    check_values(compose_config(["model=x", "perplexity.batch_size=0"]), ["humaneval"])
