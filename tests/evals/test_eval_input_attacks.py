@@ -86,3 +86,17 @@ def test_a_count_of_a_task_not_run_is_not_checked(tmp_path):
     from evals.cli import check_values, compose_config
 
     check_values(compose_config(["model=x", "perplexity.batch_size=0"]), ["humaneval"])
+
+
+def test_perplexity_on_a_split_with_nothing_to_predict(tiny_model_dir, tmp_path, one_thread):
+    # a valid split of one empty document is its EOT alone: ZeroDivisionError (a traceback) before
+    from data_pipeline.shards import write_shards
+    from data_pipeline.tokenizer import load_tokenizer
+    from evals.cli import compose_config, run
+
+    write_shards(tmp_path / "shards", {"train": [[5, 6, 7]], "valid": [[]]}, load_tokenizer(tiny_model_dir),
+                 progress=False)
+    cfg = compose_config([f"model={tiny_model_dir}", f"data={tmp_path}", "tasks=[perplexity]",
+                          f"out={tmp_path / 'r.json'}"])
+    with pytest.raises(ValueError, match=r"shards/manifest.json: the valid split \(1 tokens\) has no window"):
+        run(cfg)
