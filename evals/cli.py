@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import sys
 import time
 from datetime import datetime, timezone
@@ -20,7 +21,7 @@ from evals.heldout_fim import run_heldout_fim
 from evals.humaneval import load_problems
 from evals.humaneval_tasks import run_humaneval, run_humaneval_chat, run_humaneval_infill
 from evals.perplexity import run_perplexity
-from evals.report import write_report
+from evals.report import check_output, pending_samples_dir, write_report
 from evals.sandbox import SandboxConfig, SandboxError
 from refact_train.models import load_model_and_tokenizer, pick_device, pick_dtype
 from data_pipeline.config import config_dir, config_from_dict
@@ -78,6 +79,7 @@ def run(cfg: DictConfig) -> dict:
         raise ValueError(f"tasks {needs_data} need data=DIR: a refact-pipeline output directory (with heldout/ and "
                          f"shards/); or drop them from tasks=[...]")
     check_values(cfg, tasks)
+    check_output(cfg.out)
     for task in tasks:
         if task in PROBLEM_TASKS:  # a bad problem file is named now, not after the model has generated
             load_problems(cfg[task].get("data"))
@@ -91,19 +93,23 @@ def run(cfg: DictConfig) -> dict:
     if tokenizer is None:
         raise ValueError(f"{cfg.model} has no tokenizer.json: pass tokenizer=PATH")
     model.eval()
-    out = Path(cfg.out)
+    pending = pending_samples_dir(cfg.out)
     ctx = EvalContext(model=model, tokenizer=tokenizer, generator=BatchGenerator(model, gen_cfg, seed=int(cfg.seed)),
-                      sandbox_config=sandbox_cfg, out_dir=out.parent / f"{out.stem}_samples", limit=cfg.limit, seed=int(cfg.seed),
+                      sandbox_config=sandbox_cfg, out_dir=pending, limit=cfg.limit, seed=int(cfg.seed),
                       data_dir=Path(cfg.data) if cfg.data else None)
     results, timing = {}, {}
-    for task in tasks:
-        log.info("task %s", task)
-        start = time.perf_counter()
-        task_cfg = OmegaConf.to_container(cfg[task], resolve=True)
-        with torch.inference_mode():
-            results[task] = TASKS[task](ctx, task_cfg)
-        timing[task] = round(time.perf_counter() - start, 2)
-        log.info("task %s done in %.1f s: %s", task, timing[task], results[task])
+    try:
+        for task in tasks:
+            log.info("task %s", task)
+            start = time.perf_counter()
+            task_cfg = OmegaConf.to_container(cfg[task], resolve=True)
+            with torch.inference_mode():
+                results[task] = TASKS[task](ctx, task_cfg)
+            timing[task] = round(time.perf_counter() - start, 2)
+            log.info("task %s done in %.1f s: %s", task, timing[task], results[task])
+    except BaseException:
+        shutil.rmtree(pending, ignore_errors=True)  # an earlier result at out=FILE stays whole
+        raise
     stats = ctx.generator.stats
     report = {
         "model": str(cfg.model),
@@ -123,7 +129,7 @@ def run(cfg: DictConfig) -> dict:
         "published": OmegaConf.to_container(cfg.published, resolve=True),
         "config": OmegaConf.to_container(cfg, resolve=True),
     }
-    json_path, md_path = write_report(report, out)
+    json_path, md_path = write_report(report, cfg.out, samples=pending)
     log.info("wrote %s and %s", json_path, md_path)
     return report
 

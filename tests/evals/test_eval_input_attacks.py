@@ -3,6 +3,7 @@ or the key (and before the model is loaded where it can be), never a traceback, 
 result."""
 import gzip
 import json
+import shutil
 
 import pytest
 
@@ -88,15 +89,58 @@ def test_a_count_of_a_task_not_run_is_not_checked(tmp_path):
     check_values(compose_config(["model=x", "perplexity.batch_size=0"]), ["humaneval"])
 
 
-def test_perplexity_on_a_split_with_nothing_to_predict(tiny_model_dir, tmp_path, one_thread):
-    # a valid split of one empty document is its EOT alone: ZeroDivisionError (a traceback) before
+def one_token_split(model_dir, data_dir, heldout_from=None):
+    """A pipeline dir whose valid split is one empty document (its EOT alone), and a copy of another's heldout/."""
     from data_pipeline.shards import write_shards
     from data_pipeline.tokenizer import load_tokenizer
+
+    write_shards(data_dir / "shards", {"train": [[5, 6, 7]], "valid": [[]]}, load_tokenizer(model_dir), progress=False)
+    if heldout_from is not None:
+        shutil.copytree(heldout_from / "heldout", data_dir / "heldout")
+    return data_dir
+
+
+def test_perplexity_on_a_split_with_nothing_to_predict(tiny_model_dir, tmp_path, one_thread):
+    # ZeroDivisionError (a traceback) before
     from evals.cli import compose_config, run
 
-    write_shards(tmp_path / "shards", {"train": [[5, 6, 7]], "valid": [[]]}, load_tokenizer(tiny_model_dir),
-                 progress=False)
-    cfg = compose_config([f"model={tiny_model_dir}", f"data={tmp_path}", "tasks=[perplexity]",
-                          f"out={tmp_path / 'r.json'}"])
+    cfg = compose_config([f"model={tiny_model_dir}", f"data={one_token_split(tiny_model_dir, tmp_path)}",
+                          "tasks=[perplexity]",                          f"out={tmp_path / 'r.json'}"])
     with pytest.raises(ValueError, match=r"shards/manifest.json: the valid split \(1 tokens\) has no window"):
         run(cfg)
+
+
+def test_an_output_path_that_cannot_be_written_is_refused_before_the_model_loads(tmp_path):
+    # each was a traceback after every task had run (IsADirectoryError, NotADirectoryError), or a lost result (the
+    # JSON written to NAME.md, then overwritten by the table)
+    from evals.cli import compose_config, run
+
+    (tmp_path / "adir.json").mkdir()
+    (tmp_path / "afile").write_text("x")
+    (tmp_path / "r_samples").write_text("x")
+    for out, match in ((tmp_path / "adir.json", r"adir.json is a directory"),
+                       (tmp_path / "afile" / "sub" / "r.json", r"cannot create .*afile/sub \(Not a directory\)"),
+                       (tmp_path / "afile" / "r.json", r"afile is a file, not a directory"),
+                       (tmp_path / "r.md", r"r.md: the Markdown table goes beside FILE"),
+                       (tmp_path / "r.json", r"r_samples, where the per-sample files go, is a file")):
+        with pytest.raises(ValueError, match=match):
+            run(compose_config([f"model={tmp_path / 'absent'}", f"out={out}", "tasks=[humaneval]"]))
+
+
+def test_a_rerun_into_the_same_output_replaces_the_whole_result(tiny_model_dir, pipeline_dir, tmp_path, one_thread):
+    # the second run's samples directory held the first run's heldout_fim file beside its own perplexity result
+    from evals.cli import compose_config, run
+
+    out = tmp_path / "r.json"
+    common = [f"model={tiny_model_dir}", f"data={pipeline_dir}", f"out={out}", "limit=1", "cpu_threads=1",
+              "heldout_fim.max_new_tokens=2", "heldout_fim.samples_per_document=1"]
+    run(compose_config(common + ["tasks=[heldout_fim]"]))
+    assert [p.name for p in (tmp_path / "r_samples").iterdir()] == ["heldout_fim_samples.jsonl"]
+    run(compose_config(common + ["tasks=[perplexity]"]))
+    assert list(json.loads(out.read_text())["tasks"]) == ["perplexity"]
+    assert not (tmp_path / "r_samples").exists()  # perplexity writes no samples: nothing of the first run is left
+    broken = one_token_split(tiny_model_dir, tmp_path / "broken", heldout_from=pipeline_dir)
+    with pytest.raises(ValueError, match="valid split"):  # a run that fails after a task wrote samples
+        run(compose_config(common + ["tasks=[heldout_fim,perplexity]", f"data={broken}"]))
+    assert list(json.loads(out.read_text())["tasks"]) == ["perplexity"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["broken", "r.json", "r.md"]  # leaves the earlier result whole
