@@ -5,6 +5,8 @@ import gzip
 import json
 import shutil
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from evals.humaneval import load_problems
@@ -144,3 +146,16 @@ def test_a_rerun_into_the_same_output_replaces_the_whole_result(tiny_model_dir, 
         run(compose_config(common + ["tasks=[heldout_fim,perplexity]", f"data={broken}"]))
     assert list(json.loads(out.read_text())["tasks"]) == ["perplexity"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["broken", "r.json", "r.md"]  # leaves the earlier result whole
+
+
+@pytest.mark.parametrize("text", [pa.array([None], pa.string()), pa.array([5])], ids=["null", "int"])
+def test_a_heldout_record_without_text_is_named(tiny_model_dir, tmp_path, text):
+    # AttributeError: 'NoneType' (or 'int') object has no attribute 'splitlines', a traceback, before
+    from evals.cli import compose_config, run
+
+    (tmp_path / "heldout").mkdir()
+    pq.write_table(pa.table({"id": ["doc7"], "text": text, "kind": ["code"]}), tmp_path / "heldout" / "h.parquet")
+    cfg = compose_config([f"model={tiny_model_dir}", f"data={tmp_path}", "tasks=[heldout_fim]",
+                          f"out={tmp_path / 'r.json'}"])
+    with pytest.raises(ValueError, match=r"heldout: record 'doc7' has a text of type .*, not a string"):
+        run(cfg)
