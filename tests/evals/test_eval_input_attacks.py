@@ -159,3 +159,17 @@ def test_a_heldout_record_without_text_is_named(tiny_model_dir, tmp_path, text):
                           f"out={tmp_path / 'r.json'}"])
     with pytest.raises(ValueError, match=r"heldout: record 'doc7' has a text of type .*, not a string"):
         run(cfg)
+
+
+def test_a_tokenizer_larger_than_the_model_is_refused(tiny_model_dir, tmp_path):
+    # before: "IndexError: index out of range in self" from the embedding mid-generation once an id past 512 came
+    # up (refact-eval tokenizer=... on a real model), or a run that scored nonsense when none did (this prompt)
+    from data_pipeline.tokenizer import train_bpe
+    from evals.cli import compose_config, run
+
+    train_bpe([f"def f{i}(x):\n    return x * {i}\n" for i in range(500)], vocab_size=1024, min_frequency=1) \
+        .save(tmp_path / "tok")
+    cfg = compose_config([f"model={tiny_model_dir}", f"tokenizer={tmp_path / 'tok'}", "tasks=[humaneval]", "limit=1",
+                          f"out={tmp_path / 'r.json'}"])
+    with pytest.raises(ValueError, match=r"tok has \d+ tokens, the model at .* embeds 512"):
+        run(cfg)
