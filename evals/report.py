@@ -2,8 +2,12 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
 from pathlib import Path
 from typing import Any, Mapping
+
+from data_pipeline.atomic import temp_path, write_text_atomic
 
 PERCENT_METRICS = ("pass@", "exact_match", "edit_similarity")  # leaf names shown in percent
 
@@ -72,11 +76,51 @@ def render_markdown(report: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def write_report(report: Mapping[str, Any], out: str | Path) -> tuple[Path, Path]:
-    """Write FILE (JSON) and the Markdown table beside it; returns both paths."""
+def samples_dir(out: str | Path) -> Path:
+    """Where the per-sample JSONL files of the result FILE go: `<FILE stem>_samples/` beside it."""
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2, sort_keys=False, default=str) + "\n")
+    return out.parent / f"{out.stem}_samples"
+
+
+def check_output(out: str | Path) -> None:
+    """Refuse a result FILE that could not be written, before anything runs (not after hours of generation)."""
+    out = Path(out)
+    if out.suffix == ".md":  # the JSON would be written, then overwritten by the table
+        raise ValueError(f"out={out}: the Markdown table goes beside FILE with a .md suffix; give out=NAME.json")
+    if out.is_dir():
+        raise ValueError(f"out={out} is a directory; give a file name, e.g. out={out / 'eval_results.json'}")
+    samples = samples_dir(out)
+    if samples.exists() and not samples.is_dir():
+        raise ValueError(f"out={out}: {samples}, where the per-sample files go, is a file; move it or give another "
+                         f"out=FILE")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise ValueError(f"out={out}: {out.parent} is a file, not a directory") from None
+    except OSError as err:
+        raise ValueError(f"out={out}: cannot create {out.parent} ({err.strerror})") from None
+    if not os.access(out.parent, os.W_OK):
+        raise ValueError(f"out={out}: {out.parent} is not writable")
+
+
+def write_report(report: Mapping[str, Any], out: str | Path, samples: Path | None = None) -> tuple[Path, Path]:
+    """Write FILE (JSON) and the Markdown table beside it, each atomically; the per-sample files written under the
+    temporary directory `samples` (if any) replace `<stem>_samples/` as a whole, so that a rerun into the same FILE
+    leaves no file of an earlier run's other tasks beside it. Returns both paths."""
+    out = Path(out)
+    final = samples_dir(out)
+    if final.is_dir():
+        shutil.rmtree(final)
+    if samples is not None and samples.is_dir():
+        os.replace(samples, final)
+    write_text_atomic(out, json.dumps(report, indent=2, sort_keys=False, default=str) + "\n")
     md = out.with_suffix(".md")
-    md.write_text(render_markdown(report))
+    write_text_atomic(md, render_markdown(report))
     return out, md
+
+
+def pending_samples_dir(out: str | Path) -> Path:
+    """The hidden directory the tasks write their per-sample files to until `write_report` puts it in place."""
+    pending = temp_path(samples_dir(out))
+    shutil.rmtree(pending, ignore_errors=True)  # left by a killed run of a process with our pid
+    return pending

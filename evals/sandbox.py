@@ -37,9 +37,9 @@ from typing import Sequence
 from tqdm.auto import tqdm
 
 from data_pipeline.config import config_from_dict
-from evals.sandbox_host import (DENIED, HostFeatureMissing, SandboxError, SlotCgroup, become_subreaper,
-                                bwrap_version, find_bwrap, host_memory_bytes, kill_uid, open_state_dir, package_dirs,
-                                processes_of_uid, seccomp_program, try_lock)
+from evals.sandbox_host import (DENIED, UNACCOUNTED_MEMORY_SYSCALLS, HostFeatureMissing, SandboxError, SlotCgroup,
+                                become_subreaper, bwrap_version, find_bwrap, host_memory_bytes, kill_uid,
+                                open_state_dir, package_dirs, processes_of_uid, seccomp_program, try_lock)
 
 log = logging.getLogger(__name__)
 
@@ -158,12 +158,14 @@ class Sandbox:
         become_subreaper()
         self._finalizer = weakref.finalize(self, Sandbox._release, self._lock_fds, [s.cgroup for s in slots])
         self.max_processes = self._process_cap(slots)
+        unaccounted = UNACCOUNTED_MEMORY_SYSCALLS if slots[0].cgroup is None else ()
         try:
-            self.seccomp: bytes | None = seccomp_program()
+            self.seccomp: bytes | None = seccomp_program(deny_unaccounted_memory=bool(unaccounted))
         except HostFeatureMissing as err:
             self.seccomp = None
+            escape = f" and hold memory outside memory_mb with {', '.join(unaccounted)}" if unaccounted else ""
             self.warnings.append(f"{err}; the kernel keyring of a slot uid is shared by its runs, and a candidate "
-                                 f"may make namespaces of its own")
+                                 f"may make namespaces of its own{escape}")
         self.hidden = package_dirs(["/usr", "/usr/local", *_python_prefixes(self.config.python)])
         self.isolation = {
             "tool": version, "bwrap": self.bwrap,
@@ -172,7 +174,7 @@ class Sandbox:
             "uid": [s.uid for s in slots] if self.is_root else "caller's (user namespace)",
             "cgroup": f"v{slots[0].cgroup.version}" if slots[0].cgroup else None,
             "limits": asdict(self.config.limits), "max_processes_in_force": self.max_processes,
-            "seccomp": f"denied: {DENIED}" if self.seccomp else None, "hidden": self.hidden,
+            "seccomp": f"denied: {', '.join([DENIED, *unaccounted])}" if self.seccomp else None, "hidden": self.hidden,
             "verdict": "trusted checker process; candidate answers as plain data", "warnings": self.warnings}
         for warning in self.warnings:
             log.warning("sandbox: %s", warning)
@@ -237,7 +239,8 @@ class Sandbox:
         limits = self.config.limits
         if slots[0].cgroup is not None:
             return limits.max_processes
-        budget = host_memory_bytes() // 2 // self.workers // (limits.memory_mb << 20)
+        # each worker's private /tmp and /dev/shm (tmpfs) come on top of its processes' address spaces
+        budget = (host_memory_bytes() // 2 // self.workers - (2 * limits.tmp_mb << 20)) // (limits.memory_mb << 20)
         if budget < 2:
             raise SandboxError(f"no cgroup, and {self.workers} workers x {limits.memory_mb} MB x 2 processes exceed "
                                f"half of host memory: lower sandbox.limits.memory_mb or sandbox.workers")

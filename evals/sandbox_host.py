@@ -76,18 +76,23 @@ KEYRING_SYSCALLS = ("add_key", "request_key", "keyctl")
 NAMESPACE_SYSCALLS = ("unshare", "setns")
 CLONE_NEW_FLAGS = (0x00020000, 0x02000000, 0x04000000, 0x08000000, 0x10000000, 0x20000000, 0x40000000)
 DENIED = ", ".join([*KEYRING_SYSCALLS, *NAMESPACE_SYSCALLS, "clone with CLONE_NEW*", "clone3 (ENOSYS)"])
+# Memory that no per-process limit counts (RLIMIT_AS counts what is mapped): SysV shared memory segments touched and
+# detached, message queues, memfd files. A cgroup charges them to the run; without one they escaped `memory_mb` (a
+# run with memory_mb=256 held 1 GB of detached segments), so they are denied then.
+UNACCOUNTED_MEMORY_SYSCALLS = ("shmget", "msgget", "memfd_create")
 
 
-def seccomp_program() -> bytes:
-    """The BPF program for bubblewrap's --seccomp: every syscall allowed but those above, built by libseccomp
-    (foreign architectures, e.g. x32 numbers on x86-64, are killed)."""
+def seccomp_program(deny_unaccounted_memory: bool = False) -> bytes:
+    """The BPF program for bubblewrap's --seccomp: every syscall allowed but those above (and, without a cgroup, the
+    unaccounted-memory ones), built by libseccomp (foreign architectures, e.g. x32 numbers on x86-64, are killed)."""
     try:
         import pyseccomp
     except (ImportError, OSError) as err:  # the package, or libseccomp.so.2 it loads
         raise HostFeatureMissing(f"no seccomp filter ({err}): `pip install pyseccomp` (a dependency of "
                                  f"refact-train) and the system library libseccomp2") from None
     program = pyseccomp.SyscallFilter(pyseccomp.ALLOW)
-    for name in (*KEYRING_SYSCALLS, *NAMESPACE_SYSCALLS):
+    memory = UNACCOUNTED_MEMORY_SYSCALLS if deny_unaccounted_memory else ()
+    for name in (*KEYRING_SYSCALLS, *NAMESPACE_SYSCALLS, *memory):
         program.add_rule(pyseccomp.ERRNO(errno.EPERM), name)
     for flag in CLONE_NEW_FLAGS:  # clone's flags are its first argument on x86-64 and aarch64
         program.add_rule(pyseccomp.ERRNO(errno.EPERM), "clone", pyseccomp.Arg(0, pyseccomp.MASKED_EQ, flag, flag))

@@ -1,6 +1,8 @@
 """Regression tests for issue 10's attacks: forged verdicts, harness-level fakes and isolation escapes, each written
 with real HumanEval problems or so that the check passes only if the attack worked; and nothing survives a run."""
+import json
 import os
+import shutil
 import socket
 import stat
 import subprocess
@@ -328,3 +330,56 @@ def test_sandbox_refuses_a_planted_lock_file():
     finally:
         planted.unlink()
         victim.unlink()
+
+
+# ---- without a cgroup (cgroup hierarchies read-only in a mount namespace of the test's own) ---------------------------
+
+HOLD_WITHOUT_CGROUP = """
+import json, os, sys
+from evals.sandbox import Program, Sandbox, SandboxConfig, SandboxLimits
+from evals.sandbox_host import _mounts
+for mount, _fstype, _options in _mounts():  # this mount namespace only
+    os.system(f"mount -o remount,bind,ro {mount}")
+box = Sandbox(SandboxConfig(limits=SandboxLimits(timeout_s=15, cpu_s=10, memory_mb=256, max_file_mb=16), workers=1))
+HOLD = '''import ctypes, os
+libc = ctypes.CDLL(None, use_errno=True)
+libc.shmat.restype = ctypes.c_void_p
+libc.shmdt.argtypes = [ctypes.c_void_p]
+def shm():  # segments touched, then detached: out of the address space, still in memory
+    for i in range(3):
+        seg = libc.shmget(0, 128 << 20, 0o1600)
+        if seg < 0:
+            return os.strerror(ctypes.get_errno())
+        addr = libc.shmat(seg, None, 0)
+        ctypes.memset(addr, 1, 128 << 20)
+        libc.shmdt(ctypes.c_void_p(addr))
+    return 'escaped'
+def memfd():  # files of no file system: unmapped
+    fds = []
+    for i in range(24):
+        try:
+            fds.append(os.memfd_create('x'))
+        except OSError as err:
+            return err.strerror
+        for j in range(16):
+            os.write(fds[-1], bytes(1 << 20))
+    return 'escaped'
+'''
+check = "def check(candidate):\\n    assert candidate() == 'Operation not permitted'\\n"  # denied, not escaped
+results = [box.run(Program(HOLD, name, "", check)) for name in ("shm", "memfd")]
+print(json.dumps([box.isolation["cgroup"], box.isolation["seccomp"]] + [[r.passed, r.reason] for r in results]))
+"""
+
+
+def test_memory_outside_the_address_space_is_denied_without_a_cgroup(tmp_path):
+    # Without a cgroup only RLIMIT_AS capped memory: a run with memory_mb=256 held 384 MB of SysV shared memory
+    # (touched, then detached) and 384 MB of memfd files. Without a cgroup those syscalls are now denied.
+    if os.geteuid() != 0 or not shutil.which("unshare"):
+        pytest.skip("needs root and unshare(1) to make the cgroup hierarchies read-only in a mount namespace")
+    proc = subprocess.run(["unshare", "--mount", "--propagation", "private", sys.executable, "-c", HOLD_WITHOUT_CGROUP],
+                          capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    cgroup, seccomp, shm, memfd = json.loads(proc.stdout.splitlines()[-1])
+    assert cgroup is None
+    assert shm == [True, ""] and memfd == [True, ""], (shm, memfd)  # before: both failed, having held 384 MB
+    assert "shmget" in seccomp and "memfd_create" in seccomp, seccomp
