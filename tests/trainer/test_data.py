@@ -104,3 +104,25 @@ def test_shards_of_another_tokenizer_are_refused(corpus_dir):
     assert len(TokenStream(corpus_dir, tokenizer_sha256=tok.sha256)) > 0
     with pytest.raises(ManifestError, match=f"tokenizer sha256 {tok.sha256}, the given tokenizer is {'0' * 64}"):
         PackedSamples(DataConfig(path=str(corpus_dir), seq_len=64), type("Tok", (), {"sha256": "0" * 64})())
+
+
+def test_a_token_id_outside_the_vocabulary_is_named_not_fed_to_the_model(corpus_dir, tmp_path):
+    """A damaged .bin (an id >= the vocabulary) used to reach the embedding: an IndexError on CPU, a device-side
+    assert on GPU. The read that meets it names the file and the position."""
+    import shutil
+    from data_pipeline.shards import ManifestError
+    data = tmp_path / "data"
+    shutil.copytree(corpus_dir, data)
+    path = data / "shards" / "train-00001.bin"
+    tokens = np.fromfile(path, dtype=np.uint16)
+    tokens[1234] = 5000  # the vocabulary has 768 entries
+    tokens.tofile(path)
+    stream = TokenStream(data)
+    start = len(stream.arrays[0]) + 1230
+    assert stream.read(start - 10, 14).max() < 768  # the ids before it read as before
+    with pytest.raises(ManifestError, match=r"train-00001.bin: token 1234 is id 5000, outside the 768-entry"):
+        stream.read(start, 10)
+    samples = PackedSamples(DataConfig(path=str(data), seq_len=64))
+    with pytest.raises(ManifestError, match="train-00001.bin: token 1234 is id 5000"):
+        for g in range(samples.n_samples):
+            samples[g]
