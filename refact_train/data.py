@@ -57,8 +57,8 @@ class TokenStream:
         self.dir = self.manifest.directory
         self.arrays: list[np.ndarray] = split_arrays(self.manifest, split)
         if not self.arrays:
-            raise ValueError(f"{self.dir}/manifest.json: split {split!r} has no tokens "
-                             f"(splits: {sorted(self.manifest.splits)})")
+            raise ManifestError(f"{self.dir}/manifest.json: split {split!r} has no tokens "
+                                f"(splits: {sorted(self.manifest.splits)}); {REBUILD} from documents that go to it")
         self.starts = np.cumsum([0] + [len(a) for a in self.arrays])
         self.vocab_size = self.manifest.tokenizer.vocab_size
 
@@ -119,8 +119,8 @@ class PackedSamples:
         self.stream = TokenStream(cfg.path, cfg.split, tokenizer_sha256=getattr(tokenizer, "sha256", None))
         self.n_samples = (len(self.stream) - 1) // cfg.seq_len
         if self.n_samples < 1:
-            raise ValueError(f"{self.stream.dir}: {len(self.stream)} tokens in split {cfg.split!r}, fewer than one "
-                             f"sample of seq_len+1 = {cfg.seq_len + 1}; lower data.seq_len or add data")
+            raise ManifestError(f"{self.stream.dir}: {len(self.stream)} tokens in split {cfg.split!r}, fewer than "
+                                f"one sample of seq_len+1 = {cfg.seq_len + 1}; lower data.seq_len or add data")
         fim_on = bool(cfg.fim) and float(cfg.fim.get("rate", 0.0)) > 0.0
         if tokenizer is None and fim_on:
             tokenizer = load_tokenizer(self.stream.dir / "tokenizer.json")

@@ -33,6 +33,7 @@ from data_pipeline.config import config_from_dict
 from data_pipeline.fim import FimConfig
 from data_pipeline.heldout_fim import (build_heldout_tasks, edit_similarity, fim_prompt, load_heldout_documents,
                                        normalized_exact_match)
+from data_pipeline.shards import ManifestError
 from data_pipeline.tokenizer import SPECIAL_TOKENS
 from refact_train.data import TokenStream, collate, fim_transform
 from refact_train.model import generate
@@ -52,6 +53,12 @@ class ValidationConfig:
     fim_samples_per_document: int = 4
     fim_max_new_tokens: int = 64
     fim_seed: int = 1234       # the cuts depend on (seed, document index) only, as in refact-eval's heldout_fim
+
+    def __post_init__(self) -> None:
+        for key, least in (("every", 0), ("max_batches", 0), ("fim_every", 0), ("fim_cuts", 1),
+                           ("fim_samples_per_document", 1), ("fim_max_new_tokens", 1)):
+            if getattr(self, key) < least:
+                raise ValueError(f"validation.{key} must be >= {least}, got {getattr(self, key)}")
 
     @classmethod
     def from_dict(cls, values: dict | None) -> "ValidationConfig":
@@ -75,6 +82,9 @@ class ValidWindows:
 
     def __init__(self, path: str, split: str, seq_len: int, fim: dict, seed: int, tokenizer):
         self.stream = TokenStream(path, split, tokenizer_sha256=tokenizer.sha256)
+        if len(self.stream) < 2:  # a lone EOT: no target, and a loss of 0/0 that would read as 0.0, the best ever
+            raise ManifestError(f"{self.stream.dir}/manifest.json: split {split!r} holds {len(self.stream)} token, "
+                                f"no next-token target to score")
         self.seq_len = seq_len
         self.n = max(1, math.ceil((len(self.stream) - 1) / seq_len))
         self.fim = fim_transform(fim, seed, tokenizer)
@@ -108,9 +118,9 @@ class Validator:
                 self.windows = ValidWindows(d["path"], cfg.split, int(d["seq_len"]), dict(d.get("fim") or {}),
                                             cfg.seed, tokenizer)
             except ValueError as e:
-                raise ValueError(f"validation.every={cfg.every}: {e}. The pipeline writes the {cfg.split!r} split from "
-                                 f"the documents it holds out (refact-pipeline ... holdout.fraction=0.1); or set "
-                                 f"validation.every=0") from e
+                raise ManifestError(f"validation.every={cfg.every}: {e}. The pipeline writes the {cfg.split!r} split "
+                                    f"from the documents it holds out (refact-pipeline ... holdout.fraction=0.1); or "
+                                    f"set validation.every=0") from e
             count = self.windows.n
             if cfg.max_batches > 0:
                 count = min(count, cfg.max_batches * layout.global_batch)
@@ -131,11 +141,16 @@ class Validator:
             data_dir = Path(run_cfg["data"]["path"])
             if not (data_dir / "heldout").is_dir() and data_dir.name == "shards":
                 data_dir = data_dir.parent  # data.path named the shards directory itself
-            tasks, _ = build_heldout_tasks(load_heldout_documents(data_dir, ["code"]),
-                                           FimConfig.from_dict({"mode": "finetune"}), cfg.fim_seed,
-                                           cfg.fim_samples_per_document)
+            try:
+                tasks, _ = build_heldout_tasks(load_heldout_documents(data_dir, ["code"]),
+                                               FimConfig.from_dict({"mode": "finetune"}), cfg.fim_seed,
+                                               cfg.fim_samples_per_document)
+            except (ValueError, FileNotFoundError) as e:  # no DIR/heldout, or a damaged file in it
+                raise ManifestError(f"validation.fim_every={cfg.fim_every}: {e}; or set validation.fim_every=0") from e
             if not tasks:
-                raise ValueError(f"validation.fim_every={cfg.fim_every}: {data_dir}/heldout gave no FIM cut")
+                raise ManifestError(f"validation.fim_every={cfg.fim_every}: {data_dir}/heldout has no code document "
+                                    f"with a middle to cut; hold out code files (refact-pipeline ... "
+                                    f"holdout.fraction=0.1) or set validation.fim_every=0")
             self.fim = tasks[:cfg.fim_cuts]
 
     def _due(self, every: int, step: int, last: bool) -> bool:

@@ -126,3 +126,20 @@ def test_a_token_id_outside_the_vocabulary_is_named_not_fed_to_the_model(corpus_
     with pytest.raises(ManifestError, match="train-00001.bin: token 1234 is id 5000"):
         for g in range(samples.n_samples):
             samples[g]
+
+
+def test_a_train_split_too_small_to_train_on_stops_refact_train_with_one_line(corpus_dir, tmp_path):
+    """No document in train (a mixture of zero weights), or seq_len longer than the split: a Hydra traceback of a
+    ValueError before; exit 2 and one line now."""
+    import subprocess
+    import sys
+    from helpers import TINY, cli_env
+    from trainer_corpus import with_split
+    empty = with_split(corpus_dir, tmp_path / "empty", "train", [])
+    for data, extra, said in ((empty, [], "split 'train' has no tokens"),
+                              (corpus_dir, ["data.seq_len=100000", "model.n_positions=131072"],
+                               "fewer than one sample of seq_len+1 = 100001")):
+        proc = subprocess.run([sys.executable, "-m", "refact_train.cli.train", *TINY, f"data.path={data}",
+                               f"run_dir={tmp_path / 'run'}", *extra], capture_output=True, text=True, timeout=300,
+                              env=cli_env())
+        assert proc.returncode == 2 and "Traceback" not in proc.stderr and said in proc.stderr, proc.stderr[-3000:]
