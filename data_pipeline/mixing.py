@@ -35,7 +35,7 @@ class MixtureConfig:
         if self.weights and self.shares:
             raise ValueError("mixture: give either `weights` or `shares`, not both")
         bad = {k: v for k, v in {**self.weights, **self.shares}.items() if not (v >= 0 and math.isfinite(v))}
-        if bad or self.default_weight < 0:
+        if bad or not (self.default_weight >= 0 and math.isfinite(self.default_weight)):  # NaN fails both
             raise ValueError(f"mixture: weights and shares must be finite and >= 0, got {bad or self.default_weight}")
         if self.shares and sum(self.shares.values()) <= 0:
             raise ValueError(f"mixture.shares must not all be zero: {self.shares}")
@@ -75,14 +75,24 @@ def holdout_score(doc_id: str, cfg: HoldoutConfig) -> float:
 
 
 def compute_weights(tokens_by_group: Mapping[str, int], cfg: MixtureConfig) -> tuple[dict[str, float], list[str]]:
-    """Weight per group present in `tokens_by_group`, and the groups that `shares` names but the data lacks.
+    """Weight per group present in `tokens_by_group`, and the groups that `weights` or `shares` names but the data
+    lacks (a typo, or a group another stage dropped: warned, and recorded in the manifest).
 
     With `shares`, weight_g = share_g * T / tokens_g (T = all tokens), so the total stays T and group g makes up
-    share_g of it; shares are renormalised over the groups that have tokens.
+    share_g of it; shares are renormalised over the groups that have tokens. Weights that leave no train token
+    are refused: the trainer could not start on what they build.
     """
     present = {g: int(t) for g, t in tokens_by_group.items() if t > 0}
     if not cfg.shares:
-        return {g: cfg.weights.get(g, cfg.default_weight) for g in tokens_by_group}, []
+        weights = {g: cfg.weights.get(g, cfg.default_weight) for g in tokens_by_group}
+        if present and not any(weights[g] > 0 for g in present):
+            raise ValueError(f"mixture (by {cfg.by}) gives weight 0 to every group of the data {sorted(present)}: no "
+                             f"train document would be written; give one a weight > 0")
+        missing = sorted(g for g in cfg.weights if g not in present)  # `kode: 0` would keep all the code
+        if missing:
+            warnings.warn(f"mixture.weights (by {cfg.by}) names {missing}, which the data lacks (it has "
+                          f"{sorted(present)})")
+        return weights, missing
     unnamed = sorted(set(present) - set(cfg.shares))
     if unnamed:
         raise ValueError(f"mixture.shares (by {cfg.by}) names {sorted(cfg.shares)} but the data also has "

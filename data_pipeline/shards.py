@@ -160,8 +160,15 @@ def shards_dir(path: str | Path) -> Path:
                         f"{REBUILD} with a tokenizer")
 
 
-def _parse(directory: Path, raw: dict[str, Any]) -> Manifest:
+def _count(where: Path, what: str, value: Any) -> None:
+    if type(value) is not int or value < 0:  # 41923.0, "41923" or true would fail later, far from the manifest
+        raise ManifestError(f"{where}: {what} = {value!r}, expected a whole number >= 0; {REBUILD}")
+
+
+def _parse(directory: Path, raw: Any) -> Manifest:
     where = directory / "manifest.json"
+    if not isinstance(raw, dict):
+        raise ManifestError(f"{where}: a JSON {type(raw).__name__}, expected an object; {REBUILD}")
     if raw.get("format") != FORMAT:
         raise ManifestError(f"{where}: format {raw.get('format')!r}, expected {FORMAT!r}; {REBUILD}")
     if raw.get("dtype") not in DTYPES:
@@ -170,14 +177,40 @@ def _parse(directory: Path, raw: dict[str, Any]) -> Manifest:
         tok = TokenizerInfo(**raw["tokenizer"])
         splits = {name: [ShardInfo(**s) for s in shards] for name, shards in raw["splits"].items()}
         known = {"format", "tokenizer", "dtype", "eot_id", "mixture", "splits", "counts"}
-        manifest = Manifest(directory, tok, raw["dtype"], int(raw["eot_id"]), raw.get("mixture", {}), splits,
-                            raw["counts"], {k: v for k, v in raw.items() if k not in known})
-    except (KeyError, TypeError) as err:
+        counts = {name: dict(c) for name, c in raw["counts"].items()}
+        manifest = Manifest(directory, tok, raw["dtype"], int(raw["eot_id"]), raw.get("mixture", {}), splits, counts,
+                            {k: v for k, v in raw.items() if k not in known})
+    except (KeyError, TypeError, AttributeError, ValueError) as err:
         raise ManifestError(f"{where}: malformed ({type(err).__name__}: {err}); {REBUILD}") from None
+    for what, value in (("tokenizer.vocab_size", tok.vocab_size), ("eot_id", raw["eot_id"]),
+                        *((f"splits[{name!r}][{i}].{key}", getattr(s, key)) for name, shards in splits.items()
+                          for i, s in enumerate(shards) for key in ("tokens", "documents"))):
+        _count(where, what, value)
+    if manifest.eot_id >= tok.vocab_size:
+        raise ManifestError(f"{where}: eot_id {manifest.eot_id} is not an id of the {tok.vocab_size}-entry "
+                            f"vocabulary; {REBUILD}")
+    for name in (tok.file, *(n for shards in splits.values() for s in shards for n in (s.file, s.index))):
+        if not isinstance(name, str) or Path(name).name != name or name in ("", ".", ".."):
+            # a path elsewhere would read another directory's files (a copied shard dir its original's)
+            raise ManifestError(f"{where}: file name {name!r} is not a plain file name inside {directory}; "
+                                f"{REBUILD}")
     if np.iinfo(np.dtype(manifest.dtype)).max < tok.vocab_size - 1:
         raise ManifestError(f"{where}: dtype {manifest.dtype} cannot hold the ids of a {tok.vocab_size}-entry "
                             f"vocabulary; {REBUILD}")
     return manifest
+
+
+def _check_index(path: Path, s: ShardInfo) -> None:
+    """documents + 1 integer offsets rising from 0 to the token count: every document holds at least its EOT, so an
+    offset past the end, a negative one or two documents that overlap are refused here, not read as wrong tokens."""
+    try:
+        index = np.load(path, mmap_mode="r")
+    except (ValueError, OSError, EOFError) as err:  # not a .npy file, or one of Python objects
+        raise ManifestError(f"{path}: not an array of document offsets ({err}); {REBUILD}") from None
+    if (index.dtype.kind not in "iu" or index.shape != (s.documents + 1,) or int(index[0]) != 0
+            or int(index[-1]) != s.tokens or (s.documents and int(np.diff(index).min()) < 1)):
+        raise ManifestError(f"{path}: {index.dtype} offsets of shape {index.shape}, expected documents+1 = "
+                            f"{s.documents + 1} integers rising from 0 to {s.tokens}; {REBUILD}")
 
 
 def _check_files(manifest: Manifest, check_index: bool) -> None:
@@ -198,10 +231,7 @@ def _check_files(manifest: Manifest, check_index: bool) -> None:
                                     f"{manifest.dtype} ({s.tokens * itemsize} bytes): wrong dtype or a truncated "
                                     f"file; {REBUILD}")
             if check_index:
-                index = np.load(d / s.index, mmap_mode="r")
-                if len(index) != s.documents + 1 or int(index[0]) != 0 or int(index[-1]) != s.tokens:
-                    raise ManifestError(f"{d / s.index}: {len(index)} offsets (expected documents+1 = "
-                                        f"{s.documents + 1}, from 0 to {s.tokens}); {REBUILD}")
+                _check_index(d / s.index, s)
             tokens += s.tokens
             documents += s.documents
         counted = manifest.counts.get(split, {})

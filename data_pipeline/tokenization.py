@@ -60,6 +60,12 @@ class _Job:
 
 
 def _units(document_files: Sequence[str | Path]) -> list[_Unit]:
+    seen: dict[Path, str | Path] = {}
+    for path in document_files:  # the same file twice would double its documents behind the mixture's back
+        if Path(path).resolve() in seen:
+            raise ValueError(f"build_shards: input document shard {path} is also given as {seen[Path(path).resolve()]}"
+                             f"; list each file once (mixture.weights repeats documents)")
+        seen[Path(path).resolve()] = path
     units: list[_Unit] = []
     for path in document_files:
         if not Path(path).is_file():

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from data_pipeline.fim import FimConfig, apply_fim, fim_rng
-from data_pipeline.shards import read_manifest, split_arrays
+from data_pipeline.shards import REBUILD, ManifestError, read_manifest, split_arrays
 from data_pipeline.tokenizer import load_tokenizer
 from refact_train.permutation import epoch_permutation
 
@@ -49,16 +49,18 @@ class Batch:
 class TokenStream:
     """The shards of one split as one read-only, memory-mapped token sequence, read through the validated reader
     (data_pipeline/shards.py). `tokenizer_sha256`: the hash of the tokenizer the run uses; shards written with
-    another tokenizer are refused."""
+    another tokenizer are refused. Every read checks its ids against the vocabulary (a damaged .bin would otherwise
+    index past the embedding: an IndexError on CPU, a device-side assert on GPU)."""
 
     def __init__(self, path: str | Path, split: str = "train", tokenizer_sha256: str | None = None):
         self.manifest = read_manifest(path, tokenizer_sha256=tokenizer_sha256)
         self.dir = self.manifest.directory
         self.arrays: list[np.ndarray] = split_arrays(self.manifest, split)
         if not self.arrays:
-            raise ValueError(f"{self.dir}/manifest.json: split {split!r} has no tokens "
-                             f"(splits: {sorted(self.manifest.splits)})")
+            raise ManifestError(f"{self.dir}/manifest.json: split {split!r} has no tokens "
+                                f"(splits: {sorted(self.manifest.splits)}); {REBUILD} from documents that go to it")
         self.starts = np.cumsum([0] + [len(a) for a in self.arrays])
+        self.vocab_size = self.manifest.tokenizer.vocab_size
 
     def __len__(self) -> int:
         return int(self.starts[-1])
@@ -73,6 +75,10 @@ class TokenStream:
             off = pos - int(self.starts[i])
             n = min(length - filled, len(a) - off)
             out[filled:filled + n] = a[off:off + n]
+            if n and out[filled:filled + n].max() >= self.vocab_size:
+                bad = off + int(np.argmax(out[filled:filled + n] >= self.vocab_size))
+                raise ManifestError(f"{a.filename}: token {bad} is id {int(a[bad])}, outside the {self.vocab_size}-"
+                                    f"entry vocabulary of {self.dir}/manifest.json (a damaged file); {REBUILD}")
             filled += n
             pos += n
             i += 1
@@ -113,8 +119,8 @@ class PackedSamples:
         self.stream = TokenStream(cfg.path, cfg.split, tokenizer_sha256=getattr(tokenizer, "sha256", None))
         self.n_samples = (len(self.stream) - 1) // cfg.seq_len
         if self.n_samples < 1:
-            raise ValueError(f"{self.stream.dir}: {len(self.stream)} tokens in split {cfg.split!r}, fewer than one "
-                             f"sample of seq_len+1 = {cfg.seq_len + 1}; lower data.seq_len or add data")
+            raise ManifestError(f"{self.stream.dir}: {len(self.stream)} tokens in split {cfg.split!r}, fewer than "
+                                f"one sample of seq_len+1 = {cfg.seq_len + 1}; lower data.seq_len or add data")
         fim_on = bool(cfg.fim) and float(cfg.fim.get("rate", 0.0)) > 0.0
         if tokenizer is None and fim_on:
             tokenizer = load_tokenizer(self.stream.dir / "tokenizer.json")

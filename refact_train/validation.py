@@ -15,8 +15,10 @@ collectively inside the forward.
 sentinels, padding) count 0 bytes, as in `refact-eval`'s perplexity task.
 
 `validation.fim_every`: the first `fim_cuts` cuts of refact-eval's heldout_fim task (data_pipeline/heldout_fim.py:
-the same cuts, prompts and scores), completed greedily by the full model gathered on rank 0 (every backend), in
-length-sorted batches of 8 as refact-eval does; the other ranks wait.
+the same cuts, prompts and scores), completed greedily in length-sorted batches of 8 as refact-eval does. The full
+model is gathered on rank 0 (every backend) and broadcast; batch b is completed by rank b % world_size and the score
+sums are all-reduced, so N ranks share the work (rank 0 did it alone while the others waited) and all get the same
+numbers.
 """
 from __future__ import annotations
 
@@ -33,10 +35,11 @@ from data_pipeline.config import config_from_dict
 from data_pipeline.fim import FimConfig
 from data_pipeline.heldout_fim import (build_heldout_tasks, edit_similarity, fim_prompt, load_heldout_documents,
                                        normalized_exact_match)
+from data_pipeline.shards import ManifestError
 from data_pipeline.tokenizer import SPECIAL_TOKENS
 from refact_train.data import TokenStream, collate, fim_transform
 from refact_train.model import generate
-from refact_train.models import model_from_state
+from refact_train.models import build_model, model_from_state
 
 
 @dataclass(frozen=True)
@@ -52,6 +55,12 @@ class ValidationConfig:
     fim_samples_per_document: int = 4
     fim_max_new_tokens: int = 64
     fim_seed: int = 1234       # the cuts depend on (seed, document index) only, as in refact-eval's heldout_fim
+
+    def __post_init__(self) -> None:
+        for key, least in (("every", 0), ("max_batches", 0), ("fim_every", 0), ("fim_cuts", 1),
+                           ("fim_samples_per_document", 1), ("fim_max_new_tokens", 1)):
+            if getattr(self, key) < least:
+                raise ValueError(f"validation.{key} must be >= {least}, got {getattr(self, key)}")
 
     @classmethod
     def from_dict(cls, values: dict | None) -> "ValidationConfig":
@@ -75,6 +84,9 @@ class ValidWindows:
 
     def __init__(self, path: str, split: str, seq_len: int, fim: dict, seed: int, tokenizer):
         self.stream = TokenStream(path, split, tokenizer_sha256=tokenizer.sha256)
+        if len(self.stream) < 2:  # a lone EOT: no target, and a loss of 0/0 that would read as 0.0, the best ever
+            raise ManifestError(f"{self.stream.dir}/manifest.json: split {split!r} holds {len(self.stream)} token, "
+                                f"no next-token target to score")
         self.seq_len = seq_len
         self.n = max(1, math.ceil((len(self.stream) - 1) / seq_len))
         self.fim = fim_transform(fim, seed, tokenizer)
@@ -108,9 +120,9 @@ class Validator:
                 self.windows = ValidWindows(d["path"], cfg.split, int(d["seq_len"]), dict(d.get("fim") or {}),
                                             cfg.seed, tokenizer)
             except ValueError as e:
-                raise ValueError(f"validation.every={cfg.every}: {e}. The pipeline writes the {cfg.split!r} split from "
-                                 f"the documents it holds out (refact-pipeline ... holdout.fraction=0.1); or set "
-                                 f"validation.every=0") from e
+                raise ManifestError(f"validation.every={cfg.every}: {e}. The pipeline writes the {cfg.split!r} split "
+                                    f"from the documents it holds out (refact-pipeline ... holdout.fraction=0.1); or "
+                                    f"set validation.every=0") from e
             count = self.windows.n
             if cfg.max_batches > 0:
                 count = min(count, cfg.max_batches * layout.global_batch)
@@ -131,11 +143,16 @@ class Validator:
             data_dir = Path(run_cfg["data"]["path"])
             if not (data_dir / "heldout").is_dir() and data_dir.name == "shards":
                 data_dir = data_dir.parent  # data.path named the shards directory itself
-            tasks, _ = build_heldout_tasks(load_heldout_documents(data_dir, ["code"]),
-                                           FimConfig.from_dict({"mode": "finetune"}), cfg.fim_seed,
-                                           cfg.fim_samples_per_document)
+            try:
+                tasks, _ = build_heldout_tasks(load_heldout_documents(data_dir, ["code"]),
+                                               FimConfig.from_dict({"mode": "finetune"}), cfg.fim_seed,
+                                               cfg.fim_samples_per_document)
+            except (ValueError, FileNotFoundError) as e:  # no DIR/heldout, or a damaged file in it
+                raise ManifestError(f"validation.fim_every={cfg.fim_every}: {e}; or set validation.fim_every=0") from e
             if not tasks:
-                raise ValueError(f"validation.fim_every={cfg.fim_every}: {data_dir}/heldout gave no FIM cut")
+                raise ManifestError(f"validation.fim_every={cfg.fim_every}: {data_dir}/heldout has no code document "
+                                    f"with a middle to cut; hold out code files (refact-pipeline ... "
+                                    f"holdout.fraction=0.1) or set validation.fim_every=0")
             self.fim = tasks[:cfg.fim_cuts]
 
     def _due(self, every: int, step: int, last: bool) -> bool:
@@ -157,28 +174,28 @@ class Validator:
 
     @torch.no_grad()
     def heldout_fim(self) -> dict:
-        """Exact match and edit similarity of greedy middles (rank 0's numbers; {} on the other ranks)."""
+        """Exact match and edit similarity of greedy middles, the same on every rank."""
+        env = self.backend.env
         state = self.backend.full_model_state_dict()  # collective: the full weights on rank 0, whatever the backend
-        out = {}
-        if self.backend.env.is_main:
-            model = model_from_state(self.run_cfg, state).to(self.device).eval()
-            tok, max_new, n_pos = self.tokenizer, self.cfg.fim_max_new_tokens, model.config.n_positions
-            prompts = [fim_prompt(t, tok, n_pos - max_new - 3) for t in self.fim]  # three sentinels
-            middles: list[list[int]] = [[] for _ in prompts]
-            order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
-            for b in range(0, len(order), 8):
-                rows = order[b:b + 8]
-                room = max(1, min(max_new, n_pos - max(len(prompts[i]) for i in rows)))
-                for i, ids in zip(rows, generate(model, [prompts[i] for i in rows], room, temperature=0.0,
-                                                 stop_token_ids=(tok.eot_id,))):
-                    middles[i] = ids
-            predictions = [tok.decode(m) for m in middles]
-            out = {f"val_fim_{name}": sum(score(p, t.middle) for p, t in zip(predictions, self.fim)) / len(self.fim)
-                   for name, score in (("exact_match", normalized_exact_match), ("edit_similarity", edit_similarity))}
-            out["val_fim_tasks"] = len(self.fim)
-            del model
-        self.backend.barrier()
-        return out
+        model = model_from_state(self.run_cfg, state) if env.is_main else build_model(self.run_cfg["model"])
+        model = model.to(self.device).eval()
+        for p in model.parameters():
+            self.backend.broadcast(p.data)
+        tok, max_new, n_pos = self.tokenizer, self.cfg.fim_max_new_tokens, model.config.n_positions
+        prompts = [fim_prompt(t, tok, n_pos - max_new - 3) for t in self.fim]  # three sentinels
+        order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
+        sums = torch.zeros(2, dtype=torch.float64, device=self.device)  # exact matches, edit similarities
+        for rows in [order[b:b + 8] for b in range(0, len(order), 8)][env.rank::env.world_size]:
+            room = max(1, min(max_new, n_pos - max(len(prompts[i]) for i in rows)))
+            for i, ids in zip(rows, generate(model, [prompts[i] for i in rows], room, temperature=0.0,
+                                             stop_token_ids=(tok.eot_id,))):
+                prediction, middle = tok.decode(ids), self.fim[i].middle
+                sums += torch.tensor([normalized_exact_match(prediction, middle), edit_similarity(prediction, middle)],
+                                     dtype=torch.float64, device=self.device)
+        del model
+        exact, similarity = (float(x) for x in self.backend.all_reduce_sum(sums).cpu())
+        return {"val_fim_exact_match": exact / len(self.fim), "val_fim_edit_similarity": similarity / len(self.fim),
+                "val_fim_tasks": len(self.fim)}
 
     @torch.no_grad()
     def evaluate(self, model: torch.nn.Module) -> dict:

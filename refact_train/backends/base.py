@@ -108,6 +108,12 @@ class Backend:
             dist.all_reduce(t, op=dist.ReduceOp.SUM)
         return t
 
+    def broadcast(self, t: torch.Tensor, src: int = 0) -> torch.Tensor:
+        """`t` of rank `src` on every rank, in place."""
+        if dist.is_initialized() and self.env.world_size > 1:
+            dist.broadcast(t, src)
+        return t
+
     def barrier(self) -> None:
         if dist.is_initialized() and self.env.world_size > 1:
             dist.barrier()

@@ -107,6 +107,16 @@ def test_missing_input_is_named(tmp_path, tokenizer):
         build_shards([tmp_path / "nope.parquet"], tmp_path / "out", tokenizer)
 
 
+def test_an_input_listed_twice_is_refused(tmp_path, inputs, tokenizer):
+    """The same file twice (or under another path) doubled its documents behind the mixture weights."""
+    again = inputs[0].parent / ".." / inputs[0].parent.name / inputs[0].name
+    with pytest.raises(ValueError, match=f"{inputs[0].name} is also given as .*list each file once"):
+        build_shards([inputs[0], inputs[1], again], tmp_path / "out", tokenizer)
+    with pytest.raises(ValueError, match="is also given as"):
+        build_shards([inputs[1], inputs[1]], tmp_path / "out", tokenizer)
+    assert not (tmp_path / "out" / "shards").exists()
+
+
 @pytest.mark.slow
 def test_worker_processes_give_the_same_shards(tmp_path, inputs, tokenizer):
     cfg = MixtureConfig(weights={"code": 1.5}, seed=4)

@@ -69,7 +69,7 @@ def test_stale_counts_and_bad_index(built):
     _edit(built, lambda raw: raw["counts"]["train"].update(documents=raw["splits"]["train"][0]["documents"]))
     read_manifest(built)
     np.save(built / "shards" / "train-00000.idx.npy", np.array([0, 5], dtype=np.int64))
-    with pytest.raises(ManifestError, match="train-00000.idx.npy: 2 offsets"):
+    with pytest.raises(ManifestError, match=r"train-00000.idx.npy: int64 offsets of shape \(2,\)"):
         read_manifest(built)
 
 
@@ -116,3 +116,54 @@ def test_write_shards_packs_pretokenized_documents(tmp_path, tokenizer):
     flat = np.concatenate(open_split(tmp_path, "train")).tolist()
     assert flat == docs["train"][0] + [0] + [0] + docs["train"][2] + [0]  # an empty document is a lone EOT
     assert read_manifest(tmp_path, tokenizer.sha256).tokenizer.vocab_size == tokenizer.vocab_size
+
+
+def _offsets(built, change) -> None:
+    path = built / "shards" / "train-00000.idx.npy"
+    np.save(path, change(np.load(path)))
+
+
+@pytest.mark.parametrize("change", [
+    lambda a: np.concatenate([a[:2], [a[-1] + 500], a[3:]]),  # an offset past the end of the .bin
+    lambda a: np.concatenate([a[:2], [-7], a[3:]]),  # a negative offset
+    lambda a: np.concatenate([a[:2], [a[1]], a[3:]]),  # two documents at one start: an empty, overlapping one
+    lambda a: a.astype(np.float64),  # offsets that are no integers
+], ids=["past-end", "negative", "overlapping", "float"])
+def test_index_offsets_that_do_not_rise_from_0_to_the_end_are_refused(built, change):
+    _offsets(built, change)
+    with pytest.raises(ManifestError, match=r"train-00000.idx.npy: .*integers rising from 0 to"):
+        read_manifest(built)
+
+
+def test_an_index_that_is_no_npy_array_is_named(built):
+    (built / "shards" / "train-00000.idx.npy").write_bytes(b"not numpy")
+    with pytest.raises(ManifestError, match="train-00000.idx.npy: not an array of document offsets"):
+        read_manifest(built)
+    np.save(built / "shards" / "train-00000.idx.npy", np.array([0, None], dtype=object), allow_pickle=True)
+    with pytest.raises(ManifestError, match="train-00000.idx.npy: not an array of document offsets"):
+        read_manifest(built)
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda raw: raw["splits"]["train"][0].update(tokens=float(raw["splits"]["train"][0]["tokens"])),
+     r"splits\['train'\]\[0\].tokens = \d+\.0, expected a whole number"),
+    (lambda raw: raw["splits"]["train"][0].update(documents=str(raw["splits"]["train"][0]["documents"])),
+     r"splits\['train'\]\[0\].documents = '\d+', expected a whole number"),
+    (lambda raw: raw["tokenizer"].update(vocab_size="512"), "tokenizer.vocab_size = '512'"),
+    (lambda raw: raw.update(eot_id=512), "eot_id 512 is not an id of the 512-entry vocabulary"),
+    (lambda raw: raw.update(counts=[]), r"malformed \(AttributeError"),
+    (lambda raw: raw["splits"]["train"][0].update(file="../../elsewhere/train-00000.bin"),
+     "file name '../../elsewhere/train-00000.bin' is not a plain file name"),
+    (lambda raw: raw["tokenizer"].update(file="/etc/passwd"), "file name '/etc/passwd' is not a plain file name"),
+], ids=["float-tokens", "string-documents", "string-vocab", "eot-outside-vocab", "counts-list", "file-outside",
+                                 "tokenizer-outside"])
+def test_manifest_fields_of_the_wrong_type_or_outside_the_directory_are_refused(built, change, message):
+    _edit(built, change)
+    with pytest.raises(ManifestError, match=message):
+        read_manifest(built)
+
+
+def test_a_manifest_that_is_no_json_object(built):
+    (built / "shards" / "manifest.json").write_text("[]")
+    with pytest.raises(ManifestError, match="a JSON list, expected an object"):
+        read_manifest(built)

@@ -57,3 +57,26 @@ def test_config_errors_name_the_key():
         HoldoutConfig(fraction=2)
     with pytest.raises(ValueError, match=">= 0"):
         MixtureConfig(weights={"code": -1})
+
+
+def test_weights_naming_a_group_the_data_lacks_are_warned_and_recorded():
+    """A misspelt group (`kode: 0` meant to drop the code) was ignored silently: the code kept weight 1."""
+    with pytest.warns(UserWarning, match=r"names \['kode'\], which the data lacks"):
+        weights, missing = compute_weights({"code": 700, "text": 300}, MixtureConfig(weights={"kode": 0.0}))
+    assert weights == {"code": 1.0, "text": 1.0} and missing == ["kode"]
+
+
+def test_weights_that_leave_no_train_document_are_refused():
+    """All groups at weight 0 wrote an empty train split; refact-train failed on it later."""
+    with pytest.raises(ValueError, match=r"weight 0 to every group of the data \['code', 'text'\]"):
+        compute_weights({"code": 700, "text": 300}, MixtureConfig(weights={"code": 0, "text": 0}))
+    with pytest.raises(ValueError, match="weight 0 to every group"):
+        compute_weights({"code": 700}, MixtureConfig(default_weight=0))
+    assert compute_weights({"code": 0}, MixtureConfig(default_weight=0))[0] == {"code": 0}  # no train tokens at all
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+def test_a_default_weight_that_is_not_a_finite_number_is_refused(value):
+    # "repeats may not contain negative values" from numpy, deep in build_shards, before
+    with pytest.raises(ValueError, match="must be finite and >= 0"):
+        MixtureConfig(default_weight=value)

@@ -46,6 +46,9 @@ def test_dist_configs(dist, backend):
     ("data.fim.rate=2", "rate must be within [0, 1], got 2"),
     ("+data.shuffle=false", "data: unknown key(s) ['shuffle']"),  # silently ignored before
     ("+train.learning_rate=1", "train: unknown key(s) ['learning_rate']"),
+    ("validation.fim_cuts=0", "validation.fim_cuts must be >= 1, got 0"),  # a ZeroDivisionError at step 0 before
+    ("validation.every=-1", "validation.every must be >= 0"),  # no validation, silently, before
+    ("validation.fim_max_new_tokens=-3", "validation.fim_max_new_tokens must be >= 1"),  # 1 token, silently
 ])
 def test_a_bad_value_is_refused_before_any_work(override, said):
     with pytest.raises(ConfigError, match=re.escape(said)):

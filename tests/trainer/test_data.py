@@ -104,3 +104,42 @@ def test_shards_of_another_tokenizer_are_refused(corpus_dir):
     assert len(TokenStream(corpus_dir, tokenizer_sha256=tok.sha256)) > 0
     with pytest.raises(ManifestError, match=f"tokenizer sha256 {tok.sha256}, the given tokenizer is {'0' * 64}"):
         PackedSamples(DataConfig(path=str(corpus_dir), seq_len=64), type("Tok", (), {"sha256": "0" * 64})())
+
+
+def test_a_token_id_outside_the_vocabulary_is_named_not_fed_to_the_model(corpus_dir, tmp_path):
+    """A damaged .bin (an id >= the vocabulary) used to reach the embedding: an IndexError on CPU, a device-side
+    assert on GPU. The read that meets it names the file and the position."""
+    import shutil
+    from data_pipeline.shards import ManifestError
+    data = tmp_path / "data"
+    shutil.copytree(corpus_dir, data)
+    path = data / "shards" / "train-00001.bin"
+    tokens = np.fromfile(path, dtype=np.uint16)
+    tokens[1234] = 5000  # the vocabulary has 768 entries
+    tokens.tofile(path)
+    stream = TokenStream(data)
+    start = len(stream.arrays[0]) + 1230
+    assert stream.read(start - 10, 14).max() < 768  # the ids before it read as before
+    with pytest.raises(ManifestError, match=r"train-00001.bin: token 1234 is id 5000, outside the 768-entry"):
+        stream.read(start, 10)
+    samples = PackedSamples(DataConfig(path=str(data), seq_len=64))
+    with pytest.raises(ManifestError, match="train-00001.bin: token 1234 is id 5000"):
+        for g in range(samples.n_samples):
+            samples[g]
+
+
+def test_a_train_split_too_small_to_train_on_stops_refact_train_with_one_line(corpus_dir, tmp_path):
+    """No document in train (a mixture of zero weights), or seq_len longer than the split: a Hydra traceback of a
+    ValueError before; exit 2 and one line now."""
+    import subprocess
+    import sys
+    from helpers import TINY, cli_env
+    from trainer_corpus import with_split
+    empty = with_split(corpus_dir, tmp_path / "empty", "train", [])
+    for data, extra, said in ((empty, [], "split 'train' has no tokens"),
+                              (corpus_dir, ["data.seq_len=100000", "model.n_positions=131072"],
+                               "fewer than one sample of seq_len+1 = 100001")):
+        proc = subprocess.run([sys.executable, "-m", "refact_train.cli.train", *TINY, f"data.path={data}",
+                               f"run_dir={tmp_path / 'run'}", *extra], capture_output=True, text=True, timeout=300,
+                              env=cli_env())
+        assert proc.returncode == 2 and "Traceback" not in proc.stderr and said in proc.stderr, proc.stderr[-3000:]

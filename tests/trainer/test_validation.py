@@ -163,3 +163,30 @@ def test_missing_valid_split_is_refused_at_start_with_the_fix(corpus_dir, tmp_pa
     with pytest.raises(ValueError, match=r"validation.every=2: .*'test'.*holdout.fraction"):
         train_inprocess([f"data.path={corpus_dir}", f"run_dir={tmp_path}", "validation.every=2",
                          "validation.split=test"])
+
+
+def test_a_valid_split_of_one_token_is_refused_not_scored_zero(corpus_dir, tmp_path):
+    """A valid split of one empty document (a lone EOT) has no target: val_loss was 0/0 logged as 0.0, and step 1
+    became the best checkpoint no later step could beat."""
+    from data_pipeline.shards import ManifestError
+    from trainer_corpus import with_split
+    data = with_split(corpus_dir, tmp_path / "data", "valid", [[]])
+    with pytest.raises(ManifestError, match="split 'valid' holds 1 token, no next-token target"):
+        train_inprocess([f"data.path={data}", f"run_dir={tmp_path / 'run'}", "validation.every=1"])
+
+
+def test_heldout_fim_without_usable_heldout_files_is_a_manifest_error(corpus_dir, tmp_path):
+    """No DIR/heldout, or held-out files with no code: a FileNotFoundError / ValueError traceback from refact-train
+    before; a ManifestError (exit 2, one line) that says to hold out code or turn validation.fim_every off."""
+    import shutil
+    from data_pipeline.records import Document, write_documents
+    from data_pipeline.shards import ManifestError
+    data = tmp_path / "data"
+    shutil.copytree(corpus_dir, data)
+    common = [f"data.path={data}", f"run_dir={tmp_path / 'run'}", "validation.fim_every=1"]
+    with pytest.raises(ManifestError, match=r"validation.fim_every=1: .*heldout: no held-out document records"):
+        train_inprocess(common)
+    write_documents(data / "heldout" / "part-00000.parquet",
+                    [Document(id="t", text="Prose only.", kind="text", lang="en", source="notes")])
+    with pytest.raises(ManifestError, match=r"heldout has no code document .* or set validation.fim_every=0"):
+        train_inprocess(common)

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from helpers import cli_env, free_port, metrics, run_cli, train_inprocess
+from helpers import TINY, cli_env, compose, free_port, metrics, run_cli, train_inprocess
+from refact_train.trainer import Trainer
 from test_validation import hand_validation
 
 HERE = Path(__file__).parent
@@ -50,3 +51,34 @@ def test_ddp_run_logs_the_single_process_validation_curve(corpus_dir, tmp_path):
     assert sorted(two) == [0, 2, 4] and all(two[s] == pytest.approx(one[s], rel=1e-4) for s in one)
     best = json.loads((tmp_path / "two" / "best.json").read_text())
     assert best["step"] == 4 and (tmp_path / "two" / "checkpoints" / "step-00000004").is_dir()
+
+
+@pytest.mark.distributed
+def test_heldout_fim_is_shared_by_the_ranks_and_equals_one_process(corpus_dir, tmp_path):
+    """validation.fim_every under 2 ranks: rank 0 completed every prompt while rank 1 waited (and got no numbers);
+    now each rank completes its batches of 8 and both get the one-process scores."""
+    import shutil
+    from data_pipeline.records import Document, write_documents
+    from trainer_corpus import stdlib_documents
+    data = tmp_path / "data"
+    shutil.copytree(corpus_dir, data)
+    write_documents(data / "heldout" / "part-00000.parquet",
+                    [Document(id=f"d{i}", text=t, kind="code", lang="python", source="t")
+                     for i, t in enumerate(stdlib_documents()[-4:])])
+    args = [f"data.path={data}", "validation.fim_every=1", "validation.fim_cuts=16", "validation.fim_max_new_tokens=8"]
+    trainer = Trainer(compose(TINY + args + [f"run_dir={tmp_path / 'one'}"]))  # one process: the reference
+    try:
+        one = trainer.validator.heldout_fim()
+    finally:
+        trainer.close()
+    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr",
+                           "127.0.0.1", "--master_port", str(free_port()), str(HERE / "validation_ranks.py"),
+                           str(tmp_path), "--fim", *args, f"run_dir={tmp_path / 'two'}", "dist=ddp"],
+                          capture_output=True, text=True, timeout=300, env=cli_env())
+    assert done.returncode == 0, done.stderr[-4000:]
+    ranks = [json.loads((tmp_path / f"rank-{r}.json").read_text()) for r in (0, 1)]
+    assert one["val_fim_tasks"] == 16 and 0 < one["val_fim_edit_similarity"] < 1
+    assert [r["completed"] for r in ranks] == [8, 8]  # two batches of 8: one each
+    for r in ranks:
+        assert r["val_fim_tasks"] == 16 and r["val_fim_exact_match"] == one["val_fim_exact_match"]
+        assert r["val_fim_edit_similarity"] == pytest.approx(one["val_fim_edit_similarity"], abs=1e-12)

@@ -54,3 +54,22 @@ def write_corpus(out: Path, vocab_size: int = 768) -> Path:
                 "splits": splits, "counts": counts}
     (shards / "manifest.json").write_text(json.dumps(manifest, indent=1))
     return out
+
+
+def with_split(corpus: Path, out: Path, split: str, documents: list[list[int]]) -> Path:
+    """A copy of `corpus` at `out` whose `split` holds `documents` (token ids, each then one EOT) in one shard."""
+    import shutil
+    shutil.copytree(corpus, out)
+    shards = out / "shards"
+    manifest = json.loads((shards / "manifest.json").read_text())
+    for entry in manifest["splits"][split]:
+        (shards / entry["file"]).unlink()
+        (shards / entry["index"]).unlink()
+    ids = [t for doc in documents for t in [*doc, manifest["eot_id"]]]
+    np.asarray(ids, dtype=manifest["dtype"]).tofile(shards / f"{split}-00000.bin")
+    np.save(shards / f"{split}-00000.idx.npy", np.cumsum([0] + [len(d) + 1 for d in documents]).astype(np.int64))
+    manifest["splits"][split] = [{"file": f"{split}-00000.bin", "index": f"{split}-00000.idx.npy",
+                                  "tokens": len(ids), "documents": len(documents)}]
+    manifest["counts"][split] = {"tokens": len(ids), "documents": len(documents)}
+    (shards / "manifest.json").write_text(json.dumps(manifest, indent=1))
+    return out

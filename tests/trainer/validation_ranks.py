@@ -1,7 +1,8 @@
 """Run under torchrun by test_validation_distributed.py: every rank loads a checkpoint into the backend named by
 `dist=...`, evaluates the valid split with the trainer's Validator and writes what it got to OUT/rank-R.json.
+With --fim it runs the held-out FIM evaluation instead and also records how many prompts this rank completed.
 
-    torchrun --nproc_per_node 2 tests/trainer/validation_ranks.py OUT override ...
+    torchrun --nproc_per_node 2 tests/trainer/validation_ranks.py OUT [--fim] override ...
 """
 import json
 import os
@@ -10,15 +11,24 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+import refact_train.validation as validation  # noqa: E402
 from helpers import TINY, compose  # noqa: E402
 from refact_train.trainer import Trainer  # noqa: E402
 
 
 def main(out: str, overrides: list[str]) -> None:
-    trainer = Trainer(compose(TINY + overrides))
+    fim = overrides[:1] == ["--fim"]
+    completed = []  # the prompts this rank's calls of the real generate() completed
+    real_generate = validation.generate
+    validation.generate = lambda model, prompts, *a, **k: completed.extend(prompts) or real_generate(model, prompts,
+                                                                                                      *a, **k)
+    trainer = Trainer(compose(TINY + overrides[fim:]))
     try:
         trainer.maybe_resume()
-        val = trainer.validator.evaluate(trainer.backend.model)
+        if fim:
+            val = {**trainer.validator.heldout_fim(), "completed": len(completed)}
+        else:
+            val = trainer.validator.evaluate(trainer.backend.model)
         rank = int(os.environ.get("RANK", 0))
         Path(out, f"rank-{rank}.json").write_text(json.dumps({**val, "training_mode": trainer.backend.model.training}))
     finally:
