@@ -42,6 +42,10 @@ def load_heldout_documents(data_dir: Path, kinds: Sequence[str]) -> list[Documen
         except (pa.ArrowException, OSError, KeyError) as err:  # pyarrow's messages name no file
             raise ValueError(f"{f}: not a readable held-out record file ({type(err).__name__}: {err}); rerun "
                              f"refact-pipeline to write {heldout}/ again") from err
+        bad = next((d for d in docs if not isinstance(d.text, str)), None)  # a null or numeric text column
+        if bad is not None:
+            raise ValueError(f"{f}: record {bad.id!r} has a text of type {type(bad.text).__name__}, not a string; "
+                             f"rerun refact-pipeline to write {heldout}/ again")
     return docs
 
 

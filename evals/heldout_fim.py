@@ -19,10 +19,6 @@ from evals.context import EvalContext
 def run_heldout_fim(ctx: EvalContext, cfg: Mapping[str, Any]) -> dict:
     data_dir = ctx.require_data_dir("heldout_fim")
     docs = ctx.limited(load_heldout_documents(data_dir, list(cfg["kinds"])))
-    bad = next((d for d in docs if not isinstance(d.text, str)), None)  # a null or numeric text column
-    if bad is not None:
-        raise ValueError(f"{data_dir}/heldout: record {bad.id!r} has a text of type {type(bad.text).__name__}, not a "
-                         f"string; rerun refact-pipeline to write {data_dir}/heldout/ again")
     fim = FimConfig.from_dict({"mode": "finetune", **dict(cfg.get("fim") or {})})
     tasks, skipped = build_heldout_tasks(docs, fim, int(cfg["seed"]), int(cfg["samples_per_document"]))
     if not tasks:

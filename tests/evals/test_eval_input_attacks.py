@@ -150,14 +150,15 @@ def test_a_rerun_into_the_same_output_replaces_the_whole_result(tiny_model_dir, 
 
 @pytest.mark.parametrize("text", [pa.array([None], pa.string()), pa.array([5])], ids=["null", "int"])
 def test_a_heldout_record_without_text_is_named(tiny_model_dir, tmp_path, text):
-    # AttributeError: 'NoneType' (or 'int') object has no attribute 'splitlines', a traceback, before
+    # AttributeError: 'NoneType' (or 'int') object has no attribute 'splitlines', a traceback, before; the trainer's
+    # validation reads the same records through data_pipeline.heldout_fim.load_heldout_documents
     from evals.cli import compose_config, run
 
     (tmp_path / "heldout").mkdir()
     pq.write_table(pa.table({"id": ["doc7"], "text": text, "kind": ["code"]}), tmp_path / "heldout" / "h.parquet")
     cfg = compose_config([f"model={tiny_model_dir}", f"data={tmp_path}", "tasks=[heldout_fim]",
                           f"out={tmp_path / 'r.json'}"])
-    with pytest.raises(ValueError, match=r"heldout: record 'doc7' has a text of type .*, not a string"):
+    with pytest.raises(ValueError, match=r"heldout/h.parquet: record 'doc7' has a text of type .*, not a string"):
         run(cfg)
 
 
