@@ -10,6 +10,7 @@ a tied head must keep the uncentred embedding.
 from __future__ import annotations
 
 import json
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -231,6 +232,18 @@ def check_request(path: str | Path, dtype: str) -> Path:
     return path
 
 
+def remove_stale_temps(path: Path) -> None:
+    """The temporaries of earlier writes of `path` killed midway (a kill -9 leaves them, each as big as the model)."""
+    for stale in path.parent.glob(f".{path.name}.tmp-*"):
+        pid = stale.name.rsplit("-", 1)[-1]
+        try:
+            os.kill(int(pid), 0)  # a live writer's file stays
+        except ProcessLookupError:
+            stale.unlink(missing_ok=True)
+        except (ValueError, PermissionError):
+            pass
+
+
 def write_gguf(model, tokenizer, path: str | Path, dtype: str = "stored", *, drop_ln_f_bias: bool = False,
                name: str | None = None) -> GGUFExport:
     """Write `model` (RefactForCausalLM) and its tokenizer as one .gguf file for llama.cpp (atomically)."""
@@ -248,6 +261,7 @@ def write_gguf(model, tokenizer, path: str | Path, dtype: str = "stored", *, dro
                                   f"{len(vocab.tokens)} tokens")
 
     kept_f16: list[str] = []
+    remove_stale_temps(path)
     with atomic_path(path) as tmp:
         writer = gguf.GGUFWriter(str(tmp), ARCH)
         writer.add_name(name or path.stem)
