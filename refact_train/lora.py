@@ -10,6 +10,9 @@ from torch import nn
 from data_pipeline.config import config_from_dict
 
 PEFT_PREFIX = "base_model.model."
+# The layers of RefactForCausalLM that peft can put adapters on (LayerNorms it cannot); a target names one of them,
+# alone (every layer) or with its path (`h.0.attn.q`: that layer only).
+LORA_LAYERS = ("q", "kv", "c_proj", "gate_up_proj", "wte", "lm_head")
 
 
 @dataclass(frozen=True)
@@ -24,6 +27,10 @@ class LoraConfig:
         if self.r < 1 or self.alpha <= 0 or not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"lora: r must be >= 1, alpha > 0 and dropout in [0, 1), got r={self.r}, "
                              f"alpha={self.alpha}, dropout={self.dropout}")
+        unknown = [t for t in self.target_modules if t.rsplit(".", 1)[-1] not in LORA_LAYERS]
+        if unknown or not self.target_modules:  # peft's error came with a traceback, after the model was built
+            raise ValueError(f"lora.target_modules: {unknown or 'empty'}; each names one of the model's layers "
+                             f"{list(LORA_LAYERS)}, alone or with its path (h.0.attn.q)")
 
     @classmethod
     def from_dict(cls, d: dict) -> "LoraConfig":
