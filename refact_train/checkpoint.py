@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import xxhash
+import yaml
 
 try:
     from numpy._core.multiarray import _reconstruct as np_reconstruct  # numpy 2
@@ -32,10 +33,17 @@ except ImportError:
     from numpy.core.multiarray import _reconstruct as np_reconstruct  # numpy 1
 
 from data_pipeline.atomic import atomic_path, write_json_atomic, write_text_atomic
+from data_pipeline.config import config_from_dict
+from refact_train.lora import LoraConfig
 
 MARKER = "COMPLETE.json"
 BEST_LINK, BEST_FILE = "best", "best.json"
 STEP_RE = re.compile(r"^step-(\d{8})$")
+REQUIRED = ("model.pt", "trainer_state.json", "config.yaml")  # every backend writes them
+# The values a checkpoint's weights are shaped by: a resume under others cannot load them (LoRA's alpha would
+# silently rescale the trained adapters). n_positions, dropout, the token ids... may change on resume.
+SHAPE_KEYS = {"model": ("vocab_size", "n_embd", "n_head", "n_layer", "n_inner", "tie_word_embeddings", "ln_f_bias"),
+              "lora": ("enabled", "r", "alpha", "target_modules")}
 
 
 @dataclass
@@ -81,16 +89,22 @@ def verify(ckpt: Path, check_hashes: bool = True) -> str | None:
     if not marker.is_file():
         return f"no {MARKER} (killed while writing?)"
     try:
-        entries = json.loads(marker.read_text())["files"]
-    except (ValueError, KeyError) as e:
-        return f"{MARKER} unreadable ({e})"
-    for rel, meta in entries.items():
+        entries = {str(rel): (int(meta["bytes"]), str(meta["xxh64"]))
+                   for rel, meta in json.loads(marker.read_text())["files"].items()}
+    except (ValueError, KeyError, TypeError, AttributeError) as e:  # not JSON, or not {"files": {rel: {...}}}
+        return f"{MARKER} unreadable ({type(e).__name__}: {e})"
+    unlisted = [name for name in REQUIRED if name not in entries]
+    if unlisted:
+        return f"{MARKER} does not list {', '.join(unlisted)} (every checkpoint has them)"
+    for rel, (size, digest) in entries.items():
+        if Path(rel).is_absolute() or ".." in Path(rel).parts:
+            return f"{MARKER} names {rel}, a file outside the checkpoint"
         p = ckpt / rel
         if not p.is_file():
             return f"{rel} missing"
-        if p.stat().st_size != meta["bytes"]:
-            return f"{rel} has {p.stat().st_size} bytes, expected {meta['bytes']} (truncated)"
-        if check_hashes and _hash_file(p) != meta["xxh64"]:
+        if p.stat().st_size != size:
+            return f"{rel} has {p.stat().st_size} bytes, expected {size} (truncated)"
+        if check_hashes and _hash_file(p) != digest:
             return f"{rel} content hash differs (corrupt)"
     return None
 
@@ -165,7 +179,37 @@ def restore_rng(ckpt: Path, rank: int, fallback_seed: int) -> bool:
 
 
 def read_trainer_state(ckpt: Path) -> TrainerState:
-    return TrainerState(**json.loads((ckpt / "trainer_state.json").read_text()))
+    path = ckpt / "trainer_state.json"
+    try:
+        return config_from_dict(TrainerState, json.loads(path.read_text()), str(path))
+    except (OSError, ValueError, TypeError) as err:  # missing, not JSON, or keys of another trainer version
+        raise CheckpointError(f"{err}; resume from a checkpoint this trainer wrote") from None
+
+
+def read_config(path: Path) -> dict:
+    """A checkpoint's config.yaml (the resolved training config it was saved with)."""
+    try:
+        cfg = yaml.safe_load(path.read_text())
+    except (OSError, ValueError, yaml.YAMLError) as err:
+        raise CheckpointError(f"{path}: unreadable ({err})") from None
+    if not isinstance(cfg, dict):
+        raise CheckpointError(f"{path}: not a training config (a mapping of sections)")
+    return cfg
+
+
+def shape_differences(saved: dict, current: dict) -> list[str]:
+    """`section.key=A in the checkpoint, B here` for every SHAPE_KEYS value two training configs disagree on."""
+    found = []
+    for section, keys in SHAPE_KEYS.items():
+        a, b = saved.get(section) or {}, current.get(section) or {}
+        if section == "lora":
+            a, b = asdict(LoraConfig.from_dict(a)), asdict(LoraConfig.from_dict(b))
+            if not (a["enabled"] or b["enabled"]):
+                continue  # no adapters on either side: their settings shape nothing
+            a["target_modules"], b["target_modules"] = sorted(a["target_modules"]), sorted(b["target_modules"])
+        found += [f"{section}.{key}={a.get(key)} in the checkpoint, {b.get(key)} here" for key in keys
+                  if a.get(key) != b.get(key)]
+    return found
 
 
 class Checkpointer:
@@ -265,6 +309,14 @@ class Checkpointer:
         if ckpt is None:
             return None
         saved = read_trainer_state(ckpt)
+        try:
+            differences = shape_differences(read_config(ckpt / "config.yaml"), yaml.safe_load(self.config_yaml))
+        except (ValueError, AttributeError) as err:  # a lora or model section that is no mapping of valid values
+            raise CheckpointError(f"{ckpt / 'config.yaml'}: {err}") from None
+        if differences:
+            raise CheckpointError(f"{ckpt}: its weights do not fit this run's model: {'; '.join(differences)}. Resume "
+                                  f"with the checkpoint's values, or start a new run (another run_dir, init_from="
+                                  f"{ckpt} for its weights)")
         if saved.global_batch != global_batch:
             raise CheckpointError(f"{ckpt}: saved with train.global_batch={saved.global_batch}, this run has "
                                   f"{global_batch}; resume needs the same global batch")

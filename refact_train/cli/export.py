@@ -5,11 +5,25 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
+from refact_train.checkpoint import MARKER
 from refact_train.hf import save_hf_checkpoint
 from refact_train.hf.save import check_out_dir
 from refact_train.hf.gguf import check_request, write_gguf
 from refact_train.models import load_model_and_tokenizer, pick_dtype
+
+
+def check_out_vs_source(out: Path, source: Path) -> None:
+    """Refuse an OUT inside a trainer checkpoint (rotation deletes it with the step) or one that holds the source (the
+    export replaces OUT whole)."""
+    out, source = out.resolve(), source.resolve()
+    step = next((d for d in (out, *out.parents) if (d / MARKER).is_file()), None)
+    if step is not None:
+        raise ValueError(f"{out} is inside the trainer checkpoint {step}, which checkpoint rotation deletes whole; "
+                         f"write the export outside it")
+    if out in source.parents:
+        raise ValueError(f"{out} holds the source {source}, which replacing it would delete; choose another output")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -32,6 +46,7 @@ def main(argv: list[str] | None = None) -> int:
             check_request(args.out_dir, args.dtype)  # a bad OUT or --dtype fails before the model loads
         else:
             check_out_dir(args.out_dir)
+        check_out_vs_source(Path(args.out_dir), Path(args.source))
         model, tokenizer = load_model_and_tokenizer(args.source, tokenizer_path=args.tokenizer)
         if args.format == "gguf":
             result = write_gguf(model, tokenizer, args.out_dir, args.dtype, drop_ln_f_bias=args.drop_ln_f_bias)

@@ -10,6 +10,7 @@ a tied head must keep the uncentred embedding.
 from __future__ import annotations
 
 import json
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -196,6 +197,12 @@ def gguf_vocab(tokenizer, n_rows: int) -> GGUFVocab:
     special = {t["content"] for t in spec.get("added_tokens", []) if t.get("special")}
     added = {t["content"] for t in spec.get("added_tokens", [])}
     by_id = {i: t for t, i in vocab.items()}
+    twin = next((t for t in vocab if by_id[vocab[t]] != t), None)
+    if twin is not None or max(by_id, default=0) >= n_rows:  # llama.cpp: one token per id, one id per embedding row
+        why = (f"tokens {twin!r} and {by_id[vocab[twin]]!r} share id {vocab[twin]}" if twin is not None else
+               f"token {by_id[max(by_id)]!r} has id {max(by_id)}, beyond the model's {n_rows} embedding rows")
+        raise GGUFExportError(f"{source}: {why}; export with the tokenizer the model was trained with (--tokenizer "
+                              f"PATH)")
     # embedding rows beyond the tokenizer (padding to a multiple of 64) are unused [PADi] tokens
     tokens = [by_id.get(i, f"[PAD{i}]") for i in range(n_rows)]
     types = [gguf.TokenType.UNUSED if i not in by_id else gguf.TokenType.CONTROL if tok in special else
@@ -216,11 +223,25 @@ def gguf_vocab(tokenizer, n_rows: int) -> GGUFVocab:
 def check_request(path: str | Path, dtype: str) -> Path:
     """Refuse a bad output name or dtype before anything is loaded; returns the path."""
     path = Path(path)
+    if path.is_dir():
+        raise GGUFExportError(f"{path}: is a directory; for --format gguf, OUT is the .gguf file to write")
     if path.suffix != ".gguf":
         raise GGUFExportError(f"{path}: for --format gguf, OUT is the file to write and ends in .gguf "
                               f"(e.g. {path.name or 'model'}-f16.gguf)")
     gguf_dtype(dtype)
     return path
+
+
+def remove_stale_temps(path: Path) -> None:
+    """The temporaries of earlier writes of `path` killed midway (a kill -9 leaves them, each as big as the model)."""
+    for stale in path.parent.glob(f".{path.name}.tmp-*"):
+        pid = stale.name.rsplit("-", 1)[-1]
+        try:
+            os.kill(int(pid), 0)  # a live writer's file stays
+        except ProcessLookupError:
+            stale.unlink(missing_ok=True)
+        except (ValueError, PermissionError):
+            pass
 
 
 def write_gguf(model, tokenizer, path: str | Path, dtype: str = "stored", *, drop_ln_f_bias: bool = False,
@@ -240,6 +261,7 @@ def write_gguf(model, tokenizer, path: str | Path, dtype: str = "stored", *, dro
                                   f"{len(vocab.tokens)} tokens")
 
     kept_f16: list[str] = []
+    remove_stale_temps(path)
     with atomic_path(path) as tmp:
         writer = gguf.GGUFWriter(str(tmp), ARCH)
         writer.add_name(name or path.stem)

@@ -7,6 +7,7 @@ from typing import Any
 
 import torch
 
+from data_pipeline.config import config_from_dict
 from refact_train.hf.revisions import to_current_names
 from refact_train.hf.weights_io import load_weights, read_json
 from refact_train.model import RefactConfig, RefactForCausalLM, alibi_slopes
@@ -17,6 +18,8 @@ CONFIG_KEYS = ("vocab_size", "n_embd", "n_head", "n_layer", "n_positions", "n_in
 
 
 def config_from_hf(hf: dict[str, Any], source: str, has_ln_f_bias: bool) -> RefactConfig:
+    if not isinstance(hf, dict):
+        raise ValueError(f"{source}: not a model config (a JSON object of settings such as n_embd, n_layer)")
     model_type = hf.get("model_type")
     if model_type not in (None, "gpt_refact"):
         raise ValueError(f"{source}: model_type is {model_type!r}; this loader reads gpt_refact (Refact-1.6B) checkpoints")
@@ -26,9 +29,9 @@ def config_from_hf(hf: dict[str, Any], source: str, has_ln_f_bias: bool) -> Refa
     if isinstance(values.get("eos_token_id"), list):
         values["eos_token_id"] = values["eos_token_id"][0]
     # The release's config does not set it, and transformers' default (True) would be wrong: untied unless stated.
-    values["tie_word_embeddings"] = bool(hf.get("tie_word_embeddings", False))
-    values["ln_f_bias"] = bool(hf.get("ln_f_bias", False)) or has_ln_f_bias
-    return RefactConfig(**values)
+    values["tie_word_embeddings"] = hf.get("tie_word_embeddings") or False
+    values["ln_f_bias"] = hf.get("ln_f_bias") or has_ln_f_bias
+    return config_from_dict(RefactConfig, values, source)  # types checked: "2" or 64.0 where an integer belongs
 
 
 def _check_tensors(expected: dict[str, torch.Tensor], found: dict[str, torch.Tensor], source: str) -> None:
@@ -58,7 +61,11 @@ def load_hf_checkpoint(
     tensors = to_current_names(raw, source)
     config = config_from_hf(hf_config, str(config_path), has_ln_f_bias="ln_f.bias" in tensors)
     if config.tie_word_embeddings:
-        tensors.setdefault("lm_head.weight", tensors.get("transformer.wte.weight"))
+        wte = tensors.get("transformer.wte.weight")
+        head = tensors.setdefault("lm_head.weight", wte)
+        if head is not wte and not torch.equal(head, wte):  # tying would silently drop the trained head
+            raise ValueError(f"{source}: holds an lm_head.weight that differs from transformer.wte.weight, but "
+                             f"{config_path} ties them (tie_word_embeddings: true); set it to false to load both")
     with torch.device("meta"):
         model = RefactForCausalLM(config)
     _check_tensors(model.state_dict(), tensors, source)

@@ -57,14 +57,19 @@ def save_hf_checkpoint(
 ) -> Path:
     """Write config.json, our modeling code, (sharded) safetensors, generation_config.json and the tokenizer.
 
-    The directory is written under a temporary name and renamed when complete, so a crash never leaves a half export.
+    The directory is written under a temporary name and renamed when complete, so a crash never leaves a half export
+    (nor a half-deleted earlier one).
     """
     out = check_out_dir(path)
-    tmp = out.with_name(out.name + ".tmp-export")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir(parents=True)
     config = model.config
+    if tokenizer is not None and tokenizer.vocab_size > config.vocab_size:
+        raise ValueError(f"the tokenizer has {tokenizer.vocab_size} tokens but the model only {config.vocab_size} "
+                         f"embedding rows; export with the tokenizer the model was trained with (--tokenizer PATH)")
+    tmp, old = out.with_name(out.name + ".tmp-export"), out.with_name(out.name + ".old-export")
+    for leftover in (tmp, old):  # of an export killed midway
+        if leftover.exists():
+            shutil.rmtree(leftover)
+    tmp.mkdir(parents=True)
     state = {k: v.detach().to(device="cpu", dtype=dtype) for k, v in model.state_dict().items()}
     if config.tie_word_embeddings:
         state.pop("lm_head.weight", None)  # safetensors stores no shared tensors; the loader re-ties
@@ -78,7 +83,8 @@ def save_hf_checkpoint(
         shutil.copyfile(TEMPLATES / name, tmp / name)
     if tokenizer is not None:
         tokenizer.save(tmp)
-    if out.exists():
-        shutil.rmtree(out)
+    if out.exists():  # renamed aside, not deleted in place: a kill now leaves OUT whole, old or new
+        out.rename(old)
     tmp.rename(out)
+    shutil.rmtree(old, ignore_errors=True)
     return out

@@ -1,6 +1,7 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -88,3 +89,61 @@ def test_bad_sources_and_outputs_stop_with_one_line_and_keep_what_is_there(tmp_p
     assert stop.value.code == 2
     assert export_main([str(hf_dir[0]), str(tmp_path / "o5")]) == 0
     assert export_main([str(hf_dir[0]), str(tmp_path / "o5")]) == 0  # an earlier export is replaced
+
+
+def test_out_inside_a_checkpoint_or_holding_the_source_is_refused(tmp_path, hf_dir, capsys):
+    import shutil
+    from refact_train.checkpoint import write_marker
+    step = tmp_path / "run" / "checkpoints" / "step-00000003"  # a trainer checkpoint: rotation deletes it whole
+    shutil.copytree(hf_dir[0], step)
+    write_marker(step)
+    for out in (step / "hf", step / "m.gguf"):  # written into the step before
+        assert export_main([str(hf_dir[0]), str(out), "--format", out.suffix[1:] or "hf"]) == 2
+        assert "is inside the trainer checkpoint" in capsys.readouterr().err and not out.exists()
+    outer = tmp_path / "outer"  # an earlier export holding the source: the source was deleted with it
+    shutil.copytree(hf_dir[0], outer)
+    shutil.copytree(hf_dir[0], outer / "sub")
+    assert export_main([str(outer / "sub"), str(outer)]) == 2
+    assert "holds the source" in capsys.readouterr().err and (outer / "sub" / "config.json").is_file()
+    assert export_main([str(outer), str(outer), "--dtype", "bfloat16"]) == 0  # in place is fine: loaded first
+    assert json.loads((outer / "config.json").read_text())["torch_dtype"] == "bfloat16"
+
+
+def test_an_export_killed_midway_is_finished_by_the_rerun(tmp_path, hf_dir, monkeypatch):
+    import refact_train.hf.save as save
+    out = tmp_path / "out"
+    assert export_main([str(hf_dir[0]), str(out)]) == 0
+    real_rmtree = save.shutil.rmtree
+
+    def killed_while_removing(path, *args, **kwargs):  # a kill -9 halfway through deleting the earlier export
+        (path / "config.json").unlink()
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(save.shutil, "rmtree", killed_while_removing)
+    with pytest.raises(KeyboardInterrupt):
+        export_main([str(hf_dir[0]), str(out), "--dtype", "bfloat16"])
+    monkeypatch.setattr(save.shutil, "rmtree", real_rmtree)
+    # Before: OUT had lost its config.json, so the rerun refused it ("not an HF export") and the user had to delete it
+    assert json.loads((out / "config.json").read_text())["torch_dtype"] == "bfloat16"
+    assert export_main([str(hf_dir[0]), str(out)]) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+    # a GGUF killed midway leaves its temporary (named by the dead process): the rerun removes it, not only renames
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    stale = tmp_path / f".m.gguf.tmp-{dead.pid}"
+    stale.write_bytes(b"half a model")
+    assert export_main([str(hf_dir[0]), str(tmp_path / "m.gguf"), "--format", "gguf"]) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.gguf", "out"]
+
+
+def test_hf_export_with_a_tokenizer_larger_than_the_model_is_refused(tmp_path, hf_dir, capsys):
+    import sysconfig
+    from data_pipeline.tokenizer import train_bpe
+    root = Path(sysconfig.get_paths()["stdlib"])
+    big = train_bpe([p.read_text() for p in sorted((root / "json").glob("*.py"))] * 2 +
+                    [(root / "textwrap.py").read_text()], vocab_size=900)
+    big.save(tmp_path / "tok")
+    # written before: an HF directory whose tokenizer gives ids the model has no row for
+    assert export_main([str(hf_dir[0]), str(tmp_path / "o"), "--tokenizer", str(tmp_path / "tok")]) == 2
+    assert f"the tokenizer has {big.vocab_size} tokens but the model only 640" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()

@@ -256,3 +256,22 @@ def test_errors_name_the_problem_and_the_fix(tmp_path, tok):
         write_gguf(biased, tok, tmp_path / "m.gguf", "f16")
     assert "ln_f.bias DROPPED" in write_gguf(biased, tok, tmp_path / "m.gguf", "f16", drop_ln_f_bias=True).summary()
     assert not list(tmp_path.glob(".*tmp*"))  # failed writes leave no temporary file
+
+
+def test_a_tokenizer_whose_ids_do_not_fit_one_token_per_row_is_refused(tmp_path, tok):
+    # Written before: a token that shares its id with another was missing from the GGUF; one whose id is past the
+    # embedding rows was dropped (llama.cpp would tokenize text differently from the model's tokenizer).
+    model = random_model(tok.padded_vocab_size)
+    spec = json.loads(tok.tokenizer.to_str())
+    vocab = spec["model"]["vocab"]
+    last = max(vocab, key=vocab.get)
+    for new_id, said in ((vocab["def"], f"tokens .* share id {vocab['def']}"),
+                         (tok.padded_vocab_size + 3, f"has id {tok.padded_vocab_size + 3}, beyond the model's "
+                                                     f"{tok.padded_vocab_size} embedding rows")):
+        vocab[last] = new_id
+        with pytest.raises(GGUFExportError, match=said):
+            write_gguf(model, Tokenizer.from_str(json.dumps(spec)), tmp_path / "m.gguf", "f32")
+    (tmp_path / "d.gguf").mkdir()  # an IsADirectoryError from the final rename before
+    with pytest.raises(GGUFExportError, match="d.gguf: is a directory"):
+        write_gguf(model, tok, tmp_path / "d.gguf", "f32")
+    assert not list(tmp_path.glob(".*tmp*"))

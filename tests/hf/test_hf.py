@@ -237,3 +237,29 @@ def test_export_with_tokenizer_loads_in_autotokenizer(tmp_path):
     save_hf_checkpoint(model, tmp_path / "e", tokenizer=tok)
     hf_tok = AutoTokenizer.from_pretrained(str(tmp_path / "e"))
     assert hf_tok.decode(tok.encode("return a + b")) == "return a + b"
+
+
+def test_a_tied_config_over_a_trained_head_is_refused_not_dropped(tmp_path):
+    model = tiny_model()  # untied: lm_head differs from the embedding
+    save_hf_checkpoint(model, tmp_path / "u")
+    config = json.loads((tmp_path / "u" / "config.json").read_text())
+    (tmp_path / "u" / "config.json").write_text(json.dumps({**config, "tie_word_embeddings": True}))
+    with pytest.raises(ValueError, match="holds an lm_head.weight that differs from transformer.wte.weight"):
+        load_hf_checkpoint(tmp_path / "u")  # loaded with the embedding as head before, the trained head dropped
+
+
+@pytest.mark.parametrize("key, value, said", [
+    ("n_layer", "2", "config.json.n_layer: expected an integer, got '2'"),  # a TypeError before
+    ("n_embd", 64.0, "config.json.n_embd: expected an integer, got 64.0"),  # a TypeError in torch.empty before
+    ("tie_word_embeddings", "false", "config.json.tie_word_embeddings: expected true or false"),  # read as true before
+    ("layer_norm_epsilon", "x", "config.json.layer_norm_epsilon: expected a number"),  # loaded, failed at forward
+])
+def test_config_values_of_the_wrong_type_are_named(tmp_path, key, value, said):
+    save_hf_checkpoint(tiny_model(), tmp_path / "m")
+    config = json.loads((tmp_path / "m" / "config.json").read_text())
+    (tmp_path / "m" / "config.json").write_text(json.dumps({**config, key: value}))
+    with pytest.raises(ValueError, match=said):
+        load_hf_checkpoint(tmp_path / "m")
+    (tmp_path / "m" / "config.json").write_text("[1, 2]")  # an AttributeError before
+    with pytest.raises(ValueError, match="config.json: not a model config"):
+        load_hf_checkpoint(tmp_path / "m")

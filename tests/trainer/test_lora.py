@@ -1,4 +1,6 @@
 """LoRA fine-tuning from an HF directory: only adapters train; the merged export loads in `transformers`."""
+import re
+
 import pytest
 import torch
 
@@ -53,3 +55,33 @@ def test_lora_trains_only_adapters_and_exports_merged(corpus_dir, base_hf_dir, t
         out = hf(x)
     logits = out.logits if hasattr(out, "logits") else out[0]
     torch.testing.assert_close(logits.float(), ours.float(), atol=1e-4, rtol=1e-4)
+
+
+def test_merge_gives_peft_logits_for_embedding_and_linear_targets():
+    # An adapter on the embedding (peft's lora_embedding_A/B) made refact-export stop with a StopIteration.
+    from refact_train.lora import LoraConfig, apply_lora, merge_lora_state
+    from refact_train.model import RefactConfig, RefactForCausalLM
+    torch.manual_seed(0)
+    cfg = RefactConfig(vocab_size=128, n_embd=32, n_head=2, n_layer=1, n_positions=64)
+    lora = {"enabled": True, "r": 4, "alpha": 8, "dropout": 0.0,
+            "target_modules": ["wte", "lm_head", "q", "gate_up_proj"]}
+    with_adapters = apply_lora(RefactForCausalLM(cfg), LoraConfig.from_dict(lora)).eval()
+    with torch.no_grad():
+        for name, p in with_adapters.named_parameters():
+            if ".lora_" in name:
+                p.normal_(0, 0.2)  # B starts at zero: give every adapter a delta
+    merged = RefactForCausalLM(cfg).eval()
+    merged.load_state_dict(merge_lora_state(with_adapters.state_dict(), lora))
+    x = torch.randint(0, 128, (2, 16))
+    with torch.no_grad():
+        torch.testing.assert_close(merged(x), with_adapters(x), atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("targets, bad", [("[nosuch,q]", "['nosuch']"), ("[ln_1]", "['ln_1']"), ("[]", "empty")])
+def test_lora_targets_that_name_no_adaptable_layer_stop_before_any_work(corpus_dir, tmp_path, targets, bad):
+    # peft raised NoMatchingPeftModuleError (LayerNorm: "not supported") with a traceback after the model was built
+    from refact_train.trainer import ConfigError
+    with pytest.raises(ConfigError, match=f"lora.target_modules: {re.escape(bad)}; each names one of the model's"):
+        train_inprocess([f"data.path={corpus_dir}", f"run_dir={tmp_path}", "lora.enabled=true",
+                         f"lora.target_modules={targets}"])
+    assert not tmp_path.joinpath("checkpoints").exists()
