@@ -2,8 +2,9 @@
 
 A file is written under a hidden temporary name in its own directory and renamed into place, so a reader never
 sees half a file and a kill at any moment leaves either the old file or the new one (plus, at worst, a hidden
-temporary that the next write of the same name replaces). Temporary names start with "." and end in
-".tmp-<pid>", so they match no output glob (`part-*.parquet`, `*.bin`).
+temporary of the killed process, which nothing reads and which may be deleted). Temporary names start with "." and
+end in ".tmp-<pid>", so they match no output glob (`part-*.parquet`, `*.bin`); the pid keeps two writers of the same
+name (Slurm tasks on a shared filesystem) apart, which is also why a later write does not remove another pid's.
 """
 from __future__ import annotations
 
