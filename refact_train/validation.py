@@ -170,7 +170,7 @@ class Validator:
                 rows = order[b:b + 8]
                 room = max(1, min(max_new, n_pos - max(len(prompts[i]) for i in rows)))
                 for i, ids in zip(rows, generate(model, [prompts[i] for i in rows], room, temperature=0.0,
-                                                 stop_token_ids=(tok.eot_id,))):
+                                                 stop_token_ids=(tok.eot_id,), vocab_size=tok.vocab_size)):
                     middles[i] = ids
             predictions = [tok.decode(m) for m in middles]
             out = {f"val_fim_{name}": sum(score(p, t.middle) for p, t in zip(predictions, self.fim)) / len(self.fim)

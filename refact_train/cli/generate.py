@@ -42,7 +42,7 @@ def run(cfg: DictConfig) -> str:
     stops = (tokenizer.eot_id,) if cfg.mode != "chat" else (tokenizer.eot_id, tokenizer.empty_output_id)
     with torch.inference_mode():
         out = generate(model, [ids], cfg.max_new_tokens, temperature=cfg.temperature, top_p=cfg.top_p,
-                       stop_token_ids=stops, seed=cfg.seed)[0]
+                       stop_token_ids=stops, seed=cfg.seed, vocab_size=tokenizer.vocab_size)[0]
     return tokenizer.decode(out)
 
 

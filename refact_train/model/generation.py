@@ -33,12 +33,20 @@ def generate(
     use_cache: bool = True,
     seed: int | None = None,
     pad_token_id: int | None = None,
+    vocab_size: int | None = None,
 ) -> list[list[int]]:
-    """Continue each prompt; returns the generated ids only, without the stop token that ended a row."""
+    """Continue each prompt; returns the generated ids only, without the stop token that ended a row.
+
+    `vocab_size`: the tokenizer's size. The embedding is padded past it (to a multiple of 64); ids of those rows
+    decode to nothing, so they are never produced. None: every row of the model may be produced.
+    """
     if not prompts or any(len(p) == 0 for p in prompts):
         raise ValueError("generate: every prompt needs at least one token")
     if max_new_tokens < 0 or not 0.0 < top_p <= 1.0:
         raise ValueError(f"generate: max_new_tokens must be >= 0 and top_p in (0, 1], got {max_new_tokens} and {top_p}")
+    if vocab_size is not None and not 0 < vocab_size <= model.config.vocab_size:
+        raise ValueError(f"generate: vocab_size {vocab_size} must be in [1, {model.config.vocab_size}], the model's "
+                         f"embedding rows (a tokenizer larger than the model is not the model's)")
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
@@ -61,7 +69,7 @@ def generate(
     done = torch.zeros(batch, dtype=torch.bool, device=device)
     logits = model(ids, attention_mask=mask, cache=cache, last_token_only=True)
     for _ in range(max_new_tokens):
-        nxt = sample_next(logits[:, -1], temperature, top_p, generator)
+        nxt = sample_next(logits[:, -1, :vocab_size], temperature, top_p, generator)
         hit_stop = torch.isin(nxt, stops)
         for row in (~done & ~hit_stop).nonzero().flatten().tolist():
             out[row].append(int(nxt[row]))

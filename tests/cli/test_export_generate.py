@@ -7,8 +7,8 @@ import torch
 from safetensors.torch import save_file
 
 from refact_train.cli.export import main as export_main
-from refact_train.hf import load_hf_checkpoint, to_earlier_names
-from refact_train.model import generate
+from refact_train.hf import load_hf_checkpoint, save_hf_checkpoint, to_earlier_names
+from refact_train.model import RefactForCausalLM, generate
 
 
 def test_export_earlier_revision_to_current(tmp_path, hf_dir):
@@ -44,7 +44,7 @@ def test_refact_generate_modes(hf_dir):
     exe = [sys.executable, "-m", "refact_train.cli.generate", f"model={path}", "max_new_tokens=6"]
     plain = subprocess.run(exe + ["prompt=import", "mode=plain"], capture_output=True, text=True, timeout=120)
     assert plain.returncode == 0, plain.stderr
-    want = tok.decode(generate(model, [tok.encode("import")], 6)[0])
+    want = tok.decode(generate(model, [tok.encode("import")], 6, vocab_size=tok.vocab_size)[0])
     assert plain.stdout.rstrip("\n") == want
     fim = subprocess.run(exe + ["mode=fim", "prefix='def f('", "suffix='):'"], capture_output=True, text=True, timeout=120)
     assert fim.returncode == 0, fim.stderr
@@ -52,6 +52,22 @@ def test_refact_generate_modes(hf_dir):
     assert chat.returncode == 0, chat.stderr
     bad = subprocess.run(exe + ["mode=fim", "prompt=no marker"], capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and "<FILL>" in bad.stderr
+
+
+def test_refact_generate_never_emits_padding_ids(tmp_path, hf_dir):
+    _, model, tok = hf_dir
+    heavy = RefactForCausalLM(model.config)
+    heavy.load_state_dict(model.state_dict())
+    with torch.no_grad():
+        heavy.lm_head.weight[tok.vocab_size:] *= 50  # the rows past the tokenizer win every step
+    path = save_hf_checkpoint(heavy, tmp_path / "heavy", tokenizer=tok)
+    ids = tok.encode("import")
+    assert all(i >= tok.vocab_size for i in generate(heavy, [ids], 6)[0])  # decoded to "": an empty answer before
+    run = subprocess.run([sys.executable, "-m", "refact_train.cli.generate", f"model={path}", "max_new_tokens=6",
+                          "prompt=import", "mode=plain"], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    want = generate(heavy, [ids], 6, vocab_size=tok.vocab_size)[0]
+    assert run.stdout.rstrip("\n") == tok.decode(want) != ""
 
 
 def test_bad_sources_and_outputs_stop_with_one_line_and_keep_what_is_there(tmp_path, hf_dir, capsys):

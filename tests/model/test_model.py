@@ -244,6 +244,21 @@ def test_generate_rejects_overlong_requests():
     assert generate(model, [[1, 2]], 0) == [[]]
 
 
+def test_generate_never_produces_the_embeddings_padding_rows():
+    torch.manual_seed(0)
+    model = RefactForCausalLM(tiny())  # 128 embedding rows for a tokenizer of 100 ids: rows 100-127 are padding
+    with torch.no_grad():
+        model.lm_head.weight[100:] *= 50  # the padding rows dominate both greedy and sampled decoding
+    prompts = [[3, 4, 5], [7]]
+    for sampling in ({}, {"temperature": 1.0, "seed": 0}):
+        unbounded = generate(model, prompts, 20, stop_token_ids=(), **sampling)
+        assert any(i >= 100 for row in unbounded for i in row)  # what refact-generate produced before (decoded to "")
+        bounded = generate(model, prompts, 20, stop_token_ids=(), vocab_size=100, **sampling)
+        assert all(len(row) == 20 and max(row) < 100 for row in bounded)
+    with pytest.raises(ValueError, match="vocab_size 129 must be in"):  # a tokenizer larger than the model
+        generate(model, prompts, 2, vocab_size=129)
+
+
 @pytest.mark.gpu
 def test_flash_attn_matches_reference_on_cuda():
     pytest.importorskip("flash_attn")
