@@ -238,10 +238,28 @@ def test_generate_rejects_overlong_requests():
     model = RefactForCausalLM(tiny(n_positions=16))
     with pytest.raises(ValueError, match="n_positions"):
         generate(model, [[1] * 10], 10)
-    for bad in ({"max_new_tokens": -5}, {"max_new_tokens": 2, "top_p": 0.0}):  # a negative-size tensor error before
-        with pytest.raises(ValueError, match="max_new_tokens must be >= 0 and top_p in"):
-            generate(model, [[1, 2]], **bad)
     assert generate(model, [[1, 2]], 0) == [[]]
+
+
+@pytest.mark.parametrize("option, value", [
+    ("max_new_tokens", -5), ("max_new_tokens", 2.5), ("max_new_tokens", "abc"), ("max_new_tokens", None),
+    ("temperature", -1.0), ("temperature", float("nan")), ("temperature", float("inf")), ("temperature", "hot"),
+    ("top_p", 0.0), ("top_p", float("nan")), ("top_p", "all"), ("seed", "abc"), ("seed", 1.5), ("vocab_size", 0),
+])
+def test_generate_names_a_bad_option(option, value):
+    """Each failed inside torch before (a negative or float size, NaN probabilities, manual_seed's type error) or,
+    for a negative temperature, was silently greedy."""
+    model = RefactForCausalLM(tiny(n_positions=16))
+    options = {"max_new_tokens": 2, "temperature": 1.0, "seed": 0, option: value}
+    with pytest.raises(ValueError, match=f"generate: {option} must be"):
+        generate(model, [[1, 2]], **options)
+
+
+def test_generate_refuses_prompt_ids_outside_the_embedding():
+    model = RefactForCausalLM(tiny())  # a tokenizer larger than the model's: an IndexError from the embedding before
+    for bad in (128, -1):
+        with pytest.raises(ValueError, match=f"prompt token id {bad} is outside the model's 128 embedding rows"):
+            generate(model, [[3, 4], [5, bad, 6]], 2)
 
 
 def test_generate_never_produces_the_embeddings_padding_rows():
@@ -255,7 +273,7 @@ def test_generate_never_produces_the_embeddings_padding_rows():
         assert any(i >= 100 for row in unbounded for i in row)  # what refact-generate produced before (decoded to "")
         bounded = generate(model, prompts, 20, stop_token_ids=(), vocab_size=100, **sampling)
         assert all(len(row) == 20 and max(row) < 100 for row in bounded)
-    with pytest.raises(ValueError, match="vocab_size 129 must be in"):  # a tokenizer larger than the model
+    with pytest.raises(ValueError, match="vocab_size must be in \\[1, 128\\].*got 129"):  # a larger tokenizer's
         generate(model, prompts, 2, vocab_size=129)
 
 
