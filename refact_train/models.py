@@ -93,6 +93,9 @@ def load_model_and_tokenizer(
         model = model.to(device=device, dtype=dtype) if dtype is not None else model.to(device)
     if tokenizer_path is not None:
         tokenizer = load_tokenizer(tokenizer_path)
+    if tokenizer is not None and tokenizer.vocab_size > model.config.vocab_size:  # ids past the embedding: IndexError
+        raise ValueError(f"tokenizer {tokenizer.source} has {tokenizer.vocab_size} tokens, more than the "
+                         f"{model.config.vocab_size} embedding rows of {p}: it is not this model's tokenizer")
     return model, tokenizer
 
 

@@ -1,11 +1,14 @@
 import json
 import subprocess
 import sys
+import sysconfig
+from pathlib import Path
 
 import pytest
 import torch
 from safetensors.torch import save_file
 
+from data_pipeline.tokenizer import train_bpe
 from refact_train.cli.export import main as export_main
 from refact_train.hf import load_hf_checkpoint, save_hf_checkpoint, to_earlier_names
 from refact_train.model import RefactForCausalLM, generate
@@ -68,6 +71,17 @@ def test_refact_generate_never_emits_padding_ids(tmp_path, hf_dir):
     assert run.returncode == 0, run.stderr
     want = generate(heavy, [ids], 6, vocab_size=tok.vocab_size)[0]
     assert run.stdout.rstrip("\n") == tok.decode(want) != ""
+
+
+def test_a_tokenizer_larger_than_the_model_is_refused(tmp_path, hf_dir, capsys):
+    root = Path(sysconfig.get_paths()["stdlib"]) / "json"
+    big = train_bpe([p.read_text() for p in sorted(root.glob("*.py"))], vocab_size=700)  # the model has 640 rows
+    big.save(tmp_path / "tok")
+    # refact-export shipped it with the model (an HF directory whose ids index past the embedding); refact-generate
+    # ran, or hit an IndexError on a prompt with a high id
+    assert export_main([str(hf_dir[0]), str(tmp_path / "out"), "--tokenizer", str(tmp_path / "tok")]) == 2
+    assert "has 700 tokens, more than the 640 embedding rows" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
 
 
 def test_bad_sources_and_outputs_stop_with_one_line_and_keep_what_is_there(tmp_path, hf_dir, capsys):
