@@ -100,8 +100,20 @@ def load_model_and_tokenizer(
 
 
 def pick_device(device: str) -> str:
+    """"auto": CUDA when torch sees a GPU, else the CPU. A device torch cannot use here is refused by name (it was a
+    traceback from inside torch when the model moved)."""
+    device = str(device)
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        kind = torch.device(device)
+    except RuntimeError:
+        kind = None
+    if kind is None or kind.type not in ("cpu", "cuda"):
+        raise ValueError(f"device={device!r}: use auto, cpu, cuda or cuda:N")
+    if kind.type == "cuda" and (kind.index or 0) >= torch.cuda.device_count():
+        raise ValueError(f"device={device}: torch sees {torch.cuda.device_count()} CUDA device(s) here; "
+                         f"use device=auto or device=cpu")
     return device
 
 

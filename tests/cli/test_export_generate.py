@@ -12,6 +12,7 @@ from data_pipeline.tokenizer import train_bpe
 from refact_train.cli.export import main as export_main
 from refact_train.hf import load_hf_checkpoint, save_hf_checkpoint, to_earlier_names
 from refact_train.model import RefactForCausalLM, generate
+from refact_train.models import pick_device
 
 
 def test_export_earlier_revision_to_current(tmp_path, hf_dir):
@@ -82,6 +83,17 @@ def test_a_tokenizer_larger_than_the_model_is_refused(tmp_path, hf_dir, capsys):
     assert export_main([str(hf_dir[0]), str(tmp_path / "out"), "--tokenizer", str(tmp_path / "tok")]) == 2
     assert "has 700 tokens, more than the 640 embedding rows" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("device", ["cuda:99", "mps", "banana", "meta", "0"])
+def test_a_device_torch_cannot_use_here_is_named(device):
+    # a torch traceback (not compiled with CUDA, no mps, an unknown device string) when the model moved, before
+    with pytest.raises(ValueError, match=f"device={device}|device='{device}'"):
+        pick_device(device)
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="torch sees 0 CUDA device"):
+            pick_device("cuda")
+    assert pick_device("cpu") == "cpu" and pick_device("auto") in ("cpu", "cuda")
 
 
 def test_bad_sources_and_outputs_stop_with_one_line_and_keep_what_is_there(tmp_path, hf_dir, capsys):
