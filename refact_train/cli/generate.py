@@ -3,20 +3,49 @@ from __future__ import annotations
 
 import os
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import hydra
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from data_pipeline.chat import chat_prompt_ids
 from data_pipeline.fim import format_fim_prompt
 from refact_train.model import generate
 from refact_train.models import load_model_and_tokenizer, pick_device, pick_dtype
-from data_pipeline.config import config_dir
+from data_pipeline.config import config_dir, config_from_dict
 
 
-def prompt_ids(cfg: DictConfig, tokenizer) -> list[int]:
+@dataclass
+class GenerateOptions:
+    """configs/generate/generate.yaml, typed: Hydra reads prompt=42 as a number (quote it: "prompt='42'") and
+    prompt=null as null, which failed deep in the tokenizer or pathlib; system=null was sent as the text "None"."""
+    model: str
+    tokenizer: str | None = None
+    mode: str = "plain"
+    prompt: str = ""
+    fim_marker: str = "<FILL>"
+    prefix: str | None = None
+    suffix: str | None = None
+    fim_order: str = "psm"
+    spm_variant: str = "served"
+    system: str = ""
+    max_new_tokens: int = 128
+    temperature: float = 0.0
+    top_p: float = 1.0
+    seed: int | None = 0
+    device: str = "auto"
+    dtype: str = "auto"
+
+
+def options(cfg: DictConfig) -> GenerateOptions:
+    if OmegaConf.is_missing(cfg, "model"):
+        raise ValueError("model= is required: an HF directory or a trainer checkpoint (run directory or step)")
+    return config_from_dict(GenerateOptions, OmegaConf.to_container(cfg, resolve=True), "config")
+
+
+def prompt_ids(cfg: GenerateOptions, tokenizer) -> list[int]:
     if cfg.mode == "plain":
         return tokenizer.encode(cfg.prompt)
     if cfg.mode == "chat":
@@ -33,7 +62,8 @@ def prompt_ids(cfg: DictConfig, tokenizer) -> list[int]:
     raise ValueError(f"mode={cfg.mode!r}: use plain, fim or chat")
 
 
-def run(cfg: DictConfig) -> str:
+def run(hydra_cfg: DictConfig) -> str:
+    cfg = options(hydra_cfg)
     device = pick_device(cfg.device)
     model, tokenizer = load_model_and_tokenizer(cfg.model, cfg.tokenizer, pick_dtype(cfg.dtype, device), device)
     if tokenizer is None:

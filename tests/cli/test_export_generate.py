@@ -96,6 +96,32 @@ def test_a_device_torch_cannot_use_here_is_named(device):
     assert pick_device("cpu") == "cpu" and pick_device("auto") in ("cpu", "cuda")
 
 
+def test_refact_generate_options_are_typed(hf_dir):
+    from hydra import compose, initialize_config_dir
+
+    from data_pipeline.config import config_dir
+    from refact_train.cli.generate import options
+
+    def read(*overrides):
+        with initialize_config_dir(config_dir=str(Path(config_dir()) / "generate"), version_base=None):
+            return options(compose("generate", overrides=[*overrides]))
+
+    # each was a traceback from the tokenizer or pathlib (or, for system=null, the text "None" sent to the model)
+    for override, message in (("prompt=42", "config.prompt: expected a string, got 42"),
+                              ("prompt=null", "config.prompt: expected a string, got None"),
+                              ("prefix=1", "config.prefix: expected a string or null, got 1"),
+                              ("system=null", "config.system: expected a string, got None"),
+                              ("max_new_tokens=abc", "config.max_new_tokens: expected an integer, got 'abc'")):
+        with pytest.raises(ValueError, match=message):
+            read(f"model={hf_dir[0]}", override)
+    with pytest.raises(ValueError, match="model= is required"):  # omegaconf's MissingMandatoryValue traceback
+        read("prompt=x")
+    assert read(f"model={hf_dir[0]}", "prompt='42'").prompt == "42"
+    missing = subprocess.run([sys.executable, "-m", "refact_train.cli.generate", "prompt=x"], capture_output=True,
+                             text=True, timeout=120)
+    assert missing.returncode == 2 and "Traceback" not in missing.stderr
+
+
 def test_bad_sources_and_outputs_stop_with_one_line_and_keep_what_is_there(tmp_path, hf_dir, capsys):
     import shutil
     src = tmp_path / "src"
