@@ -83,13 +83,21 @@ def load_model_and_tokenizer(
     p = Path(path)
     if not p.exists():
         raise FileNotFoundError(f"{p}: no such model directory or checkpoint")
+    if not p.is_dir():  # "no intact checkpoint under FILE" before, for a weights or .gguf file given for its dir
+        gguf = " (a .gguf file is for llama.cpp: docs/gguf.md)" if p.suffix == ".gguf" else ""
+        raise ValueError(f"{p} is not a directory: give the HF directory that holds config.json and the weights, "
+                         f"or a trainer checkpoint or run directory{gguf}")
     tokenizer = None
     if is_hf_dir(p):
         model, _ = load_hf_checkpoint(p, dtype=dtype, device=device)
         if (p / "tokenizer.json").is_file():
             tokenizer = load_tokenizer(p)
     else:
-        model, tokenizer = load_model_from_checkpoint(p)
+        try:
+            model, tokenizer = load_model_from_checkpoint(p)
+        except FileNotFoundError as err:
+            raise FileNotFoundError(f"{p}: not an HF directory (no config.json), nor a trainer checkpoint: "
+                                    f"{err}") from err
         model = model.to(device=device, dtype=dtype) if dtype is not None else model.to(device)
     if tokenizer_path is not None:
         tokenizer = load_tokenizer(tokenizer_path)

@@ -12,7 +12,7 @@ from data_pipeline.tokenizer import train_bpe
 from refact_train.cli.export import main as export_main
 from refact_train.hf import load_hf_checkpoint, save_hf_checkpoint, to_earlier_names
 from refact_train.model import RefactForCausalLM, generate
-from refact_train.models import pick_device
+from refact_train.models import load_model_and_tokenizer, pick_device
 
 
 def test_export_earlier_revision_to_current(tmp_path, hf_dir):
@@ -120,6 +120,18 @@ def test_refact_generate_options_are_typed(hf_dir):
     missing = subprocess.run([sys.executable, "-m", "refact_train.cli.generate", "prompt=x"], capture_output=True,
                              text=True, timeout=120)
     assert missing.returncode == 2 and "Traceback" not in missing.stderr
+
+
+def test_a_model_path_that_is_a_file_or_an_empty_dir_is_named(tmp_path, hf_dir):
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "m.gguf").write_bytes(b"GGUF\x03\x00\x00\x00")
+    # each was "no intact checkpoint under PATH" (for a file: the weights or .gguf given instead of a directory)
+    with pytest.raises(ValueError, match="model.safetensors is not a directory: give the HF directory"):
+        load_model_and_tokenizer(hf_dir[0] / "model.safetensors")
+    with pytest.raises(ValueError, match="m.gguf is not a directory.*a .gguf file is for llama.cpp"):
+        load_model_and_tokenizer(tmp_path / "m.gguf")
+    with pytest.raises(FileNotFoundError, match="empty: not an HF directory \\(no config.json\\), nor a trainer"):
+        load_model_and_tokenizer(tmp_path / "empty")
 
 
 def test_bad_sources_and_outputs_stop_with_one_line_and_keep_what_is_there(tmp_path, hf_dir, capsys):
