@@ -42,7 +42,14 @@ class GenerateOptions:
 def options(cfg: DictConfig) -> GenerateOptions:
     if OmegaConf.is_missing(cfg, "model"):
         raise ValueError("model= is required: an HF directory or a trainer checkpoint (run directory or step)")
-    return config_from_dict(GenerateOptions, OmegaConf.to_container(cfg, resolve=True), "config")
+    opts = config_from_dict(GenerateOptions, OmegaConf.to_container(cfg, resolve=True), "config")
+    for key in ("prompt", "prefix", "suffix", "system", "fim_marker"):
+        try:  # argv bytes that are not UTF-8 arrive as lone surrogates: the tokenizer's TypeError traceback before
+            (getattr(opts, key) or "").encode("utf-8")
+        except UnicodeEncodeError as err:
+            raise ValueError(f"config.{key}: the bytes at character {err.start} are not UTF-8; give the text in "
+                             f"UTF-8") from None
+    return opts
 
 
 def prompt_ids(cfg: GenerateOptions, tokenizer) -> list[int]:

@@ -134,6 +134,13 @@ def test_a_model_path_that_is_a_file_or_an_empty_dir_is_named(tmp_path, hf_dir):
         load_model_and_tokenizer(tmp_path / "empty")
 
 
+def test_refact_generate_refuses_a_prompt_that_is_not_utf8(hf_dir):
+    run = subprocess.run([sys.executable, "-m", "refact_train.cli.generate", f"model={hf_dir[0]}",
+                          b"prompt='a\xff\xfeb'", "max_new_tokens=2"], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 2, run.stderr  # the tokenizer's TypeError traceback before (exit 1)
+    assert "config.prompt: the bytes at character 1 are not UTF-8" in run.stderr
+
+
 def test_bad_sources_and_outputs_stop_with_one_line_and_keep_what_is_there(tmp_path, hf_dir, capsys):
     import shutil
     src = tmp_path / "src"
