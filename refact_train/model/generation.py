@@ -14,7 +14,8 @@ def sample_next(logits: torch.Tensor, temperature: float, top_p: float, generato
     """logits [B, V] -> next ids [B]. temperature 0 is greedy."""
     if temperature <= 0:
         return logits.argmax(dim=-1)
-    probs = torch.softmax(logits.float() / temperature, dim=-1)
+    logits = logits.double()  # shifted to max 0, in float64: a tiny temperature (1e-45) made logits / t NaN
+    probs = torch.softmax((logits - logits.max(dim=-1, keepdim=True).values) / temperature, dim=-1)
     if top_p < 1.0:
         sorted_probs, order = probs.sort(dim=-1, descending=True)
         keep = sorted_probs.cumsum(dim=-1) - sorted_probs < top_p  # the smallest set whose mass reaches top_p

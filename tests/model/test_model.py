@@ -230,6 +230,8 @@ def test_stop_tokens_and_sampling():
     s2 = generate(model, [[3, 4, 5]] * 2, 20, temperature=1.0, top_p=0.9, seed=7, stop_token_ids=())
     assert s1 == s2
     assert s1[0] != greedy[:20] or s1[1] != greedy[:20]
+    for tiny_t in (1e-3, 1e-45, 5e-324):  # near 0 is near greedy (1e-45 overflowed logits / t to NaN probabilities)
+        assert generate(model, [[3, 4, 5]], 20, temperature=tiny_t, seed=1, stop_token_ids=())[0] == greedy[:20]
     # a top_p small enough keeps only the most likely token: sampling becomes greedy
     assert generate(model, [[3, 4, 5]], 20, temperature=1.0, top_p=1e-6, seed=1, stop_token_ids=())[0] == greedy[:20]
 
