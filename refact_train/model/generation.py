@@ -95,7 +95,10 @@ def generate(
     out: list[list[int]] = [[] for _ in range(batch)]
     done = torch.zeros(batch, dtype=torch.bool, device=device)
     logits = model(ids, attention_mask=mask, cache=cache, last_token_only=True)
-    for _ in range(max_new_tokens):
+    for step in range(max_new_tokens):
+        if not bool(torch.isfinite(logits[:, -1]).all()):  # greedy took NaN as id 0 (<|endoftext|>): an empty answer
+            raise ValueError(f"generate: the model's logits hold NaN or inf at new token {step}: its weights hold "
+                             f"NaN/inf or its dtype overflows (try dtype=float32)")
         nxt = sample_next(logits[:, -1, :vocab_size], temperature, top_p, generator)
         hit_stop = torch.isin(nxt, stops)
         for row in (~done & ~hit_stop).nonzero().flatten().tolist():

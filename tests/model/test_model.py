@@ -257,6 +257,18 @@ def test_generate_names_a_bad_option(option, value):
         generate(model, [[1, 2]], **options)
 
 
+def test_generate_refuses_a_model_whose_logits_are_not_finite():
+    torch.manual_seed(0)
+    model = RefactForCausalLM(tiny())
+    with torch.no_grad():
+        model.transformer.h[0].mlp.c_proj.weight[0, 0] = float("nan")  # a corrupt checkpoint, or an fp16 overflow
+    # greedy read the NaN logits as id 0, <|endoftext|>: an empty answer (and a silent 0 in evals); sampling raised
+    # multinomial's RuntimeError
+    for sampling in ({}, {"temperature": 1.0, "seed": 0}):
+        with pytest.raises(ValueError, match="logits hold NaN or inf at new token 0"):
+            generate(model, [[3, 4, 5]], 5, **sampling)
+
+
 def test_generate_refuses_prompt_ids_outside_the_embedding():
     model = RefactForCausalLM(tiny())  # a tokenizer larger than the model's: an IndexError from the embedding before
     for bad in (128, -1):
