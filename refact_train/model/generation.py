@@ -39,8 +39,8 @@ def check_options(max_new_tokens, temperature, top_p, seed, vocab_size, rows: in
         raise ValueError(f"generate: temperature must be a finite number >= 0 (0: greedy), got {temperature!r}")
     if not number(top_p) or not 0 < top_p <= 1:
         raise ValueError(f"generate: top_p must be a number in (0, 1], got {top_p!r}")
-    if seed is not None and not integer(seed):
-        raise ValueError(f"generate: seed must be an integer or null, got {seed!r}")
+    if seed is not None and not (integer(seed) and -2**63 <= seed < 2**64):  # what torch's manual_seed takes
+        raise ValueError(f"generate: seed must be an integer in [-2**63, 2**64) or null, got {seed!r}")
     if vocab_size is not None and not (integer(vocab_size) and 0 < vocab_size <= rows):
         raise ValueError(f"generate: vocab_size must be in [1, {rows}], the model's embedding rows, got {vocab_size!r} "
                          f"(a tokenizer larger than the model is not the model's)")

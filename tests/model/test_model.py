@@ -246,11 +246,12 @@ def test_generate_rejects_overlong_requests():
 @pytest.mark.parametrize("option, value", [
     ("max_new_tokens", -5), ("max_new_tokens", 2.5), ("max_new_tokens", "abc"), ("max_new_tokens", None),
     ("temperature", -1.0), ("temperature", float("nan")), ("temperature", float("inf")), ("temperature", "hot"),
-    ("top_p", 0.0), ("top_p", float("nan")), ("top_p", "all"), ("seed", "abc"), ("seed", 1.5), ("vocab_size", 0),
+    ("top_p", 0.0), ("top_p", float("nan")), ("top_p", "all"), ("seed", "abc"), ("seed", 1.5), ("seed", 2**64),
+    ("vocab_size", 0),
 ])
 def test_generate_names_a_bad_option(option, value):
-    """Each failed inside torch before (a negative or float size, NaN probabilities, manual_seed's type error) or,
-    for a negative temperature, was silently greedy."""
+    """Each failed inside torch before (a negative or float size, NaN probabilities, manual_seed's type error, or its
+    "Overflow when unpacking long long" naming no option) or, for a negative temperature, was silently greedy."""
     model = RefactForCausalLM(tiny(n_positions=16))
     options = {"max_new_tokens": 2, "temperature": 1.0, "seed": 0, option: value}
     with pytest.raises(ValueError, match=f"generate: {option} must be"):
