@@ -92,12 +92,10 @@ def run(cfg: DictConfig) -> dict:
     model, tokenizer = load_model_and_tokenizer(cfg.model, cfg.tokenizer, dtype, device)
     if tokenizer is None:
         raise ValueError(f"{cfg.model} has no tokenizer.json: pass tokenizer=PATH")
-    if tokenizer.vocab_size > model.config.vocab_size:  # its ids past the embedding: an IndexError mid-generation
-        raise ValueError(f"tokenizer={cfg.tokenizer or cfg.model} has {tokenizer.vocab_size} tokens, the model at "
-                         f"{cfg.model} embeds {model.config.vocab_size}: pass the tokenizer the model was trained with")
     model.eval()
     pending = pending_samples_dir(cfg.out)
-    ctx = EvalContext(model=model, tokenizer=tokenizer, generator=BatchGenerator(model, gen_cfg, seed=int(cfg.seed)),
+    generator = BatchGenerator(model, gen_cfg, seed=int(cfg.seed), vocab_size=tokenizer.vocab_size)
+    ctx = EvalContext(model=model, tokenizer=tokenizer, generator=generator,
                       sandbox_config=sandbox_cfg, out_dir=pending, limit=cfg.limit, seed=int(cfg.seed),
                       data_dir=Path(cfg.data) if cfg.data else None)
     results, timing = {}, {}

@@ -33,12 +33,14 @@ class GenerationStats:
 
 
 class BatchGenerator:
-    """Continues many prompts: sorts them by length so that a batch wastes little on left padding."""
+    """Continues many prompts: sorts them by length so that a batch wastes little on left padding. `vocab_size`: the
+    tokenizer's; the embedding's padding rows past it are never produced (decode would drop them silently)."""
 
-    def __init__(self, model: torch.nn.Module, config: GenerationConfig, seed: int = 0):
+    def __init__(self, model: torch.nn.Module, config: GenerationConfig, seed: int = 0, vocab_size: int | None = None):
         self.model = model
         self.config = config
         self.seed = seed
+        self.vocab_size = vocab_size
         self.n_positions = int(model.config.n_positions)
         self.stats = GenerationStats()
 
@@ -100,7 +102,7 @@ class BatchGenerator:
             seed = None if temp <= 0 else (self.seed * 1_000_003 + round_index) * 1_000_003 + b
             generated = generate(self.model, [fitted[i] for i in rows], self.room(longest, max_new),
                                  temperature=temp, top_p=self.config.top_p, stop_token_ids=tuple(stop_token_ids),
-                                 use_cache=self.config.use_cache, seed=seed)
+                                 use_cache=self.config.use_cache, seed=seed, vocab_size=self.vocab_size)
             for i, ids in zip(rows, generated):
                 out[i] = ids
         return out

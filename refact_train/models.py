@@ -83,22 +83,45 @@ def load_model_and_tokenizer(
     p = Path(path)
     if not p.exists():
         raise FileNotFoundError(f"{p}: no such model directory or checkpoint")
+    if not p.is_dir():  # "no intact checkpoint under FILE" before, for a weights or .gguf file given for its dir
+        gguf = " (a .gguf file is for llama.cpp: docs/gguf.md)" if p.suffix == ".gguf" else ""
+        raise ValueError(f"{p} is not a directory: give the HF directory that holds config.json and the weights, "
+                         f"or a trainer checkpoint or run directory{gguf}")
     tokenizer = None
     if is_hf_dir(p):
         model, _ = load_hf_checkpoint(p, dtype=dtype, device=device)
         if (p / "tokenizer.json").is_file():
             tokenizer = load_tokenizer(p)
     else:
-        model, tokenizer = load_model_from_checkpoint(p)
+        try:
+            model, tokenizer = load_model_from_checkpoint(p)
+        except FileNotFoundError as err:
+            raise FileNotFoundError(f"{p}: not an HF directory (no config.json), nor a trainer checkpoint: "
+                                    f"{err}") from err
         model = model.to(device=device, dtype=dtype) if dtype is not None else model.to(device)
     if tokenizer_path is not None:
         tokenizer = load_tokenizer(tokenizer_path)
+    if tokenizer is not None and tokenizer.vocab_size > model.config.vocab_size:  # ids past the embedding: IndexError
+        raise ValueError(f"tokenizer {tokenizer.source} has {tokenizer.vocab_size} tokens, more than the "
+                         f"{model.config.vocab_size} embedding rows of {p}: it is not this model's tokenizer")
     return model, tokenizer
 
 
 def pick_device(device: str) -> str:
+    """"auto": CUDA when torch sees a GPU, else the CPU. A device torch cannot use here is refused by name (it was a
+    traceback from inside torch when the model moved)."""
+    device = str(device)
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        kind = torch.device(device)
+    except RuntimeError:
+        kind = None
+    if kind is None or kind.type not in ("cpu", "cuda"):
+        raise ValueError(f"device={device!r}: use auto, cpu, cuda or cuda:N")
+    if kind.type == "cuda" and (kind.index or 0) >= torch.cuda.device_count():
+        raise ValueError(f"device={device}: torch sees {torch.cuda.device_count()} CUDA device(s) here; "
+                         f"use device=auto or device=cpu")
     return device
 
 

@@ -188,7 +188,7 @@ class Validator:
         for rows in [order[b:b + 8] for b in range(0, len(order), 8)][env.rank::env.world_size]:
             room = max(1, min(max_new, n_pos - max(len(prompts[i]) for i in rows)))
             for i, ids in zip(rows, generate(model, [prompts[i] for i in rows], room, temperature=0.0,
-                                             stop_token_ids=(tok.eot_id,))):
+                                             stop_token_ids=(tok.eot_id,), vocab_size=tok.vocab_size)):
                 prediction, middle = tok.decode(ids), self.fim[i].middle
                 sums += torch.tensor([normalized_exact_match(prediction, middle), edit_similarity(prediction, middle)],
                                      dtype=torch.float64, device=self.device)

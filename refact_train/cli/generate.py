@@ -3,20 +3,56 @@ from __future__ import annotations
 
 import os
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import hydra
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from data_pipeline.chat import chat_prompt_ids
 from data_pipeline.fim import format_fim_prompt
 from refact_train.model import generate
 from refact_train.models import load_model_and_tokenizer, pick_device, pick_dtype
-from data_pipeline.config import config_dir
+from data_pipeline.config import config_dir, config_from_dict
 
 
-def prompt_ids(cfg: DictConfig, tokenizer) -> list[int]:
+@dataclass
+class GenerateOptions:
+    """configs/generate/generate.yaml, typed: Hydra reads prompt=42 as a number (quote it: "prompt='42'") and
+    prompt=null as null, which failed deep in the tokenizer or pathlib; system=null was sent as the text "None"."""
+    model: str
+    tokenizer: str | None = None
+    mode: str = "plain"
+    prompt: str = ""
+    fim_marker: str = "<FILL>"
+    prefix: str | None = None
+    suffix: str | None = None
+    fim_order: str = "psm"
+    spm_variant: str = "served"
+    system: str = ""
+    max_new_tokens: int = 128
+    temperature: float = 0.0
+    top_p: float = 1.0
+    seed: int | None = 0
+    device: str = "auto"
+    dtype: str = "auto"
+
+
+def options(cfg: DictConfig) -> GenerateOptions:
+    if OmegaConf.is_missing(cfg, "model"):
+        raise ValueError("model= is required: an HF directory or a trainer checkpoint (run directory or step)")
+    opts = config_from_dict(GenerateOptions, OmegaConf.to_container(cfg, resolve=True), "config")
+    for key in ("prompt", "prefix", "suffix", "system", "fim_marker"):
+        try:  # argv bytes that are not UTF-8 arrive as lone surrogates: the tokenizer's TypeError traceback before
+            (getattr(opts, key) or "").encode("utf-8")
+        except UnicodeEncodeError as err:
+            raise ValueError(f"config.{key}: the bytes at character {err.start} are not UTF-8; give the text in "
+                             f"UTF-8") from None
+    return opts
+
+
+def prompt_ids(cfg: GenerateOptions, tokenizer) -> list[int]:
     if cfg.mode == "plain":
         return tokenizer.encode(cfg.prompt)
     if cfg.mode == "chat":
@@ -33,7 +69,8 @@ def prompt_ids(cfg: DictConfig, tokenizer) -> list[int]:
     raise ValueError(f"mode={cfg.mode!r}: use plain, fim or chat")
 
 
-def run(cfg: DictConfig) -> str:
+def run(hydra_cfg: DictConfig) -> str:
+    cfg = options(hydra_cfg)
     device = pick_device(cfg.device)
     model, tokenizer = load_model_and_tokenizer(cfg.model, cfg.tokenizer, pick_dtype(cfg.dtype, device), device)
     if tokenizer is None:
@@ -42,7 +79,7 @@ def run(cfg: DictConfig) -> str:
     stops = (tokenizer.eot_id,) if cfg.mode != "chat" else (tokenizer.eot_id, tokenizer.empty_output_id)
     with torch.inference_mode():
         out = generate(model, [ids], cfg.max_new_tokens, temperature=cfg.temperature, top_p=cfg.top_p,
-                       stop_token_ids=stops, seed=cfg.seed)[0]
+                       stop_token_ids=stops, seed=cfg.seed, vocab_size=tokenizer.vocab_size)[0]
     return tokenizer.decode(out)
 
 

@@ -1,6 +1,8 @@
 """Batched generation with a KV cache: greedy or temperature / top-p sampling, stop tokens, left padding."""
 from __future__ import annotations
 
+import math
+from numbers import Integral, Real
 from typing import Sequence
 
 import torch
@@ -12,13 +14,36 @@ def sample_next(logits: torch.Tensor, temperature: float, top_p: float, generato
     """logits [B, V] -> next ids [B]. temperature 0 is greedy."""
     if temperature <= 0:
         return logits.argmax(dim=-1)
-    probs = torch.softmax(logits.float() / temperature, dim=-1)
+    logits = logits.double()  # shifted to max 0, in float64: a tiny temperature (1e-45) made logits / t NaN
+    probs = torch.softmax((logits - logits.max(dim=-1, keepdim=True).values) / temperature, dim=-1)
     if top_p < 1.0:
         sorted_probs, order = probs.sort(dim=-1, descending=True)
         keep = sorted_probs.cumsum(dim=-1) - sorted_probs < top_p  # the smallest set whose mass reaches top_p
         sorted_probs = sorted_probs * keep
         probs = torch.zeros_like(probs).scatter(-1, order, sorted_probs)
     return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+
+
+def check_options(max_new_tokens, temperature, top_p, seed, vocab_size, rows: int) -> None:
+    """One line naming the option, before any tensor is built (a float size, a NaN temperature or a string seed each
+    failed deep inside torch; a negative temperature was silently greedy)."""
+    def integer(value) -> bool:
+        return isinstance(value, Integral) and not isinstance(value, bool)
+
+    def number(value) -> bool:
+        return isinstance(value, Real) and not isinstance(value, bool) and not math.isnan(value)
+
+    if not integer(max_new_tokens) or max_new_tokens < 0:
+        raise ValueError(f"generate: max_new_tokens must be an integer >= 0, got {max_new_tokens!r}")
+    if not number(temperature) or not 0 <= temperature < math.inf:
+        raise ValueError(f"generate: temperature must be a finite number >= 0 (0: greedy), got {temperature!r}")
+    if not number(top_p) or not 0 < top_p <= 1:
+        raise ValueError(f"generate: top_p must be a number in (0, 1], got {top_p!r}")
+    if seed is not None and not (integer(seed) and -2**63 <= seed < 2**64):  # what torch's manual_seed takes
+        raise ValueError(f"generate: seed must be an integer in [-2**63, 2**64) or null, got {seed!r}")
+    if vocab_size is not None and not (integer(vocab_size) and 0 < vocab_size <= rows):
+        raise ValueError(f"generate: vocab_size must be in [1, {rows}], the model's embedding rows, got {vocab_size!r} "
+                         f"(a tokenizer larger than the model is not the model's)")
 
 
 @torch.no_grad()
@@ -33,12 +58,17 @@ def generate(
     use_cache: bool = True,
     seed: int | None = None,
     pad_token_id: int | None = None,
+    vocab_size: int | None = None,
 ) -> list[list[int]]:
-    """Continue each prompt; returns the generated ids only, without the stop token that ended a row."""
+    """Continue each prompt; returns the generated ids only, without the stop token that ended a row.
+
+    `vocab_size`: the tokenizer's size. The embedding is padded past it (to a multiple of 64); ids of those rows
+    decode to nothing, so they are never produced. None: every row of the model may be produced.
+    """
+    rows = model.config.vocab_size
+    check_options(max_new_tokens, temperature, top_p, seed, vocab_size, rows)
     if not prompts or any(len(p) == 0 for p in prompts):
         raise ValueError("generate: every prompt needs at least one token")
-    if max_new_tokens < 0 or not 0.0 < top_p <= 1.0:
-        raise ValueError(f"generate: max_new_tokens must be >= 0 and top_p in (0, 1], got {max_new_tokens} and {top_p}")
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
@@ -52,6 +82,11 @@ def generate(
     for row, prompt in enumerate(prompts):  # left padding: the last prompt token of every row is at the same column
         ids[row, longest - len(prompt):] = torch.tensor(list(prompt), dtype=torch.long)
         mask[row, longest - len(prompt):] = 1
+    real = ids[mask.bool()]  # an id past the embedding was an IndexError on CPU, a device-side assert on CUDA
+    low, high = int(real.min()), int(real.max())
+    if low < 0 or high >= rows:
+        raise ValueError(f"generate: prompt token id {low if low < 0 else high} is outside the model's {rows} "
+                         f"embedding rows (is the tokenizer the model's?)")
     generator = None
     if seed is not None:
         generator = torch.Generator(device=device).manual_seed(seed)
@@ -60,8 +95,11 @@ def generate(
     out: list[list[int]] = [[] for _ in range(batch)]
     done = torch.zeros(batch, dtype=torch.bool, device=device)
     logits = model(ids, attention_mask=mask, cache=cache, last_token_only=True)
-    for _ in range(max_new_tokens):
-        nxt = sample_next(logits[:, -1], temperature, top_p, generator)
+    for step in range(max_new_tokens):
+        if not bool(torch.isfinite(logits[:, -1]).all()):  # greedy took NaN as id 0 (<|endoftext|>): an empty answer
+            raise ValueError(f"generate: the model's logits hold NaN or inf at new token {step}: its weights hold "
+                             f"NaN/inf or its dtype overflows (try dtype=float32)")
+        nxt = sample_next(logits[:, -1, :vocab_size], temperature, top_p, generator)
         hit_stop = torch.isin(nxt, stops)
         for row in (~done & ~hit_stop).nonzero().flatten().tolist():
             out[row].append(int(nxt[row]))

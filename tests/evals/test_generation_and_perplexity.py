@@ -67,3 +67,19 @@ def test_stop_sequences_end_rows_early_without_changing_the_text(tiny_model_dir,
         assert truncate_at_stop(tok.decode(a), [stop]) == truncate_at_stop(tok.decode(b), [stop])
     plain = BatchGenerator(model, GenerationConfig(batch_size=2, max_new_tokens=24, stop_check_tokens=4))
     assert plain.run(prompts, [-1], stop_sequences=["\x00 never"], decode=tok.decode) == full
+
+
+def test_the_generator_never_produces_the_embeddings_padding_rows(tiny_model_dir):
+    """refact-eval's generations could hold ids of the embedding's padding rows (past the tokenizer): decode dropped
+    them, so a completion lost tokens without a word."""
+    model, _ = load_hf_checkpoint(tiny_model_dir)
+    rows = model.config.vocab_size
+    with torch.no_grad():
+        model.lm_head.weight[rows - 12:] *= 50  # the last 12 rows dominate greedy and sampled decoding
+    prompts = [[5, 6, 7], [8] * 11]
+    for temperature in (0.0, 1.0):
+        cfg = GenerationConfig(max_new_tokens=12, temperature=temperature)
+        unbounded = BatchGenerator(model, cfg, seed=1).run(prompts, stop_token_ids=[])
+        assert any(i >= rows - 12 for ids in unbounded for i in ids)  # the rows do win without the bound
+        bounded = BatchGenerator(model, cfg, seed=1, vocab_size=rows - 12).run(prompts, stop_token_ids=[])
+        assert all(i < rows - 12 for ids in bounded for i in ids) and all(len(ids) == 12 for ids in bounded)

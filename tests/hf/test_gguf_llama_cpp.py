@@ -189,5 +189,8 @@ def test_llama_cpp_generates_our_tokens(llama_cpp, exported):
             rel = np.abs(logits - want).max() / np.abs(want).max()
             print(f"{mode} flash_attn={flash_attn}: {len(ours)} tokens equal, max logit error {rel:.2e} relative")
             assert rel < LOGIT_TOL[flash_attn], f"{mode}: logits differ by {rel:.2e} of their range"
-            if not flash_attn:  # the CLI prints the decoded text of the same tokens
-                assert refact_generate(hf, mode, *args) == tok.decode(theirs)
+            if not flash_attn:  # the CLI prints the decoded text of the same tokens, less the embedding's padding
+                # rows (ids >= tok.vocab_size), which it never produces and llama.cpp's argmax here can pick
+                real = generate(model, [ids], NEW_TOKENS, stop_token_ids=stops, vocab_size=tok.vocab_size)[0]
+                assert theirs == real or any(i >= tok.vocab_size for i in theirs)
+                assert refact_generate(hf, mode, *args) == tok.decode(real)

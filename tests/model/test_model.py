@@ -230,6 +230,8 @@ def test_stop_tokens_and_sampling():
     s2 = generate(model, [[3, 4, 5]] * 2, 20, temperature=1.0, top_p=0.9, seed=7, stop_token_ids=())
     assert s1 == s2
     assert s1[0] != greedy[:20] or s1[1] != greedy[:20]
+    for tiny_t in (1e-3, 1e-45, 5e-324):  # near 0 is near greedy (1e-45 overflowed logits / t to NaN probabilities)
+        assert generate(model, [[3, 4, 5]], 20, temperature=tiny_t, seed=1, stop_token_ids=())[0] == greedy[:20]
     # a top_p small enough keeps only the most likely token: sampling becomes greedy
     assert generate(model, [[3, 4, 5]], 20, temperature=1.0, top_p=1e-6, seed=1, stop_token_ids=())[0] == greedy[:20]
 
@@ -238,10 +240,56 @@ def test_generate_rejects_overlong_requests():
     model = RefactForCausalLM(tiny(n_positions=16))
     with pytest.raises(ValueError, match="n_positions"):
         generate(model, [[1] * 10], 10)
-    for bad in ({"max_new_tokens": -5}, {"max_new_tokens": 2, "top_p": 0.0}):  # a negative-size tensor error before
-        with pytest.raises(ValueError, match="max_new_tokens must be >= 0 and top_p in"):
-            generate(model, [[1, 2]], **bad)
     assert generate(model, [[1, 2]], 0) == [[]]
+
+
+@pytest.mark.parametrize("option, value", [
+    ("max_new_tokens", -5), ("max_new_tokens", 2.5), ("max_new_tokens", "abc"), ("max_new_tokens", None),
+    ("temperature", -1.0), ("temperature", float("nan")), ("temperature", float("inf")), ("temperature", "hot"),
+    ("top_p", 0.0), ("top_p", float("nan")), ("top_p", "all"), ("seed", "abc"), ("seed", 1.5), ("seed", 2**64),
+    ("vocab_size", 0),
+])
+def test_generate_names_a_bad_option(option, value):
+    """Each failed inside torch before (a negative or float size, NaN probabilities, manual_seed's type error, or its
+    "Overflow when unpacking long long" naming no option) or, for a negative temperature, was silently greedy."""
+    model = RefactForCausalLM(tiny(n_positions=16))
+    options = {"max_new_tokens": 2, "temperature": 1.0, "seed": 0, option: value}
+    with pytest.raises(ValueError, match=f"generate: {option} must be"):
+        generate(model, [[1, 2]], **options)
+
+
+def test_generate_refuses_a_model_whose_logits_are_not_finite():
+    torch.manual_seed(0)
+    model = RefactForCausalLM(tiny())
+    with torch.no_grad():
+        model.transformer.h[0].mlp.c_proj.weight[0, 0] = float("nan")  # a corrupt checkpoint, or an fp16 overflow
+    # greedy read the NaN logits as id 0, <|endoftext|>: an empty answer (and a silent 0 in evals); sampling raised
+    # multinomial's RuntimeError
+    for sampling in ({}, {"temperature": 1.0, "seed": 0}):
+        with pytest.raises(ValueError, match="logits hold NaN or inf at new token 0"):
+            generate(model, [[3, 4, 5]], 5, **sampling)
+
+
+def test_generate_refuses_prompt_ids_outside_the_embedding():
+    model = RefactForCausalLM(tiny())  # a tokenizer larger than the model's: an IndexError from the embedding before
+    for bad in (128, -1):
+        with pytest.raises(ValueError, match=f"prompt token id {bad} is outside the model's 128 embedding rows"):
+            generate(model, [[3, 4], [5, bad, 6]], 2)
+
+
+def test_generate_never_produces_the_embeddings_padding_rows():
+    torch.manual_seed(0)
+    model = RefactForCausalLM(tiny())  # 128 embedding rows for a tokenizer of 100 ids: rows 100-127 are padding
+    with torch.no_grad():
+        model.lm_head.weight[100:] *= 50  # the padding rows dominate both greedy and sampled decoding
+    prompts = [[3, 4, 5], [7]]
+    for sampling in ({}, {"temperature": 1.0, "seed": 0}):
+        unbounded = generate(model, prompts, 20, stop_token_ids=(), **sampling)
+        assert any(i >= 100 for row in unbounded for i in row)  # what refact-generate produced before (decoded to "")
+        bounded = generate(model, prompts, 20, stop_token_ids=(), vocab_size=100, **sampling)
+        assert all(len(row) == 20 and max(row) < 100 for row in bounded)
+    with pytest.raises(ValueError, match="vocab_size must be in \\[1, 128\\].*got 129"):  # a larger tokenizer's
+        generate(model, prompts, 2, vocab_size=129)
 
 
 @pytest.mark.gpu
