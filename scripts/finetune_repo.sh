@@ -50,6 +50,12 @@ for knob in REFACT_FT_STEPS REFACT_FT_SEQ_LEN REFACT_FT_BATCH REFACT_FT_MICRO_BA
   args_require_count "$knob" 1 finetune_repo
 done
 args_require_count REFACT_FT_VAL_EVERY 0 finetune_repo
+MODE=${REFACT_FT_MODE:-lora}
+case "$MODE" in
+  lora) EXPERIMENT=finetune_lora_repo ;;
+  full) EXPERIMENT=finetune_fim ;;
+  *) fail "REFACT_FT_MODE=$MODE: use lora or full" ;;
+esac
 PYTHON=${PYTHON:-python3}
 BASE=$(from_caller "$1")
 [[ -f "$BASE/config.json" ]] || fail "BASE_HF_DIR $1 is not a Hugging Face model directory (no config.json in" \
@@ -67,18 +73,12 @@ for repo in "$@"; do
   REPOS+=("$(hydra_quote "$(cd "$abs" && pwd)")")
 done
 WORK=$(from_caller "${REFACT_FT_DIR:-$PWD/runs/finetune_repo}")
-MODE=${REFACT_FT_MODE:-lora}
 HOLDOUT=${REFACT_FT_HOLDOUT:-10}
 TRAIN_CMD=${REFACT_FT_TRAIN_CMD:-refact-train}
 MARKER=.refact_finetune_repo
 START=$SECONDS
 step() { printf '\n== [%4ds] %s ==\n' "$((SECONDS - START))" "$*"; }
 
-case "$MODE" in
-  lora) EXPERIMENT=finetune_lora_repo ;;
-  full) EXPERIMENT=finetune_fim ;;
-  *) fail "REFACT_FT_MODE=$MODE: use lora or full" ;;
-esac
 if [[ -e "$WORK" && ! -e "$WORK/$MARKER" && -n "$(ls -A "$WORK" 2>/dev/null)" ]]; then
   fail "$WORK exists and is not a fine-tune directory: choose another REFACT_FT_DIR"
 fi
