@@ -8,6 +8,9 @@
 #   LAUNCH_LOG_DIR   where per-rank logs go (default: <run_dir>/logs when a run_dir=... override is given, else ./logs)
 #   RDZV_TIMEOUT     seconds to wait for every node to join the rendezvous (default 900)
 
+# shellcheck source=args.sh
+source "$(dirname "${BASH_SOURCE[0]}")/args.sh"
+
 launch_log() { echo "[launch $(date -u +%H:%M:%S)${LAUNCH_WHERE:+ $LAUNCH_WHERE}] $*" >&2; }
 
 launch_die() {
@@ -15,12 +18,12 @@ launch_die() {
     exit "${LAUNCH_DIE_CODE:-2}"
 }
 
-# The value of KEY=... among Hydra overrides ("$@"), or empty.
+# The value of KEY=... among Hydra overrides ("$@"), unquoted as Hydra reads it (run_dir='/runs/my run'), or empty.
 launch_override_value() {
     local key="$1" arg
     shift
     for arg in "$@"; do
-        case "$arg" in "$key="*|"+$key="*|"++$key="*) echo "${arg#*=}" ;; esac
+        case "$arg" in "$key="*|"+$key="*|"++$key="*) hydra_unquote "${arg#*=}"; echo ;; esac
     done | tail -n 1
 }
 
@@ -65,10 +68,11 @@ launch_resolve_processes() {
         gpu|cpu) ;;
         *) launch_die "LAUNCH_DEVICE=$LAUNCH_DEVICE: use gpu, cpu or auto" ;;
     esac
-    case "${requested:-1}" in
-        *[!0-9]*|0) launch_die "processes per node must be a positive integer, got '$requested'" \
-            "(NPROC_PER_NODE=${NPROC_PER_NODE:-unset}, Slurm GPUs on node=${slurm_gpus:-none})" ;;
-    esac
+    if ! args_is_count "${requested:-1}" 1; then
+        launch_die "processes per node must be a positive integer, got '$requested'" \
+            "(NPROC_PER_NODE=${NPROC_PER_NODE:-unset}, Slurm GPUs on node=${slurm_gpus:-none})"
+    fi
+    [ -z "$requested" ] || requested=$(( 10#$requested ))  # 08 is not octal
     if [ "$LAUNCH_DEVICE" = gpu ]; then
         requested="${requested:-$found}"
         # Fewer GPUs than ranks is the classic "invalid device ordinal" / NCCL hang a few minutes in: say it now.
@@ -115,7 +119,10 @@ launch_program_args() {
 # Explain a failed torchrun from its output ($1 = log file) in terms of what the user can fix.
 launch_explain_failure() {
     local log="$1" addr="$2" port="$3" nnodes="$4"
-    if grep -q -E "RendezvousTimeoutError|RendezvousClosedError" "$log" 2>/dev/null; then
+    if grep -q -E "EADDRINUSE|[Aa]ddress already in use" "$log" 2>/dev/null; then
+        launch_log "ERROR: port $port is already in use on $(hostname), so the rendezvous store cannot listen there." \
+            "Fix: unset MASTER_PORT (a free port is picked) or set it to a free port."
+    elif grep -q -E "RendezvousTimeoutError|RendezvousClosedError" "$log" 2>/dev/null; then
         launch_log "ERROR: rendezvous at $addr:$port timed out after ${RDZV_TIMEOUT:-900}s:" \
             "not all $nnodes node(s) joined. Check that every node started (srun output), that they can reach" \
             "$addr:$port (firewall, the address resolves to the right interface), or raise RDZV_TIMEOUT."
@@ -142,6 +149,10 @@ launch_torchrun() {
     shift 6
     [ "${1:-}" = "--" ] && shift
     local agent_log rc=0 program_lines
+    if ! args_is_count "$port" 0 || (( 10#$port > 65535 )); then
+        launch_die "rendezvous port '$port' is not a TCP port (0-65535): check MASTER_PORT" \
+            "(unset: a free port is picked)"
+    fi
     local -a program
     program_lines="$(launch_program_args)" || exit $?
     mapfile -t program <<< "$program_lines"

@@ -9,7 +9,7 @@
 # `kill -USR1 <this script's pid>` makes the trainer checkpoint and stop (exit status 75); resume=auto resumes.
 # More knobs (LAUNCH_DEVICE, MASTER_PORT, LAUNCH_LOG_DIR): launch/common.sh and docs/launch.md.
 set -euo pipefail
-LAUNCH_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+LAUNCH_ROOT="$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")"  # the checkout's launch/, also through a symlink
 # shellcheck source=common.sh
 source "$LAUNCH_ROOT/common.sh"
 
@@ -22,9 +22,8 @@ while [ $# -gt 0 ]; do
         *) break ;;
     esac
 done
-case "${NPROC_PER_NODE:-1}" in
-    ''|*[!0-9]*|0) launch_die "--nproc/NPROC_PER_NODE must be a positive integer, got '${NPROC_PER_NODE}'" ;;
-esac
+args_is_count "${NPROC_PER_NODE:-1}" 1 ||
+    launch_die "--nproc/NPROC_PER_NODE must be a positive integer, got '${NPROC_PER_NODE}'"
 
 launch_resolve_processes  # says a GPU mismatch now, before any rank starts
 launch_export_runtime_env

@@ -15,10 +15,21 @@
 #   REFACT_DEMO_THREADS=1           torch CPU threads for training and evals (empty: torch's default, all cores);
 #                                   one thread keeps the tiny model fast even on a busy machine
 #   REFACT_DEMO_SKIP_SETUP=0        1: do not run scripts/setup.sh first (already installed)
+# A relative REFACT_DEMO_DIR is taken from the directory the script is run in.
 set -euo pipefail
-cd "$(dirname "$0")/.."
+CALLER_DIR=$PWD
+cd "$(dirname "$(readlink -f "$0")")/.."  # the checkout, also through a symlink
+# shellcheck source=../launch/args.sh
+source launch/args.sh
+for knob in REFACT_DEMO_STEPS REFACT_DEMO_FILES REFACT_DEMO_DOCS REFACT_DEMO_HOLDOUT REFACT_DEMO_EVAL_LIMIT \
+    REFACT_DEMO_THREADS; do
+  args_require_count "$knob" 1 main_job
+done
+args_require_count REFACT_DEMO_FOREIGN 0 main_job
+args_require_count REFACT_DEMO_LEAKED 0 main_job
 PYTHON=${PYTHON:-python3}
 WORK=${REFACT_DEMO_DIR:-runs/main_job}
+[[ -z "${REFACT_DEMO_DIR:-}" || "$WORK" == /* ]] || WORK="$CALLER_DIR/$WORK"
 STEPS=${REFACT_DEMO_STEPS:-300}
 FILES=${REFACT_DEMO_FILES:-300}
 DOCS=${REFACT_DEMO_DOCS:-300}
@@ -51,21 +62,23 @@ THREAD_ARGS=()
 EVAL_THREAD_ARGS=()
 [[ -n "$THREADS" ]] && EVAL_THREAD_ARGS=("cpu_threads=$THREADS")
 
+Q() { hydra_quote "$WORK/$1"; }  # a path under the work directory as a quoted Hydra value (spaces, quotes, é ...)
+
 step "1/7 corpus from this machine: stdlib code, docstrings, non-English man pages, HumanEval copies"
 "$PYTHON" -m tools.demo_corpus "$WORK/corpus" --code-files "$FILES" --doc-files "$DOCS" \
   --foreign-files "$FOREIGN" --leaked-files "$LEAKED"
 
 step "2/7 refact-pipeline: filters, dedup, decontamination, BPE tokenizer, token shards, held-out files"
 C=$WORK/corpus
-refact-pipeline "input=['$C/stdlib','$C/docs','$C/foreign','$C/leaked']" "output=$WORK/data" \
-  tokenizer.train=true tokenizer.vocab_size=4096 \
+refact-pipeline "input=[$(Q corpus/stdlib),$(Q corpus/docs),$(Q corpus/foreign),$(Q corpus/leaked)]" \
+  "output=$(Q data)" tokenizer.train=true tokenizer.vocab_size=4096 \
   holdout.fraction=0.1 "holdout.max_documents=$HOLDOUT" "holdout.kinds=[code]"
 "$PYTHON" scripts/main_job_report.py drops "$WORK/data" "$C"
 
 step "3/7 train the tiny model: Lion, early dropout, FIM, CPU, $STEPS steps, held-out loss every $VAL_EVERY"
 # Warm-up and early dropout scale with the run (300 steps: 20 warm-up steps, dropout 0.1 until step 50); the
 # validation loss on the held-out files' valid split every 30 steps (4 batches of 8 windows), the best step kept.
-refact-train experiment=tiny_cpu "data.path=$WORK/data" "run_dir=$WORK/run" \
+refact-train experiment=tiny_cpu "data.path=$(Q data)" "run_dir=$(Q run)" \
   "train.max_steps=$STEPS" "optim.warmup_steps=$(( STEPS / 15 > 0 ? STEPS / 15 : 1 ))" \
   "early_dropout.until_step=$(( STEPS / 6 > 0 ? STEPS / 6 : 1 ))" \
   "checkpoint.every=$(( STEPS / 3 > 0 ? STEPS / 3 : 1 ))" "validation.every=$VAL_EVERY" validation.max_batches=4 \
@@ -84,11 +97,11 @@ refact-export "$LAST" "$WORK/hf"
 PREFIX=$'import os\n\n\ndef list_python_files(root):\n    found = []\n    for dirpath, _, names in os.walk(root):\n'
 SUFFIX=$'\n    return found\n'
 echo "refact-generate mode=fim, middle between $(printf %q "$PREFIX") and $(printf %q "$SUFFIX"):"
-refact-generate "model=$WORK/hf" mode=fim max_new_tokens=48 "prefix='$PREFIX'" "suffix='$SUFFIX'"
+refact-generate "model=$(Q hf)" mode=fim max_new_tokens=48 "prefix='$PREFIX'" "suffix='$SUFFIX'"
 
 step "6/7 refact-eval: held-out FIM exact match and perplexity"
-refact-eval "model=$WORK/hf" "tasks=[heldout_fim,perplexity]" "data=$WORK/data" \
-  "out=$WORK/eval/results.json" "limit=$EVAL_LIMIT" heldout_fim.max_new_tokens=64 device=cpu "${EVAL_THREAD_ARGS[@]}"
+refact-eval "model=$(Q hf)" "tasks=[heldout_fim,perplexity]" "data=$(Q data)" \
+  "out=$(Q eval/results.json)" "limit=$EVAL_LIMIT" heldout_fim.max_new_tokens=64 device=cpu "${EVAL_THREAD_ARGS[@]}"
 
 step "7/7 done in $((SECONDS - START)) s"
 "$PYTHON" scripts/main_job_report.py summary "$WORK"

@@ -64,16 +64,17 @@ def make_base_model(path: Path) -> Path:
 def test_finetune_repo_lora(tmp_path):
     from refact_train.hf import load_hf_checkpoint
     base = make_base_model(tmp_path / "base")
-    repo = make_git_repo(tmp_path / "myrepo")
-    work = tmp_path / "ft"
-    env = dict(os.environ, PYTHON=sys.executable, REFACT_FT_DIR=str(work), REFACT_FT_STEPS="3",
+    # names that break unquoted Hydra values and naive shell code; the work directory given relative to the caller
+    repo = make_git_repo(tmp_path / "-my rëpo's ${x},")
+    work = tmp_path / "fé i'rd $x"
+    env = dict(os.environ, PYTHON=sys.executable, REFACT_FT_DIR=work.name, REFACT_FT_STEPS="3",
                REFACT_FT_SEQ_LEN="128", REFACT_FT_BATCH="4", REFACT_FT_MICRO_BATCH="2", REFACT_FT_HOLDOUT="2",
                REFACT_FT_EVAL_LIMIT="2", REFACT_FT_THREADS="1", HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
                REFACT_FT_GGUF_DTYPE="f32",
                REFACT_FT_TRAIN_ARGS="train.device=cpu train.precision=fp32 checkpoint.every=3 metrics.progress=false")
     script = str(REPO_ROOT / "scripts" / "finetune_repo.sh")
-    done = subprocess.run(["bash", script, str(base), str(repo), "--gguf"], env=env, capture_output=True, text=True,
-                          timeout=1700)
+    done = subprocess.run(["bash", script, str(base), repo.name, "--gguf"], env=env, capture_output=True, text=True,
+                          timeout=1700, cwd=tmp_path)
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
 
     stats = json.loads((work / "data" / "stats.json").read_text())

@@ -14,7 +14,7 @@ STEPS = 6
 @pytest.mark.slow
 @pytest.mark.timeout(1800)
 def test_main_job_small(tmp_path):
-    work = tmp_path / "main_job"
+    work = tmp_path / "main jöb's $x"  # a path that breaks unquoted Hydra values
     env = dict(os.environ, PYTHON=sys.executable, REFACT_DEMO_DIR=str(work), REFACT_DEMO_SKIP_SETUP="1",
                REFACT_DEMO_STEPS=str(STEPS), REFACT_DEMO_FILES="20", REFACT_DEMO_DOCS="15",
                REFACT_DEMO_FOREIGN="2", REFACT_DEMO_LEAKED="2", REFACT_DEMO_HOLDOUT="2", REFACT_DEMO_EVAL_LIMIT="2",
