@@ -15,7 +15,7 @@ from omegaconf import OmegaConf
 from torch import nn
 
 from data_pipeline.tokenizer import RefactTokenizer, load_tokenizer
-from refact_train.checkpoint import CheckpointError, resolve_checkpoint_dir
+from refact_train.checkpoint import CheckpointError, read_config, resolve_checkpoint_dir
 from refact_train.hf import load_hf_checkpoint, save_hf_checkpoint
 from refact_train.lora import LoraConfig, apply_lora, merge_lora_state
 from refact_train.model import RefactConfig, RefactForCausalLM
@@ -67,7 +67,7 @@ def load_model_from_checkpoint(path: str | Path, device: str = "cpu") -> tuple[R
     Every backend writes the full state dict to model.pt; LoRA checkpoints come back merged into plain weights.
     """
     ckpt = resolve_checkpoint_dir(path)
-    cfg = OmegaConf.to_container(OmegaConf.load(ckpt / "config.yaml"), resolve=True)
+    cfg = read_config(ckpt / "config.yaml")  # saved resolved: a `${` left in a path is a character, not a reference
     model = model_from_state(cfg, torch.load(ckpt / "model.pt", map_location="cpu", weights_only=True))
     model.to(device).eval()
     tokenizer = load_tokenizer(ckpt / "tokenizer") if (ckpt / "tokenizer" / "tokenizer.json").is_file() else None

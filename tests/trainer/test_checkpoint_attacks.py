@@ -74,3 +74,18 @@ def test_resume_into_another_model_or_lora_shape_is_refused(corpus_dir, tmp_path
                                            "lora.target_modules=[gate_up_proj,c_proj,kv,q]", "model.dropout=0.1"])
     assert state.step == 2
     shutil.rmtree(lora)
+
+
+def test_a_checkpoint_whose_paths_hold_a_dollar_brace_loads(corpus_dir, tmp_path):
+    # refact-export stopped with "Interpolation key 'x' not found": the saved (already resolved) config was read
+    # back through OmegaConf, which took a data.path or run_dir holding `${x}` for a reference
+    from refact_train.models import load_model_from_checkpoint
+
+    run = tmp_path / "run"
+    train_inprocess([f"data.path={corpus_dir}", "train.max_steps=1", f"run_dir={run}"])
+    step = next((run / "checkpoints").glob("step-*"))
+    config = step / "config.yaml"
+    config.write_text(config.read_text().replace(f"run_dir: {run}", "run_dir: /runs/${x} and ${oc.env:HOME}"))
+    write_marker(step)
+    model, _ = load_model_from_checkpoint(step)
+    assert model.config.n_layer == 2
