@@ -198,3 +198,75 @@ def test_a_split_the_dataset_does_not_have_is_named(tmp_path):
     with pytest.raises(ingest.InputError, match="a DatasetDict with splits"):
         ingest.validate_inputs({"input": str(tmp_path / "dd")})
     assert ingest.validate_inputs({"input": str(tmp_path / "dd"), "ingest": {"hf_split": "test"}})[0][1] == "hf_disk"
+
+
+def _varint(n: int, length: int | None = None) -> bytes:
+    """Thrift's unsigned varint of `n`, padded with zero groups to `length` bytes (readers accept the padding)."""
+    out = bytearray()
+    while True:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+        if not n:
+            break
+    while length and len(out) < length:
+        out.append(0x80)
+    out[-1] &= 0x7F
+    return bytes(out)
+
+
+def state_a_size(data: bytes, true: int, said: int, start: int = 0) -> bytes:
+    """The bytes of a Parquet file whose thrift sizes `true` (from byte `start`) say `said` instead."""
+    old = _varint(true * 2)  # i32/i64 fields are zigzag varints
+    assert data.find(old, start) >= 0
+    return data[:start] + data[start:].replace(old, _varint(said * 2, len(old)))
+
+
+def test_a_parquet_decompression_bomb_is_one_too_large_entry_whatever_its_footer_says(tmp_path, monkeypatch):
+    """A 41 KB Parquet held 300 MB of text in one page (the file decides the page size) and peaked at 1.9 GB, kept
+    as one document, and so did a copy whose footer says the column holds 1 KB. The page headers (which pyarrow
+    trusts to allocate) decide: a page over MAX_PAGE_BYTES is one `too_large` entry for its row group, never decoded;
+    a header that understates its page is `corrupt:parquet`; a big page in a column no field uses is not read."""
+    from data_pipeline.sources import tables
+
+    monkeypatch.setattr(tables, "MAX_PAGE_BYTES", 1 << 20)  # the same, at 1/256 of the size
+    big = "a" * (2 << 20)
+    pq.write_table(pa.table({"text": ["x = 1\n", big, "y = 2\n"], "id": ["0", "1", "2"]}), str(tmp_path / "b.parquet"),
+                   compression="zstd", row_group_size=1, data_page_size=1 << 30)
+    pq.write_table(pa.table({"text": ["z = 3\n"], "blob": [big]}), str(tmp_path / "unused.parquet"),
+                   compression="zstd", data_page_size=1 << 30)
+    data = (tmp_path / "b.parquet").read_bytes()
+    assert len(data) < 8 << 10
+    column = pq.ParquetFile(str(tmp_path / "b.parquet")).metadata.row_group(1).column(0)
+    footer = len(data) - 8 - int.from_bytes(data[-8:-4], "little")
+    (tmp_path / "footer_lies.parquet").write_bytes(state_a_size(data, column.total_uncompressed_size, 1000, footer))
+    lying = pq.ParquetFile(str(tmp_path / "footer_lies.parquet")).metadata.row_group(1).column(0)
+    assert lying.total_uncompressed_size == 1000
+    page_header = column.dictionary_page_offset or column.data_page_offset
+    (tmp_path / "header_lies.parquet").write_bytes(state_a_size(data, len(big) + 4, 1000, page_header))
+    got = outcomes(tmp_path, "hf_files")
+    assert got == {"b.parquet:0": KEPT, "b.parquet:rows 1-1": "too_large", "b.parquet:2": KEPT,
+                   "footer_lies.parquet:0": KEPT, "footer_lies.parquet:rows 1-1": "too_large",
+                   "footer_lies.parquet:2": KEPT, "header_lies.parquet:0": KEPT,
+                   "header_lies.parquet:rows 1-1": "corrupt:parquet", "header_lies.parquet:2": KEPT,
+                   "unused.parquet:0": KEPT}
+
+
+def test_a_dictionary_entry_repeated_in_every_row_is_read_in_small_batches(tmp_path):
+    """One 8 MiB dictionary entry in 100 rows: a 5 KB file, and batches of 1024 rows made it 800 MB of Arrow and as
+    much of Python strings at once (1.7 GB peak). Batches now hold about BATCH_BYTES by the page headers' count."""
+    import subprocess
+    import sys
+
+    path = tmp_path / "repeated.parquet"
+    repeated = pa.DictionaryArray.from_arrays(pa.array([0] * 100, pa.int32()), pa.array(["r" * (8 << 20)]))
+    pq.write_table(pa.table({"text": repeated}), str(path), compression="zstd", store_schema=False)  # read as strings
+    assert path.stat().st_size < 64 << 10
+    code = ("import collections, resource, sys; sys.path.insert(0, sys.argv[2]); "
+            "from test_ingest_attacks import outcomes; "
+            "print(collections.Counter(outcomes(__import__('pathlib').Path(sys.argv[1]), 'parquet').values()), "
+            "resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)")
+    proc = subprocess.run([sys.executable, "-c", code, str(path), str(Path(__file__).parent)], capture_output=True,
+                          text=True, timeout=300, check=True)
+    got, peak_kib = proc.stdout.rsplit(" ", 1)
+    assert got == "Counter({'kept': 100})"
+    assert int(peak_kib) < 600 << 10, f"peak {peak_kib} KiB"  # imports ~100 MiB, a batch 2x64 MiB; seen: 366 MiB
