@@ -434,8 +434,8 @@ def dataset_split(root: Path, split: str | None) -> str | None:
 
 
 def saved_dataset_shards(root: Path, split: str | None) -> list[str]:
-    """Relative paths of the Arrow shards of a saved dataset, in order (read from state.json without following
-    links; a shard name that leads out of `root` is refused when it is opened)."""
+    """Relative paths of the Arrow shards of a saved dataset, in order, each once (read from state.json without
+    following links; a shard name that leads out of `root` is refused when it is opened)."""
     prefix = f"{split}/" if split else ""
     state = json.loads(confined.read_bytes(root, prefix + "state.json", 1 << 24))
-    return [prefix + entry["filename"] for entry in state["_data_files"]]
+    return list(dict.fromkeys(prefix + entry["filename"] for entry in state["_data_files"]))  # a shard listed twice

@@ -270,3 +270,15 @@ def test_a_dictionary_entry_repeated_in_every_row_is_read_in_small_batches(tmp_p
     got, peak_kib = proc.stdout.rsplit(" ", 1)
     assert got == "Counter({'kept': 100})"
     assert int(peak_kib) < 600 << 10, f"peak {peak_kib} KiB"  # imports ~100 MiB, a batch 2x64 MiB; seen: 366 MiB
+
+
+def test_a_shard_listed_twice_in_state_json_is_read_once(tmp_path):
+    """A state.json edited by hand (or a merge gone wrong) listing one Arrow shard twice read every row twice."""
+    import datasets
+
+    datasets.Dataset.from_list([{"text": f"x = {i}\n"} for i in range(3)]).save_to_disk(str(tmp_path / "saved"))
+    state_path = tmp_path / "saved" / "state.json"
+    state = json.loads(state_path.read_text())
+    state["_data_files"] = state["_data_files"] * 2
+    state_path.write_text(json.dumps(state))
+    assert outcomes(tmp_path / "saved", "hf_disk") == {f"saved:{i}": KEPT for i in range(3)}
