@@ -29,6 +29,10 @@ JSONL_SUFFIXES = (".jsonl", ".json", ".ndjson")
 TABLE_SUFFIXES = {**{s: "jsonl" for s in JSONL_SUFFIXES}, ".parquet": "parquet", ".arrow": "arrow", ".csv": "csv"}
 
 
+KIND_OF = {"files": "a folder of files", "jsonl": "a JSONL file", "parquet": "a Parquet file",
+           "hf_disk": "a single saved Dataset", "hf_files": "a folder of data files"}
+
+
 @dataclass(frozen=True)
 class IngestKeys:
     """The keys the `ingest` section may hold and their types (config_from_dict checks both); their defaults and
@@ -129,6 +133,12 @@ def validate_inputs(pipeline_cfg: dict[str, Any]) -> list[tuple[Path, str, str]]
                                  f"input {inner} lies inside input {outer}: its files would be read twice; pass one")
     forced = section.get("format", "auto")
     formats = [detect_format(p, forced) for p in paths]
+    split = section.get("hf_split")
+    dicts = [p for p, fmt in zip(paths, formats) if fmt == "hf_disk" and os.path.lexists(p / "dataset_dict.json")]
+    if split is not None and not dicts:  # it would be ignored: a folder of train and test files read whole
+        raise InputError(f"ingest.hf_split={split!r} chooses a split of a DatasetDict saved with save_to_disk, and no "
+                         f"input is one ({paths[0]} is {KIND_OF[formats[0]]}); remove ingest.hf_split, or pass only "
+                         f"that split's files as input")
     for path, fmt in zip(paths, formats):
         if fmt == "hf_disk":
             try:

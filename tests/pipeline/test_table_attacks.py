@@ -282,3 +282,24 @@ def test_a_shard_listed_twice_in_state_json_is_read_once(tmp_path):
     state["_data_files"] = state["_data_files"] * 2
     state_path.write_text(json.dumps(state))
     assert outcomes(tmp_path / "saved", "hf_disk") == {f"saved:{i}": KEPT for i in range(3)}
+
+
+def test_a_split_given_where_no_input_has_splits_stops_the_run(tmp_path):
+    """ingest.hf_split=train on a single saved Dataset, or on a folder holding train and test files, was ignored:
+    the whole input was read, test rows included. Beside a DatasetDict that needs it, it stays allowed."""
+    import datasets
+
+    rows = [{"text": "x = 1\n"}]
+    datasets.Dataset.from_list(rows).save_to_disk(str(tmp_path / "single"))
+    datasets.DatasetDict({"train": datasets.Dataset.from_list(rows)}).save_to_disk(str(tmp_path / "dd"))
+    (tmp_path / "files").mkdir()
+    for split in ("train", "test"):
+        (tmp_path / "files" / f"{split}.jsonl").write_text(json.dumps(rows[0]) + "\n")
+    for path, kind in ((tmp_path / "single", "a single saved Dataset"), (tmp_path / "files", "a folder of data files")):
+        with pytest.raises(ingest.InputError, match=f"ingest.hf_split='train' chooses a split of a DatasetDict .* no "
+                                                    f"input is one \\({path} is {kind}\\); remove ingest.hf_split"):
+            ingest.validate_inputs({"input": str(path), "ingest": {"hf_split": "train", "format": "auto" if
+                                    kind.endswith("Dataset") else "hf_files"}})
+    both = ingest.validate_inputs({"input": [str(tmp_path / "dd"), str(tmp_path / "single")],
+                                   "ingest": {"hf_split": "train"}})
+    assert [fmt for _, fmt, _ in both] == ["hf_disk", "hf_disk"]
