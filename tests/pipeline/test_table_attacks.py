@@ -303,3 +303,28 @@ def test_a_split_given_where_no_input_has_splits_stops_the_run(tmp_path):
     both = ingest.validate_inputs({"input": [str(tmp_path / "dd"), str(tmp_path / "single")],
                                    "ingest": {"hf_split": "train"}})
     assert [fmt for _, fmt, _ in both] == ["hf_disk", "hf_disk"]
+
+
+def test_a_folder_of_data_files_is_read_as_records_and_a_repository_with_test_tables_as_files(tmp_path):
+    """A downloaded dataset (Parquet shards, JSONL, a README, .gitattributes, dataset_infos.json) given without
+    ingest.format=hf_files: every Parquet file was one `binary` entry and every JSONL file `unknown_type`, in a run
+    with no document. A folder holding code beside its test tables, or only `.json` files, is still read as files."""
+    data = tmp_path / "download"
+    (data / "data").mkdir(parents=True)
+    pq.write_table(pa.table({"text": ["p = 1\n"], "path": ["p.py"]}), str(data / "data" / "train-00000.parquet"))
+    (data / "data" / "extra.jsonl").write_text(json.dumps({"text": "j = 1\n", "path": "j.py"}) + "\n")
+    (data / "README.md").write_text("---\nlicense: mit\n---\n# A dataset\n")
+    (data / ".gitattributes").write_text("*.parquet filter=lfs\n")
+    [(path, fmt, _)] = ingest.validate_inputs({"input": str(data), "output": str(data / "out")})
+    assert fmt == "hf_files"
+    assert outcomes(path, fmt) == {"p.py": KEPT, "j.py": KEPT, "README.md": "unknown_type",
+                                   ".gitattributes": "unknown_type"}
+    repo = tmp_path / "repo"
+    (repo / "tests" / "data").mkdir(parents=True)
+    (data / "data" / "train-00000.parquet").rename(repo / "tests" / "data" / "fixture.parquet")
+    (repo / "tests" / "test_io.py").write_text("def test_read():\n    assert True\n")
+    (tmp_path / "configs").mkdir()
+    (tmp_path / "configs" / "settings.json").write_text('{"a": 1}\n')
+    for folder in (repo, tmp_path / "configs"):
+        assert ingest.validate_inputs({"input": str(folder)})[0][1] == "files"
+    assert outcomes(repo, "files") == {"tests/test_io.py": KEPT, "tests/data/fixture.parquet": "binary"}
