@@ -21,12 +21,17 @@ from data_pipeline.records import Document
 from data_pipeline.stage import ShardOutput, Stage, StageContext, Step
 from data_pipeline.stats import UnitStats, read_unit_stats, sum_unit_stats
 from data_pipeline.sources import confined, tables
-from data_pipeline.sources.files import FileRules, Skipped, read_file, walk
+from data_pipeline.sources.files import MAX_DEPTH, VCS_DIRS, FileRules, Skipped, read_file, walk
+from data_pipeline.sources.languages import classify_name
 
 FORMATS = ("auto", "files", "jsonl", "parquet", "hf_disk", "hf_files")
 JSONL_SUFFIXES = (".jsonl", ".json", ".ndjson")
 # The data files of an `hf_files` folder, by extension (any other file there is `unknown_type`).
 TABLE_SUFFIXES = {**{s: "jsonl" for s in JSONL_SUFFIXES}, ".parquet": "parquet", ".arrow": "arrow", ".csv": "csv"}
+
+
+KIND_OF = {"files": "a folder of files", "jsonl": "a JSONL file", "parquet": "a Parquet file",
+           "hf_disk": "a single saved Dataset", "hf_files": "a folder of data files"}
 
 
 @dataclass(frozen=True)
@@ -72,7 +77,8 @@ def input_paths(pipeline_cfg: dict[str, Any]) -> list[Path]:
     return [Path(os.path.expanduser(str(p))).resolve() for p in items]
 
 
-def detect_format(path: Path, forced: str = "auto") -> str:
+def detect_format(path: Path, forced: str = "auto", output: str | None = None) -> str:
+    """The format of an input (`forced` unless "auto"); `output`: the run's output directory below it, not looked at."""
     if forced not in FORMATS:
         raise InputError(f"ingest.format={forced!r} is not one of {FORMATS}")
     if not path.exists():
@@ -93,13 +99,43 @@ def detect_format(path: Path, forced: str = "auto") -> str:
                              f"ingest.format=hf_files")
         return forced
     if path.is_dir():
-        return "hf_disk" if tables.is_saved_dataset(path) else "files"
+        if tables.is_saved_dataset(path):
+            return "hf_disk"
+        return "hf_files" if is_data_folder(path, output) else "files"
     name = path.name.lower()
     if tables.without_compression(name).endswith(JSONL_SUFFIXES):
         return "jsonl"
     if name.endswith(".parquet"):
         return "parquet"
     raise InputError(f"input {path}: cannot tell its format from the name; set ingest.format to one of {FORMATS[1:]}")
+
+
+DATA_SUFFIXES = (".parquet", ".arrow", ".jsonl", ".ndjson", ".csv")  # never source code (`.json` may be)
+
+
+def is_data_folder(path: Path, output: str | None = None) -> bool:
+    """A folder of data files (a dataset downloaded or exported as Parquet, Arrow, JSONL or CSV files), judged by
+    names alone: at least one data file, and no file of code or text but a README or `.json` metadata. Read as
+    files, each Parquet file would be one `binary` entry; a repository with a few test tables keeps its code read."""
+    found, pending = False, [""]
+    while pending:
+        rel_dir = pending.pop()
+        try:
+            with confined.open_dir(path, rel_dir) as fd:
+                entries = [(e.name, e.is_dir(follow_symlinks=False)) for e in os.scandir(fd)]
+        except OSError:
+            continue  # the plan's walk reports it
+        for name, is_dir in entries:
+            rel = f"{rel_dir}/{name}" if rel_dir else name
+            lower = tables.without_compression(name).lower()
+            if is_dir:
+                if name not in VCS_DIRS and rel != output and rel.count("/") < MAX_DEPTH:
+                    pending.append(rel)
+            elif lower.endswith(DATA_SUFFIXES):
+                found = True
+            elif classify_name(name) and not (lower.startswith("readme") or lower.endswith(".json")):
+                return False
+    return found
 
 
 def source_names(paths: list[Path], section: dict[str, Any]) -> list[str]:
@@ -128,7 +164,13 @@ def validate_inputs(pipeline_cfg: dict[str, Any]) -> list[tuple[Path, str, str]]
                 raise InputError(f"input {path} is given twice; pass it once" if path == other else
                                  f"input {inner} lies inside input {outer}: its files would be read twice; pass one")
     forced = section.get("format", "auto")
-    formats = [detect_format(p, forced) for p in paths]
+    formats = [detect_format(p, forced, output_below(p, pipeline_cfg.get("output"))) for p in paths]
+    split = section.get("hf_split")
+    dicts = [p for p, fmt in zip(paths, formats) if fmt == "hf_disk" and os.path.lexists(p / "dataset_dict.json")]
+    if split is not None and not dicts:  # it would be ignored: a folder of train and test files read whole
+        raise InputError(f"ingest.hf_split={split!r} chooses a split of a DatasetDict saved with save_to_disk, and no "
+                         f"input is one ({paths[0]} is {KIND_OF[formats[0]]}); remove ingest.hf_split, or pass only "
+                         f"that split's files as input")
     for path, fmt in zip(paths, formats):
         if fmt == "hf_disk":
             try:

@@ -9,7 +9,8 @@ from pathlib import Path
 from data_pipeline.sources import confined
 
 LICENSE_FILE = re.compile(r"^(licen[cs]e|copying|unlicense)([.-][\w.-]*)?$", re.IGNORECASE)
-SPDX_HEADER = re.compile(r"SPDX-License-Identifier:\s*([A-Za-z0-9.+()\- ]+?)\s*(?:\*/|-->|$)", re.MULTILINE)
+# On its own line: an empty identifier must not take the next line (`import os`) for a licence.
+SPDX_HEADER = re.compile(r"SPDX-License-Identifier:[ \t]*([A-Za-z0-9.+()\- ]+?)[ \t]*(?:\*/|-->|$)", re.MULTILINE)
 HEADER_CHARS = 4096  # SPDX headers sit at the top of a file
 
 TITLE_CHARS = 1500  # copyleft titles are matched near the top only: permissive texts often *mention* the GPL
@@ -55,8 +56,11 @@ def normalise_spdx(expression: str) -> str:
 
 
 def spdx_from_header(text: str) -> str | None:
-    match = SPDX_HEADER.search(text[:HEADER_CHARS])
-    return normalise_spdx(match.group(1)) if match else None
+    """The SPDX expression of a file's headers; several (a bundled or amalgamated file) must all be honoured."""
+    found = list(dict.fromkeys(normalise_spdx(m) for m in SPDX_HEADER.findall(text[:HEADER_CHARS]) if m.strip()))
+    if len(found) < 2:
+        return found[0] if found else None
+    return " AND ".join(f"({e})" if " " in e and not e.startswith("(") else e for e in found)
 
 
 def license_from_text(text: str) -> str | None:

@@ -25,7 +25,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from data_pipeline.records import KINDS, Document
-from data_pipeline.sources import confined
+from data_pipeline.sources import confined, parquet_pages
 from data_pipeline.sources.confined import shown
 from data_pipeline.sources.files import Skipped
 from data_pipeline.sources.languages import CODE_EXTENSIONS, classify_name
@@ -268,16 +268,32 @@ def plan_parquet(f: BinaryIO, rows_per_item: int) -> list[dict[str, Any]]:
     return items
 
 
+# A page is decoded whole, and the file decides its size: a larger one (pyarrow writes one only for documents
+# averaging over 256 KB; `write_batch_size=64` keeps them smaller) makes its row group one `too_large` entry. Batches
+# hold about BATCH_BYTES, by the page headers' bytes per row (a repeated dictionary entry counts in every row).
+MAX_PAGE_BYTES = 4 * MAX_LINE_BYTES
+BATCH_BYTES = 64 << 20
+
+
 def read_parquet(f: BinaryIO, row_groups: list[int], first_row: int, *, name: str, source: str,
                  fields: dict[str, list[str]], default_kind: str) -> Iterator[Document | Skipped]:
-    """The rows of some row groups; a row group that cannot be decoded (a corrupt page) is one Skipped for its
-    rows not read, and the next row group is read."""
-    pf = pq.ParquetFile(f)
+    """The rows of some row groups (only the columns a field can use); a row group that cannot be decoded (a corrupt
+    page) is one Skipped for its rows not read, and the next row group is read."""
+    pf = pq.ParquetFile(f, pre_buffer=False, buffer_size=1 << 20)  # one compressed page in memory, not a row group
+    wanted = {alias for aliases in fields.values() for alias in aliases}
+    columns = [column for column in pf.schema_arrow.names if column in wanted]
     for group in row_groups:
         rows, done = pf.metadata.row_group(group).num_rows, 0
+        where = f"{name}:rows {first_row}-{first_row + rows - 1}"
         try:
-            for got in _rows(pf.iter_batches(batch_size=1024, row_groups=[group]), first_row, name, source, fields,
-                             default_kind):
+            cost = parquet_pages.row_group_cost(f, pf, group, columns)
+            if cost.largest_page > MAX_PAGE_BYTES:
+                yield Skipped(where, "too_large", cost.largest_page, count=rows)
+                first_row += rows
+                continue
+            batches = pf.iter_batches(batch_size=max(1, min(1024, BATCH_BYTES // max(cost.row_bytes, 1))),
+                                      row_groups=[group], columns=columns)
+            for got in _rows(batches, first_row, name, source, fields, default_kind):
                 done += 1
                 yield got
         except MemoryError:
@@ -418,8 +434,8 @@ def dataset_split(root: Path, split: str | None) -> str | None:
 
 
 def saved_dataset_shards(root: Path, split: str | None) -> list[str]:
-    """Relative paths of the Arrow shards of a saved dataset, in order (read from state.json without following
-    links; a shard name that leads out of `root` is refused when it is opened)."""
+    """Relative paths of the Arrow shards of a saved dataset, in order, each once (read from state.json without
+    following links; a shard name that leads out of `root` is refused when it is opened)."""
     prefix = f"{split}/" if split else ""
     state = json.loads(confined.read_bytes(root, prefix + "state.json", 1 << 24))
-    return [prefix + entry["filename"] for entry in state["_data_files"]]
+    return list(dict.fromkeys(prefix + entry["filename"] for entry in state["_data_files"]))  # a shard listed twice

@@ -58,6 +58,25 @@ def test_spdx_header_and_nearest_license_file(tmp_path):
     assert repository_license(tmp_path / "sub" / "deep" / "b.py", tmp_path) == "GPL-3.0"
 
 
+@pytest.mark.parametrize("header,spdx", [
+    ("# SPDX-License-Identifier:\nimport os\n", None),  # was "import os": the file dropped as not_permissive
+    ("/* SPDX-License-Identifier: */\nint x;\n", None),
+    ("// SPDX-License-Identifier: MIT\n// bundled below:\n// SPDX-License-Identifier: GPL-3.0-only\n",
+     "MIT AND GPL-3.0"),  # was "MIT": a bundled GPL part was kept as permissive
+    ("// SPDX-License-Identifier: MIT\n// SPDX-License-Identifier: Apache-2.0 OR GPL-2.0\n",
+     "MIT AND (Apache-2.0 OR GPL-2.0)"),
+    ("// SPDX-License-Identifier: MIT\n/* SPDX-License-Identifier: MIT */\n", "MIT"),
+    ("# SPDX-License-Identifier: LicenseRef-Proprietary\n", "LicenseRef-Proprietary"),
+    ("# SPDX-License-Identifier: (MIT AND Apache-2.0)\n", "(MIT AND Apache-2.0)"),
+])
+def test_spdx_headers_empty_or_several(header, spdx):
+    from data_pipeline.filters.license import DEFAULT_PERMISSIVE, expression_allowed
+
+    assert spdx_from_header(header) == spdx
+    if spdx == "MIT AND GPL-3.0":  # what the licence filter makes of it: not permissive
+        assert not expression_allowed(spdx, frozenset(p.lower() for p in DEFAULT_PERMISSIVE))
+
+
 def _read(root, rel, **rules):
     return read_file(root, rel, "src", FileRules(**rules))
 

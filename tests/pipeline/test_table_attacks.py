@@ -198,3 +198,133 @@ def test_a_split_the_dataset_does_not_have_is_named(tmp_path):
     with pytest.raises(ingest.InputError, match="a DatasetDict with splits"):
         ingest.validate_inputs({"input": str(tmp_path / "dd")})
     assert ingest.validate_inputs({"input": str(tmp_path / "dd"), "ingest": {"hf_split": "test"}})[0][1] == "hf_disk"
+
+
+def _varint(n: int, length: int | None = None) -> bytes:
+    """Thrift's unsigned varint of `n`, padded with zero groups to `length` bytes (readers accept the padding)."""
+    out = bytearray()
+    while True:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+        if not n:
+            break
+    while length and len(out) < length:
+        out.append(0x80)
+    out[-1] &= 0x7F
+    return bytes(out)
+
+
+def state_a_size(data: bytes, true: int, said: int, start: int = 0) -> bytes:
+    """The bytes of a Parquet file whose thrift sizes `true` (from byte `start`) say `said` instead."""
+    old = _varint(true * 2)  # i32/i64 fields are zigzag varints
+    assert data.find(old, start) >= 0
+    return data[:start] + data[start:].replace(old, _varint(said * 2, len(old)))
+
+
+def test_a_parquet_decompression_bomb_is_one_too_large_entry_whatever_its_footer_says(tmp_path, monkeypatch):
+    """A 41 KB Parquet held 300 MB of text in one page (the file decides the page size) and peaked at 1.9 GB, kept
+    as one document, and so did a copy whose footer says the column holds 1 KB. The page headers (which pyarrow
+    trusts to allocate) decide: a page over MAX_PAGE_BYTES is one `too_large` entry for its row group, never decoded;
+    a header that understates its page is `corrupt:parquet`; a big page in a column no field uses is not read."""
+    from data_pipeline.sources import tables
+
+    monkeypatch.setattr(tables, "MAX_PAGE_BYTES", 1 << 20)  # the same, at 1/256 of the size
+    big = "a" * (2 << 20)
+    pq.write_table(pa.table({"text": ["x = 1\n", big, "y = 2\n"], "id": ["0", "1", "2"]}), str(tmp_path / "b.parquet"),
+                   compression="zstd", row_group_size=1, data_page_size=1 << 30)
+    pq.write_table(pa.table({"text": ["z = 3\n"], "blob": [big]}), str(tmp_path / "unused.parquet"),
+                   compression="zstd", data_page_size=1 << 30)
+    data = (tmp_path / "b.parquet").read_bytes()
+    assert len(data) < 8 << 10
+    column = pq.ParquetFile(str(tmp_path / "b.parquet")).metadata.row_group(1).column(0)
+    footer = len(data) - 8 - int.from_bytes(data[-8:-4], "little")
+    (tmp_path / "footer_lies.parquet").write_bytes(state_a_size(data, column.total_uncompressed_size, 1000, footer))
+    lying = pq.ParquetFile(str(tmp_path / "footer_lies.parquet")).metadata.row_group(1).column(0)
+    assert lying.total_uncompressed_size == 1000
+    page_header = column.dictionary_page_offset or column.data_page_offset
+    (tmp_path / "header_lies.parquet").write_bytes(state_a_size(data, len(big) + 4, 1000, page_header))
+    got = outcomes(tmp_path, "hf_files")
+    assert got == {"b.parquet:0": KEPT, "b.parquet:rows 1-1": "too_large", "b.parquet:2": KEPT,
+                   "footer_lies.parquet:0": KEPT, "footer_lies.parquet:rows 1-1": "too_large",
+                   "footer_lies.parquet:2": KEPT, "header_lies.parquet:0": KEPT,
+                   "header_lies.parquet:rows 1-1": "corrupt:parquet", "header_lies.parquet:2": KEPT,
+                   "unused.parquet:0": KEPT}
+
+
+def test_a_dictionary_entry_repeated_in_every_row_is_read_in_small_batches(tmp_path):
+    """One 8 MiB dictionary entry in 100 rows: a 5 KB file, and batches of 1024 rows made it 800 MB of Arrow and as
+    much of Python strings at once (1.7 GB peak). Batches now hold about BATCH_BYTES by the page headers' count."""
+    import subprocess
+    import sys
+
+    path = tmp_path / "repeated.parquet"
+    repeated = pa.DictionaryArray.from_arrays(pa.array([0] * 100, pa.int32()), pa.array(["r" * (8 << 20)]))
+    pq.write_table(pa.table({"text": repeated}), str(path), compression="zstd", store_schema=False)  # read as strings
+    assert path.stat().st_size < 64 << 10
+    code = ("import collections, resource, sys; sys.path.insert(0, sys.argv[2]); "
+            "from test_ingest_attacks import outcomes; "
+            "print(collections.Counter(outcomes(__import__('pathlib').Path(sys.argv[1]), 'parquet').values()), "
+            "resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)")
+    proc = subprocess.run([sys.executable, "-c", code, str(path), str(Path(__file__).parent)], capture_output=True,
+                          text=True, timeout=300, check=True)
+    got, peak_kib = proc.stdout.rsplit(" ", 1)
+    assert got == "Counter({'kept': 100})"
+    assert int(peak_kib) < 600 << 10, f"peak {peak_kib} KiB"  # imports ~100 MiB, a batch 2x64 MiB; seen: 366 MiB
+
+
+def test_a_shard_listed_twice_in_state_json_is_read_once(tmp_path):
+    """A state.json edited by hand (or a merge gone wrong) listing one Arrow shard twice read every row twice."""
+    import datasets
+
+    datasets.Dataset.from_list([{"text": f"x = {i}\n"} for i in range(3)]).save_to_disk(str(tmp_path / "saved"))
+    state_path = tmp_path / "saved" / "state.json"
+    state = json.loads(state_path.read_text())
+    state["_data_files"] = state["_data_files"] * 2
+    state_path.write_text(json.dumps(state))
+    assert outcomes(tmp_path / "saved", "hf_disk") == {f"saved:{i}": KEPT for i in range(3)}
+
+
+def test_a_split_given_where_no_input_has_splits_stops_the_run(tmp_path):
+    """ingest.hf_split=train on a single saved Dataset, or on a folder holding train and test files, was ignored:
+    the whole input was read, test rows included. Beside a DatasetDict that needs it, it stays allowed."""
+    import datasets
+
+    rows = [{"text": "x = 1\n"}]
+    datasets.Dataset.from_list(rows).save_to_disk(str(tmp_path / "single"))
+    datasets.DatasetDict({"train": datasets.Dataset.from_list(rows)}).save_to_disk(str(tmp_path / "dd"))
+    (tmp_path / "files").mkdir()
+    for split in ("train", "test"):
+        (tmp_path / "files" / f"{split}.jsonl").write_text(json.dumps(rows[0]) + "\n")
+    for path, kind in ((tmp_path / "single", "a single saved Dataset"), (tmp_path / "files", "a folder of data files")):
+        with pytest.raises(ingest.InputError, match=f"ingest.hf_split='train' chooses a split of a DatasetDict .* no "
+                                                    f"input is one \\({path} is {kind}\\); remove ingest.hf_split"):
+            ingest.validate_inputs({"input": str(path), "ingest": {"hf_split": "train", "format": "auto" if
+                                    kind.endswith("Dataset") else "hf_files"}})
+    both = ingest.validate_inputs({"input": [str(tmp_path / "dd"), str(tmp_path / "single")],
+                                   "ingest": {"hf_split": "train"}})
+    assert [fmt for _, fmt, _ in both] == ["hf_disk", "hf_disk"]
+
+
+def test_a_folder_of_data_files_is_read_as_records_and_a_repository_with_test_tables_as_files(tmp_path):
+    """A downloaded dataset (Parquet shards, JSONL, a README, .gitattributes, dataset_infos.json) given without
+    ingest.format=hf_files: every Parquet file was one `binary` entry and every JSONL file `unknown_type`, in a run
+    with no document. A folder holding code beside its test tables, or only `.json` files, is still read as files."""
+    data = tmp_path / "download"
+    (data / "data").mkdir(parents=True)
+    pq.write_table(pa.table({"text": ["p = 1\n"], "path": ["p.py"]}), str(data / "data" / "train-00000.parquet"))
+    (data / "data" / "extra.jsonl").write_text(json.dumps({"text": "j = 1\n", "path": "j.py"}) + "\n")
+    (data / "README.md").write_text("---\nlicense: mit\n---\n# A dataset\n")
+    (data / ".gitattributes").write_text("*.parquet filter=lfs\n")
+    [(path, fmt, _)] = ingest.validate_inputs({"input": str(data), "output": str(data / "out")})
+    assert fmt == "hf_files"
+    assert outcomes(path, fmt) == {"p.py": KEPT, "j.py": KEPT, "README.md": "unknown_type",
+                                   ".gitattributes": "unknown_type"}
+    repo = tmp_path / "repo"
+    (repo / "tests" / "data").mkdir(parents=True)
+    (data / "data" / "train-00000.parquet").rename(repo / "tests" / "data" / "fixture.parquet")
+    (repo / "tests" / "test_io.py").write_text("def test_read():\n    assert True\n")
+    (tmp_path / "configs").mkdir()
+    (tmp_path / "configs" / "settings.json").write_text('{"a": 1}\n')
+    for folder in (repo, tmp_path / "configs"):
+        assert ingest.validate_inputs({"input": str(folder)})[0][1] == "files"
+    assert outcomes(repo, "files") == {"tests/test_io.py": KEPT, "tests/data/fixture.parquet": "binary"}
