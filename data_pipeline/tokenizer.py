@@ -3,6 +3,11 @@
 Loads a released `tokenizer.json` (or `vocab.json` + `merges.txt`) and trains a new one with HF `tokenizers`.
 It lives in `data_pipeline` because the pipeline trains and applies it, and the trainer and the evals use it too.
 
+The release's chat format is here too (`encode_chat`, `chat_prompt_ids`: the one encoding that chat SFT and chat
+prompts share): `<empty_output>SYSTEM {system}\n<empty_output>USER {query}\n<empty_output>ASSISTANT {answer}\n` ...
+and, in training, an EOT after the conversation. Its separators are inserted as special ids, since `encode` never
+turns special-token text into special ids.
+
 Raw bytes that are not valid UTF-8 (a file read with `open(..., "rb")`) go through `encode_bytes`: valid UTF-8 runs are
 tokenized as text and every invalid byte becomes the single-byte token the byte-level alphabet has for it, so
 `decode_bytes(encode_bytes(b)) == b` for any `b`.
@@ -212,3 +217,38 @@ def train_bpe(texts: Iterable[str], vocab_size: int = 4096, min_frequency: int =
     )
     tok.train_from_iterator(texts, trainer=trainer)
     return RefactTokenizer(tok, source="<trained>")
+
+
+# ---- the release's chat format (docs/refact_1_6b.md) -----------------------------------------------------------------
+ROLE_TAGS = {"system": "SYSTEM", "user": "USER", "assistant": "ASSISTANT"}
+
+
+def _turn(tokenizer: Any, i: int, msg: dict[str, str]) -> tuple[list[int], list[int]]:
+    """(header ids, body ids) of one message: `<empty_output>ROLE` and ` content\\n`."""
+    role = msg.get("role")
+    if role not in ROLE_TAGS:
+        raise ValueError(f"chat message {i}: role {role!r}; expected one of {sorted(ROLE_TAGS)}")
+    return [tokenizer.empty_output_id] + tokenizer.encode(ROLE_TAGS[role]), tokenizer.encode(f" {msg['content']}\n")
+
+
+def encode_chat(messages: Sequence[dict[str, str]], tokenizer: Any) -> tuple[list[int], list[bool]]:
+    """Token ids and loss mask of one training conversation: True on assistant replies (and the final EOT)."""
+    ids: list[int] = []
+    mask: list[bool] = []
+    for i, msg in enumerate(messages):
+        header, body = _turn(tokenizer, i, msg)
+        ids += header + body
+        mask += [False] * len(header) + [msg["role"] == "assistant"] * len(body)
+    ids.append(tokenizer.eot_id)
+    mask.append(bool(messages) and messages[-1]["role"] == "assistant")
+    return ids, mask
+
+
+def chat_prompt_ids(tokenizer: Any, messages: Sequence[dict[str, str]]) -> list[int]:
+    """Ids of a conversation ending with an open `ASSISTANT` turn, for the model to answer: the prefix that
+    `encode_chat` trains the answer after."""
+    ids: list[int] = []
+    for i, msg in enumerate(messages):
+        header, body = _turn(tokenizer, i, msg)
+        ids += header + body
+    return ids + _turn(tokenizer, len(messages), {"role": "assistant", "content": ""})[0]

@@ -111,7 +111,7 @@ def truncate_at_stop(text: str, stop_sequences: Sequence[str]) -> str:
     return text[:min((i for i in map(text.find, stop_sequences) if i != -1), default=len(text))]
 
 
-# ---- chat format (prompt ids: data_pipeline.chat.chat_prompt_ids) ------------------------------------------------
+# ---- chat format (prompt ids: data_pipeline.tokenizer.chat_prompt_ids) ------------------------------------------------
 
 _FENCE = re.compile(r"```[ \t]*([A-Za-z0-9_+-]*)[ \t]*\n(.*?)(?:```|\Z)", re.DOTALL)
 

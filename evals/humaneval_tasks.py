@@ -5,7 +5,7 @@ import logging
 from collections import Counter
 from typing import Any, Mapping
 
-from data_pipeline.chat import chat_prompt_ids
+from data_pipeline.tokenizer import chat_prompt_ids
 from data_pipeline.fim import format_fim_prompt
 from evals.context import EvalContext
 from evals.humaneval import Problem, build_chat_program, build_program, extract_code, load_problems, truncate_at_stop

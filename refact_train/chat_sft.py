@@ -1,4 +1,4 @@
-"""Chat SFT samples in the release's chat format (data_pipeline/chat.py), with the loss on the assistant turns only.
+"""Chat SFT samples in the release's chat format (data_pipeline/tokenizer.py), with the loss on the assistant turns only.
 
 Input: JSONL files, one `{"messages": [{"role", "content"}, ...]}` per line.
 One conversation per sample, truncated or padded with <fim_pad> (no loss) to seq_len + 1 tokens.
@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from data_pipeline.chat import encode_chat
+from data_pipeline.tokenizer import encode_chat
 from refact_train.data import sample_at
 
 

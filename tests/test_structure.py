@@ -92,6 +92,12 @@ def test_long_file_and_model_import_fail(tmp_path):
     assert not report.cycles and report.failed
 
 
+def test_data_pipeline_over_its_file_cap_fails(tmp_path):
+    files = {f"data_pipeline/m{i}.py": "X = 1\n" for i in range(check.MAX_FILES["data_pipeline"] + 1)}
+    report = check.build_report(write(tmp_path, {**CLEAN, **files}))
+    assert report.crowded == [f"data_pipeline: {report.sizes['data_pipeline'][0]} files (at most 38)"] and report.failed
+
+
 def test_library_importing_a_tool_or_the_pipeline_importing_the_trainer_fails(tmp_path):
     root = write(tmp_path, {**CLEAN, "data_pipeline/b.py": "import refact_train\nfrom tools import helper\n",
                             "tools/__init__.py": "", "tools/helper.py": "from data_pipeline import a\n"})

@@ -10,7 +10,7 @@ import hydra
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from data_pipeline.chat import chat_prompt_ids
+from data_pipeline.tokenizer import chat_prompt_ids
 from data_pipeline.fim import format_fim_prompt
 from refact_train.model import generate
 from refact_train.models import load_model_and_tokenizer, pick_device, pick_dtype

@@ -33,7 +33,7 @@ _TORCH_TO_GGUF = {torch.float32: "f32", torch.float16: "f16", torch.bfloat16: "b
 FIM_TOKENS = {"prefix": "<fim_prefix>", "suffix": "<fim_suffix>", "middle": "<fim_middle>", "pad": "<fim_pad>"}
 EOT_TOKEN = "<|endoftext|>"
 CHAT_TURN_TOKEN = "<empty_output>"  # ends an assistant turn; written as llama.cpp's EOM token so generation stops there
-# The release's chat format (data_pipeline/chat.py) for llama.cpp's server (--jinja) and Ollama.
+# The release's chat format (data_pipeline/tokenizer.py) for llama.cpp's server (--jinja) and Ollama.
 CHAT_TEMPLATE = ("{% for message in messages %}<empty_output>{{ message['role'] | upper }} {{ message['content'] }}\n"
                  "{% endfor %}{% if add_generation_prompt %}<empty_output>ASSISTANT{% endif %}")
 

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from tokenizers import Tokenizer, models, pre_tokenizers, trainers
 
-from data_pipeline.chat import chat_prompt_ids
+from data_pipeline.tokenizer import chat_prompt_ids
 from data_pipeline.tokenizer import SPECIAL_TOKENS, train_bpe
 from refact_train.hf.gguf import (CHAT_TEMPLATE, GGUFExportError, centre_residual_writes, pre_tokenizer_type,
                                   write_gguf)

@@ -17,7 +17,7 @@ import pytest
 import torch
 from tokenizers import pre_tokenizers
 
-from data_pipeline.chat import chat_prompt_ids
+from data_pipeline.tokenizer import chat_prompt_ids
 from data_pipeline.fim import format_fim_prompt
 from data_pipeline.tokenizer import train_bpe
 from refact_train.cli.export import main as export_main

@@ -101,8 +101,8 @@ def test_missing_tokenizer_names_path(tmp_path):
 
 def test_chat_prompt_matches_the_sft_encoding_of_the_same_turns(tok):
     """The prompt refact-generate / refact-eval build is the prefix that chat SFT trains the answer after."""
-    from data_pipeline.chat import chat_prompt_ids
-    from data_pipeline.chat import encode_chat
+    from data_pipeline.tokenizer import chat_prompt_ids
+    from data_pipeline.tokenizer import encode_chat
 
     turns = [{"role": "system", "content": "You are a programming assistant"},
              {"role": "user", "content": "Reverse a string (in Python)"}]

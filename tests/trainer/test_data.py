@@ -69,7 +69,7 @@ def test_missing_shards_error_names_the_fix(tmp_path):
 
 
 def test_chat_sft_masks_assistant_turns_only(corpus_dir, tmp_path):
-    from data_pipeline.chat import encode_chat
+    from data_pipeline.tokenizer import encode_chat
     from refact_train.chat_sft import ChatSamples
     from data_pipeline.tokenizer import load_tokenizer
     tok = load_tokenizer(corpus_dir / "shards" / "tokenizer.json")
