@@ -101,6 +101,21 @@ def test_a_row_of_only_padding_stays_finite_and_does_not_leak(model, backend):
     torch.testing.assert_close(out[0], model(IDS[:1])[0], atol=1e-5, rtol=1e-5)
 
 
+def test_a_kv_cache_of_another_batch_dtype_or_model_is_named(model):
+    cache = KVCache.for_model(model, 2, 16)
+    model(IDS[:, :4], cache=cache)
+    with pytest.raises(ValueError, match=r"KV cache holds \[batch 2, .*gives \[batch 1.*KVCache.for_model"):
+        model(IDS[:1, 4:5], cache=cache)  # "mat1 and mat2 shapes cannot be multiplied" before
+    assert cache.length == 4
+    bf16 = RefactForCausalLM(tiny()).eval().to(torch.bfloat16)
+    with pytest.raises(ValueError, match="KV cache holds .*torch.float32.*gives .*torch.bfloat16"):
+        bf16(IDS, cache=KVCache(2, 2, 16, 16, dtype=torch.float32, device="cpu"))  # sdpa's dtype clash before
+    with pytest.raises(ValueError, match="1 layers; .* layer 1"):
+        model(IDS, cache=KVCache(1, 2, 16, 16, dtype=torch.float32, device="cpu"))  # an IndexError before
+    with pytest.raises(ValueError, match="head_dim 8.*head_dim 16"):
+        model(IDS, cache=KVCache(2, 2, 16, 8, dtype=torch.float32, device="cpu"))
+
+
 def test_positions_past_n_positions_run_with_and_without_the_cache(model):
     """ALiBi has no position table: like the release, the forward runs past n_positions (generate refuses)."""
     ids = torch.randint(5, 128, (1, 45), generator=torch.Generator().manual_seed(1))
