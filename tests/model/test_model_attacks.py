@@ -124,6 +124,20 @@ def test_positions_past_n_positions_run_with_and_without_the_cache(model):
     torch.testing.assert_close(stepped, model(ids), atol=1e-5, rtol=1e-5)
 
 
+def test_flex_on_cpu_falls_back_to_sdpa_where_gradients_are_tracked(model, caplog):
+    flex = RefactForCausalLM(tiny(attention_backend="flex")).eval()
+    flex.load_state_dict(model.state_dict())
+    _warn_once.cache_clear()  # warned once per process
+    with caplog.at_level(logging.WARNING, logger="refact_train.model.attention"):
+        out = flex(IDS)  # NotImplementedError "FlexAttention does not support backward on CPU" before, even in eval
+    assert "flex attention has no backward on cpu; using sdpa" in caplog.text
+    torch.testing.assert_close(out, model(IDS), atol=1e-5, rtol=1e-5)
+    out.sum().backward()  # and training runs
+    with torch.no_grad():  # without gradients FlexAttention itself runs: T=1 and odd T agree with sdpa
+        for t in (1, 3, 7):
+            torch.testing.assert_close(flex(IDS[:, :t]), model(IDS[:, :t]), atol=1e-5, rtol=1e-5)
+
+
 def test_bf16_forward_is_close_to_float32(model):
     for backend in ("reference", "sdpa"):
         bf16 = RefactForCausalLM(tiny(attention_backend=backend)).eval()
