@@ -75,6 +75,13 @@ class RefactForCausalLM(nn.Module):
                     nn.init.zeros_(module.bias)
         self.alibi_slopes.copy_(alibi_slopes(self.config.n_head))
 
+    def _apply(self, fn, recurse=True):
+        # The slopes stay float32 whatever dtype the weights move to: model.to(bfloat16) rounded 2^(-h/4) by up to
+        # 0.2%, so a trainer checkpoint loaded in bf16 attended unlike the same weights loaded from an HF directory.
+        super()._apply(fn, recurse)
+        self.alibi_slopes = alibi_slopes(self.config.n_head).to(self.alibi_slopes.device)
+        return self
+
     def set_dropout(self, p: float) -> None:
         """One runtime rate for embedding, attention-probability and residual dropout (early dropout flips it)."""
         if not 0.0 <= p < 1.0:

@@ -138,6 +138,17 @@ def test_flex_on_cpu_falls_back_to_sdpa_where_gradients_are_tracked(model, caplo
             torch.testing.assert_close(flex(IDS[:, :t]), model(IDS[:, :t]), atol=1e-5, rtol=1e-5)
 
 
+def test_alibi_slopes_stay_float32_when_the_weights_move_to_bf16():
+    model = RefactForCausalLM(tiny(n_head=32, n_embd=64)).to(torch.bfloat16)
+    assert model.lm_head.weight.dtype == torch.bfloat16
+    # before: the buffer was cast too, 2^(-1/4) etc. rounded by up to 0.2% (an HF load kept them float32)
+    assert model.alibi_slopes.dtype == torch.float32 and torch.equal(model.alibi_slopes, alibi_slopes(32))
+    with torch.device("meta"):
+        meta = RefactForCausalLM(tiny(n_head=6, n_embd=48))
+    meta.to_empty(device="cpu")  # uninitialised memory before, unless reset_parameters ran
+    assert torch.equal(meta.alibi_slopes, alibi_slopes(6))
+
+
 def test_bf16_forward_is_close_to_float32(model):
     for backend in ("reference", "sdpa"):
         bf16 = RefactForCausalLM(tiny(attention_backend=backend)).eval()
