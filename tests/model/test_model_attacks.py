@@ -173,3 +173,15 @@ def test_checkpointing_same_grads_with_padding_and_dropout(model):
         grads.append(torch.cat([p.grad.flatten() for p in m.parameters()]))
     torch.testing.assert_close(grads[0], grads[1])
 
+
+@pytest.mark.parametrize("key, value", [
+    ("dropout", 1.0), ("dropout", 1.5), ("dropout", -0.1), ("dropout", math.nan),
+    ("layer_norm_epsilon", -1.0), ("layer_norm_epsilon", math.nan), ("layer_norm_epsilon", math.inf),
+    ("initializer_range", -0.02), ("initializer_range", math.nan),
+])
+def test_config_values_out_of_range_are_named(key, value):
+    """dropout 1.0 trained on zeros, layer_norm_epsilon -1 or NaN gave NaN logits, dropout 1.5 failed at the first
+    training forward and a negative initializer_range inside torch's normal_, none naming the key."""
+    with pytest.raises(ValueError, match=f"model config: {key} must be"):
+        model_config(dict(vocab_size=64, n_embd=32, n_head=2, n_layer=1, **{key: value}))
+
