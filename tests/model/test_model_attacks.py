@@ -185,3 +185,35 @@ def test_config_values_out_of_range_are_named(key, value):
     with pytest.raises(ValueError, match=f"model config: {key} must be"):
         model_config(dict(vocab_size=64, n_embd=32, n_head=2, n_layer=1, **{key: value}))
 
+
+@pytest.mark.parametrize("prompts, match", [
+    ([[5.7, 6.2]], "prompt 0 must be a list of integer token ids; it holds 5.7"),  # read as [5, 6] silently
+    ([[5], [True, 6]], "prompt 1 must be a list of integer token ids; it holds True"),
+    ([[[5]]], r"prompt 0 must be a list of integer token ids; it holds \[5\]"),  # ran as [5] silently
+    (["abc"], "prompt 0 must be a list of integer token ids; it holds 'a'"),
+    ([5, 6], r"prompts must be a list of prompts, each a list of token ids \(one prompt: \[ids\]\); item 0 is 5"),
+    ([[2**70]], "prompt token id 1180591620717411303424 is outside"),  # "Overflow when unpacking long long"
+    ([], "no prompts given"),
+    ([[3], []], "every prompt needs at least one token"),
+])
+def test_generate_names_prompts_that_are_not_token_ids(model, prompts, match):
+    with pytest.raises(ValueError, match="generate: " + match):
+        generate(model, prompts, 2)
+
+
+def test_generate_accepts_tensor_prompts(model):
+    want = generate(model, [[5, 6, 7]], 3, stop_token_ids=())
+    assert generate(model, [torch.tensor([5, 6, 7])], 3, stop_token_ids=()) == want
+    assert generate(model, torch.tensor([[5, 6, 7]]), 3, stop_token_ids=()) == want  # "ambiguous" before
+
+
+def test_generate_checks_pad_and_stop_ids(model):
+    for pad in (128, -1, 2.0):  # fills the left padding: an IndexError from the embedding before
+        with pytest.raises(ValueError, match=f"pad_token_id must be an id in \\[0, 128\\).*got {pad}"):
+            generate(model, [[5, 6, 7], [8]], 2, pad_token_id=pad)
+    with pytest.raises(ValueError, match="pad_token_id must be an id in \\[0, 128\\).*got 500"):
+        generate(RefactForCausalLM(tiny(pad_token_id=500)), [[5, 6, 7], [8]], 2)
+    with pytest.raises(ValueError, match="stop_token_ids must be integer token ids, got 'ab'"):
+        generate(model, [[5]], 2, stop_token_ids="ab")
+    # an id the model cannot produce never stops a row ("Overflow when unpacking long long" before)
+    assert generate(model, [[5]], 3, stop_token_ids=(2**70,)) == generate(model, [[5]], 3, stop_token_ids=())
