@@ -38,6 +38,10 @@ def resolve_backend(backend: str, q: torch.Tensor, dropout_p: float, key_padding
     if backend == "flex" and (dropout_p > 0 or key_padding_mask is not None):
         _warn_once("flex attention has no dropout or padding mask here; using sdpa for those calls")
         return "sdpa"
+    if backend == "flex" and not q.is_cuda and torch.is_grad_enabled() and q.requires_grad:
+        # FlexAttention has no CPU backward: it refused even an eval forward outside torch.no_grad()
+        _warn_once(f"flex attention has no backward on {q.device}; using sdpa where gradients are tracked")
+        return "sdpa"
     return backend
 
 

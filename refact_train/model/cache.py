@@ -25,6 +25,7 @@ class KVCache:
         return cls(cfg.n_layer, batch_size, max_len, cfg.head_dim, dtype=param.dtype, device=param.device)
 
     def update(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        self._check(layer, k)
         end = self.length + k.shape[2]
         if end > self.max_len:
             raise ValueError(f"KV cache overflow: {end} positions > max_len {self.max_len}; allocate a larger cache")
@@ -34,3 +35,14 @@ class KVCache:
 
     def advance(self, n: int) -> None:
         self.length += n
+
+    def _check(self, layer: int, k: torch.Tensor) -> None:
+        """A cache reused for another batch size, model or dtype failed deep in attention ("mat1 and mat2 shapes
+        cannot be multiplied", "expanded size", a dtype clash) or, for a smaller cache, with an IndexError."""
+        buf = self.k[0]
+        holds = f"[batch {buf.shape[0]}, head_dim {buf.shape[3]}] {buf.dtype} on {buf.device}, {len(self.k)} layers"
+        given = f"[batch {k.shape[0]}, head_dim {k.shape[3]}] {k.dtype} on {k.device}, layer {layer}"
+        if layer >= len(self.k) or (k.shape[0], k.shape[3], k.dtype, k.device) != (
+                buf.shape[0], buf.shape[3], buf.dtype, buf.device):
+            raise ValueError(f"KV cache holds {holds}; this forward gives {given}: allocate a cache for this model "
+                             f"and batch with KVCache.for_model(model, batch_size, max_len)")

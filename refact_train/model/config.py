@@ -36,6 +36,13 @@ class RefactConfig:
         for key in ("vocab_size", "n_embd", "n_head", "n_layer", "n_positions", "n_inner"):
             if getattr(self, key) is not None and getattr(self, key) < 1:
                 raise ValueError(f"model config: {key} must be >= 1, got {getattr(self, key)}")
+        # NaN fails every comparison, so it is refused too; each was found only at the first forward (or never:
+        # dropout 1.0 trained on zeros, layer_norm_epsilon -1 gave NaN logits)
+        if not 0 <= self.dropout < 1:
+            raise ValueError(f"model config: dropout must be in [0, 1), got {self.dropout}")
+        for key in ("layer_norm_epsilon", "initializer_range"):
+            if not 0 <= getattr(self, key) < math.inf:
+                raise ValueError(f"model config: {key} must be a finite number >= 0, got {getattr(self, key)}")
         if self.n_embd % self.n_head:
             raise ValueError(f"model config: n_embd {self.n_embd} is not divisible by n_head {self.n_head}")
         if self.attention_backend not in ATTENTION_BACKENDS:

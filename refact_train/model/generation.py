@@ -24,26 +24,52 @@ def sample_next(logits: torch.Tensor, temperature: float, top_p: float, generato
     return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
 
 
+def _integer(value) -> bool:
+    return isinstance(value, Integral) and not isinstance(value, bool)
+
+
 def check_options(max_new_tokens, temperature, top_p, seed, vocab_size, rows: int) -> None:
     """One line naming the option, before any tensor is built (a float size, a NaN temperature or a string seed each
     failed deep inside torch; a negative temperature was silently greedy)."""
-    def integer(value) -> bool:
-        return isinstance(value, Integral) and not isinstance(value, bool)
-
     def number(value) -> bool:
         return isinstance(value, Real) and not isinstance(value, bool) and not math.isnan(value)
 
-    if not integer(max_new_tokens) or max_new_tokens < 0:
+    if not _integer(max_new_tokens) or max_new_tokens < 0:
         raise ValueError(f"generate: max_new_tokens must be an integer >= 0, got {max_new_tokens!r}")
     if not number(temperature) or not 0 <= temperature < math.inf:
         raise ValueError(f"generate: temperature must be a finite number >= 0 (0: greedy), got {temperature!r}")
     if not number(top_p) or not 0 < top_p <= 1:
         raise ValueError(f"generate: top_p must be a number in (0, 1], got {top_p!r}")
-    if seed is not None and not (integer(seed) and -2**63 <= seed < 2**64):  # what torch's manual_seed takes
+    if seed is not None and not (_integer(seed) and -2**63 <= seed < 2**64):  # what torch's manual_seed takes
         raise ValueError(f"generate: seed must be an integer in [-2**63, 2**64) or null, got {seed!r}")
-    if vocab_size is not None and not (integer(vocab_size) and 0 < vocab_size <= rows):
+    if vocab_size is not None and not (_integer(vocab_size) and 0 < vocab_size <= rows):
         raise ValueError(f"generate: vocab_size must be in [1, {rows}], the model's embedding rows, got {vocab_size!r} "
                          f"(a tokenizer larger than the model is not the model's)")
+
+
+def prompt_ids(prompts, rows: int) -> list[list[int]]:
+    """Each prompt as a list of ids in [0, rows). Float ids were truncated silently (5.7 read as 5); a string, a
+    nested list or an id past int64 failed inside torch; an id past the embedding was an IndexError on CPU, a
+    device-side assert on CUDA."""
+    out = []
+    for n, prompt in enumerate(prompts):
+        ids = prompt.tolist() if isinstance(prompt, torch.Tensor) else prompt
+        if isinstance(ids, Integral):  # a flat list of ids given as the batch
+            raise ValueError(f"generate: prompts must be a list of prompts, each a list of token ids (one prompt: "
+                             f"[ids]); item {n} is {ids!r}")
+        ids = list(ids)
+        if not ids:
+            raise ValueError("generate: every prompt needs at least one token")
+        for i in ids:
+            if not _integer(i):
+                raise ValueError(f"generate: prompt {n} must be a list of integer token ids; it holds {i!r}")
+            if not 0 <= i < rows:
+                raise ValueError(f"generate: prompt token id {i} is outside the model's {rows} embedding rows "
+                                 f"(is the tokenizer the model's?)")
+        out.append(ids)
+    if not out:
+        raise ValueError("generate: no prompts given")
+    return out
 
 
 @torch.no_grad()
@@ -67,12 +93,16 @@ def generate(
     """
     rows = model.config.vocab_size
     check_options(max_new_tokens, temperature, top_p, seed, vocab_size, rows)
-    if not prompts or any(len(p) == 0 for p in prompts):
-        raise ValueError("generate: every prompt needs at least one token")
+    prompts = prompt_ids(prompts, rows)
+    pad = model.config.pad_token_id if pad_token_id is None else pad_token_id
+    if not (_integer(pad) and 0 <= pad < rows):  # it fills the left padding: an IndexError from the embedding
+        raise ValueError(f"generate: pad_token_id must be an id in [0, {rows}), the model's embedding rows, got "
+                         f"{pad!r}")
+    if not all(_integer(i) for i in stop_token_ids):
+        raise ValueError(f"generate: stop_token_ids must be integer token ids, got {stop_token_ids!r}")
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
-    pad = model.config.pad_token_id if pad_token_id is None else pad_token_id
     batch, longest = len(prompts), max(len(p) for p in prompts)
     if longest + max_new_tokens > model.config.n_positions:
         raise ValueError(f"generate: {longest} prompt + {max_new_tokens} new tokens exceed n_positions "
@@ -82,15 +112,11 @@ def generate(
     for row, prompt in enumerate(prompts):  # left padding: the last prompt token of every row is at the same column
         ids[row, longest - len(prompt):] = torch.tensor(list(prompt), dtype=torch.long)
         mask[row, longest - len(prompt):] = 1
-    real = ids[mask.bool()]  # an id past the embedding was an IndexError on CPU, a device-side assert on CUDA
-    low, high = int(real.min()), int(real.max())
-    if low < 0 or high >= rows:
-        raise ValueError(f"generate: prompt token id {low if low < 0 else high} is outside the model's {rows} "
-                         f"embedding rows (is the tokenizer the model's?)")
     generator = None
     if seed is not None:
         generator = torch.Generator(device=device).manual_seed(seed)
-    stops = torch.tensor(sorted(set(stop_token_ids)), dtype=torch.long, device=device)
+    # an id the model cannot produce never stops a row (and one past int64 was torch's "Overflow" error)
+    stops = torch.tensor(sorted({i for i in stop_token_ids if 0 <= i < rows}), dtype=torch.long, device=device)
     cache = KVCache.for_model(model, batch, longest + max_new_tokens) if use_cache else None
     out: list[list[int]] = [[] for _ in range(batch)]
     done = torch.zeros(batch, dtype=torch.bool, device=device)

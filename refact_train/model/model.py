@@ -14,6 +14,34 @@ from refact_train.model.config import RefactConfig
 from refact_train.model.modules import RefactBlock
 
 
+def check_inputs(input_ids, attention_mask, cache: KVCache | None) -> torch.Tensor | None:
+    """The key padding mask ([B, S] bool, None when nothing is padded), after one-line checks of what the caller
+    gave: a 1-D prompt failed as "not enough values to unpack", a mask of another length or rank broadcast silently
+    (a [B, 1] mask over a cached prefix masked every earlier key) and an HF-style additive mask (0 real, -inf pad)
+    was read inverted."""
+    integer = isinstance(input_ids, torch.Tensor) and input_ids.dtype in (torch.long, torch.int)
+    if not integer or input_ids.dim() != 2:
+        hint = " (one sequence: ids[None])" if isinstance(input_ids, torch.Tensor) and input_ids.dim() == 1 else ""
+        raise ValueError(f"input_ids must be a [batch, time] tensor of int64 or int32 token ids, got "
+                         f"{_describe(input_ids)}{hint}")
+    if attention_mask is None:
+        return None
+    batch, length = input_ids.shape[0], input_ids.shape[1] + (cache.length if cache is not None else 0)
+    if not isinstance(attention_mask, torch.Tensor) or tuple(attention_mask.shape) != (batch, length):
+        raise ValueError(f"attention_mask must be [batch, cached + new positions] = [{batch}, {length}], got "
+                         f"{_describe(attention_mask)}")
+    real = attention_mask == 1
+    binary, unpadded = torch.stack([(real | (attention_mask == 0)).all(), real.all()]).tolist()  # one sync
+    if not binary:
+        raise ValueError("attention_mask must hold only 1 (real token) and 0 (padding); an additive mask "
+                         "(0 / -inf) is not one")
+    return None if unpadded else real
+
+
+def _describe(value) -> str:
+    return f"{list(value.shape)} {value.dtype}" if isinstance(value, torch.Tensor) else type(value).__name__
+
+
 class RefactForCausalLM(nn.Module):
     def __init__(self, config: RefactConfig):
         super().__init__()
@@ -47,6 +75,13 @@ class RefactForCausalLM(nn.Module):
                     nn.init.zeros_(module.bias)
         self.alibi_slopes.copy_(alibi_slopes(self.config.n_head))
 
+    def _apply(self, fn, recurse=True):
+        # The slopes stay float32 whatever dtype the weights move to: model.to(bfloat16) rounded 2^(-h/4) by up to
+        # 0.2%, so a trainer checkpoint loaded in bf16 attended unlike the same weights loaded from an HF directory.
+        super()._apply(fn, recurse)
+        self.alibi_slopes = alibi_slopes(self.config.n_head).to(self.alibi_slopes.device)
+        return self
+
     def set_dropout(self, p: float) -> None:
         """One runtime rate for embedding, attention-probability and residual dropout (early dropout flips it)."""
         if not 0.0 <= p < 1.0:
@@ -72,11 +107,9 @@ class RefactForCausalLM(nn.Module):
     ) -> torch.Tensor:
         """input_ids [B, T] -> logits [B, T, vocab] ([B, 1, vocab] with last_token_only).
 
-        attention_mask [B, S] (1 = real token; left padding) covers the cached positions and the new ones.
+        attention_mask [B, S] of 1 (real token) and 0 (left padding) covers the cached positions and the new ones.
         """
-        key_padding_mask = None
-        if attention_mask is not None and not bool(attention_mask.bool().all()):
-            key_padding_mask = attention_mask.bool()
+        key_padding_mask = check_inputs(input_ids, attention_mask, cache)
         x = F.dropout(self.transformer.wte(input_ids), p=self.dropout_rate, training=self.training)
         slopes = self.alibi_slopes
         for block in self.transformer.h:

@@ -29,7 +29,8 @@ class MultiQueryAttention(nn.Module):
             k, v = cache.update(self.layer_idx, k, v)
         p = self.dropout_p if self.training else 0.0
         y = attention(q, k, v, slopes, dropout_p=p, key_padding_mask=key_padding_mask, backend=self.backend)
-        return F.dropout(self.c_proj(y.transpose(1, 2).reshape(B, T, -1)), p=p, training=self.training)
+        y = y.transpose(1, 2).reshape(B, T, self.n_head * self.head_dim)  # not (B, T, -1): B or T may be 0
+        return F.dropout(self.c_proj(y), p=p, training=self.training)
 
 
 class SwiGLU(nn.Module):
