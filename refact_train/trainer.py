@@ -156,6 +156,9 @@ class Trainer:
         self.max_steps = int(tcfg["max_steps"])
         # stop (with a checkpoint) after this step while keeping max_steps' schedule: time-limited jobs, tests
         self.stop_after = int(tcfg["stop_after"]) if tcfg.get("stop_after") else None
+        if self.optim_cfg.warmup_steps >= self.max_steps and self.env.is_main:  # fine for a smoke test, say it
+            log(f"[train] optim.warmup_steps={self.optim_cfg.warmup_steps} >= train.max_steps={self.max_steps}: the "
+                f"whole run is warmup, the learning rate never decays (and reaches optim.lr only at a last warmup step)")
         self.precision = self._precision(tcfg.get("precision", "auto"))
 
         module, self.base_model = prepare_model(cfg, self.tokenizer, log)

@@ -49,6 +49,19 @@ def test_dist_configs(dist, backend):
     ("validation.fim_cuts=0", "validation.fim_cuts must be >= 1, got 0"),  # a ZeroDivisionError at step 0 before
     ("validation.every=-1", "validation.every must be >= 0"),  # no validation, silently, before
     ("validation.fim_max_new_tokens=-3", "validation.fim_max_new_tokens must be >= 1"),  # 1 token, silently
+    ("optim.lr=-1", "optim.lr must be > 0 and finite, got -1"),  # Lion's bare AssertionError before
+    ("optim.lr=nan", "optim.lr must be > 0 and finite, got nan"),  # trained silently with NaN updates
+    ("optim.betas=[0.9,1.0]", "optim.betas must be two numbers in [0, 1), got [0.9, 1.0]"),  # ran silently
+    ("optim.betas=[1.5,0.9]", "optim.betas must be two numbers in [0, 1)"),  # Lion's AssertionError
+    ("optim.betas=[0.9]", "optim.betas must be two numbers in [0, 1), got [0.9]"),  # a traceback at the first step
+    ("optim.weight_decay=-0.1", "optim.weight_decay must be >= 0 and finite"),  # ran silently
+    ("optim.clip_grad=nan", "optim.clip_grad must be >= 0 and finite"),  # no clipping, silently
+    ("optim.min_lr_ratio=-1", "optim.min_lr_ratio must be within [0, 1], got -1"),  # a negative lr at the end
+    ("optim.warmup_steps=-5", "optim.warmup_steps must be >= 0, got -5"),  # ran silently
+    ("optim.schedule=cosinus", "optim.schedule must be one of ('cosine', 'linear', 'constant')"),  # after step 1
+    ("optim.name=sgd", "optim.name must be one of ('lion', 'adamw'), got 'sgd'"),  # after the model was built
+    ("optim.no_decay=norm", "optim.no_decay: expected a list, got 'norm'"),  # split into letters n, o, r, m
+    ("optim.no_decay=[1,2]", "optim.no_decay must be a list of parameter-name substrings"),  # TypeError traceback
 ])
 def test_a_bad_value_is_refused_before_any_work(override, said):
     with pytest.raises(ConfigError, match=re.escape(said)):
@@ -64,3 +77,9 @@ def test_init_from_that_cannot_be_used_is_one_clear_error(tmp_path):
     (tmp_path / "hf" / "config.json").write_text("{")
     with pytest.raises(CheckpointError, match=r"config\.json: not valid JSON"):
         init_model({}, str(tmp_path / "hf"))
+
+
+def test_a_warmup_longer_than_the_run_is_said(corpus_dir, tmp_path, capsys):
+    from helpers import train_inprocess
+    train_inprocess([f"data.path={corpus_dir}", f"run_dir={tmp_path}", "train.max_steps=2", "optim.warmup_steps=5"])
+    assert "optim.warmup_steps=5 >= train.max_steps=2: the whole run is warmup" in capsys.readouterr().err
