@@ -83,3 +83,11 @@ def test_a_warmup_longer_than_the_run_is_said(corpus_dir, tmp_path, capsys):
     from helpers import train_inprocess
     train_inprocess([f"data.path={corpus_dir}", f"run_dir={tmp_path}", "train.max_steps=2", "optim.warmup_steps=5"])
     assert "optim.warmup_steps=5 >= train.max_steps=2: the whole run is warmup" in capsys.readouterr().err
+
+
+def test_an_experiment_that_does_not_exist_is_refused():
+    """`experiment=tiny_CPU` (a typo) ran the default config silently: the group was `optional`."""
+    from hydra.errors import MissingConfigException
+    with pytest.raises(MissingConfigException, match="Could not find 'experiment/tiny_CPU'"):
+        compose(["experiment=tiny_CPU", "data.path=/d"])
+    assert compose(["data.path=/d"])["run_dir"] == "runs/default"  # no experiment at all is still fine
