@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -28,6 +29,7 @@ from refact_train.metrics import (
 )
 from refact_train.models import export_hf, prepare_model
 from refact_train.optim import OptimConfig, build_optimizer, lr_at
+from refact_train.run_dir import check_run_dir, lock_run_dir
 from refact_train.validation import ValidationConfig, Validator, improves
 
 
@@ -156,9 +158,9 @@ class Trainer:
         self.max_steps = int(tcfg["max_steps"])
         # stop (with a checkpoint) after this step while keeping max_steps' schedule: time-limited jobs, tests
         self.stop_after = int(tcfg["stop_after"]) if tcfg.get("stop_after") else None
-        if self.optim_cfg.warmup_steps >= self.max_steps and self.env.is_main:  # fine for a smoke test, say it
-            log(f"[train] optim.warmup_steps={self.optim_cfg.warmup_steps} >= train.max_steps={self.max_steps}: the "
-                f"whole run is warmup, the learning rate never decays (and reaches optim.lr only at a last warmup step)")
+        if self.optim_cfg.warmup_steps > self.max_steps and self.env.is_main:  # fine for a smoke test, said
+            log(f"[train] optim.warmup_steps={self.optim_cfg.warmup_steps} > train.max_steps={self.max_steps}: the "
+                f"whole run is warmup, the learning rate never reaches optim.lr={self.optim_cfg.lr}")
         self.precision = self._precision(tcfg.get("precision", "auto"))
 
         module, self.base_model = prepare_model(cfg, self.tokenizer, log)
@@ -328,8 +330,26 @@ class Trainer:
         self.backend.close(clean)
 
 
+def claim_run_dir(cfg: dict):
+    """Rank 0 checks run_dir and locks it (the lock file to close at the end, or None)."""
+    if int(os.environ.get("RANK", 0)) != 0:
+        return None
+    run_dir = Path(cfg["run_dir"])
+    check_run_dir(run_dir, cfg["data"].get("path"))
+    return lock_run_dir(run_dir, log)
+
+
 def train(cfg: dict) -> TrainerState:
     check_config(cfg)
+    lock = claim_run_dir(cfg)
+    try:
+        return _train(cfg)
+    finally:
+        if lock is not None:
+            lock.close()
+
+
+def _train(cfg: dict) -> TrainerState:
     threads = torch.get_num_threads()
     if cfg["train"].get("cpu_threads"):
         # On a busy CPU, OpenMP threads that spin against other processes can be 10x slower than one thread.

@@ -13,6 +13,7 @@ from data_pipeline.shards import ManifestError
 from data_pipeline.config import config_dir
 from refact_train.checkpoint import CheckpointError
 from refact_train.plot import main as plot_main
+from refact_train.run_dir import RunDirError
 from refact_train.trainer import ConfigError, NonFiniteLossError, train
 
 
@@ -23,7 +24,8 @@ def _train_app(cfg: DictConfig) -> None:
     except NonFiniteLossError as e:
         print(f"[train] {e}", file=sys.stderr)
         sys.exit(3)
-    except (ManifestError, CheckpointError, ConfigError) as e:  # shards, a checkpoint or a value the run cannot use
+    # shards, a checkpoint, a config value or a run_dir the run cannot use
+    except (ManifestError, CheckpointError, ConfigError, RunDirError) as e:
         print(f"refact-train: {e}", file=sys.stderr)
         sys.exit(2)
 

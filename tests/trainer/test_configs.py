@@ -82,7 +82,7 @@ def test_init_from_that_cannot_be_used_is_one_clear_error(tmp_path):
 def test_a_warmup_longer_than_the_run_is_said(corpus_dir, tmp_path, capsys):
     from helpers import train_inprocess
     train_inprocess([f"data.path={corpus_dir}", f"run_dir={tmp_path}", "train.max_steps=2", "optim.warmup_steps=5"])
-    assert "optim.warmup_steps=5 >= train.max_steps=2: the whole run is warmup" in capsys.readouterr().err
+    assert "optim.warmup_steps=5 > train.max_steps=2: the whole run is warmup" in capsys.readouterr().err
 
 
 def test_an_experiment_that_does_not_exist_is_refused():
