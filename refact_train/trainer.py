@@ -6,7 +6,6 @@ import os
 import signal
 import sys
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -23,79 +22,18 @@ from refact_train.chat_sft import ChatSamples
 from refact_train.checkpoint import Checkpointer, TrainerState
 from refact_train.data import DataConfig, PackedSamples, StepLoader, layout_for
 from refact_train.early_dropout import EarlyDropoutConfig, dropout_at, phase
-from refact_train.lora import LoraConfig
 from refact_train.metrics import (
     JsonlSink, MetricsLogger, ProgressBar, StepMetrics, WandbSink, detect_peak_flops, flops_per_token,
 )
 from refact_train.models import export_hf, prepare_model
 from refact_train.optim import OptimConfig, build_optimizer, lr_at
 from refact_train.run_dir import check_run_dir, lock_run_dir
+from refact_train.train_config import ConfigError, check_config  # noqa: F401 (ConfigError: for importers)
 from refact_train.validation import ValidationConfig, Validator, improves
 
 
 class NonFiniteLossError(RuntimeError):
     pass
-
-
-class ConfigError(ValueError):
-    """A config value the run cannot use, found before any work: said in one line."""
-
-
-@dataclass(frozen=True)
-class TrainSection:
-    """`train.*` (configs/train.yaml): types checked by config_from_dict, ranges here."""
-
-    max_steps: int = 100
-    stop_after: int | None = None
-    global_batch: int = 8
-    micro_batch: int = 4
-    precision: str = "auto"
-    device: str = "auto"
-    cpu_threads: int | None = None
-    log_every: int = 1
-    max_nan_steps: int = 5
-    compile: bool = False
-    activation_checkpointing: bool = False
-    vocab_from_tokenizer: bool = True
-
-    def __post_init__(self) -> None:
-        for key, least in (("max_steps", 1), ("stop_after", 1), ("global_batch", 1), ("micro_batch", 1),
-                           ("cpu_threads", 1), ("log_every", 1), ("max_nan_steps", 0)):
-            if getattr(self, key) is not None and getattr(self, key) < least:
-                raise ValueError(f"train.{key} must be >= {least}, got {getattr(self, key)}")
-        for key, allowed in (("precision", ("auto", "bf16", "fp32")), ("device", ("auto", "cpu", "cuda"))):
-            if getattr(self, key) not in allowed:
-                raise ValueError(f"train.{key} must be one of {allowed}, got {getattr(self, key)!r}")
-
-
-@dataclass(frozen=True)
-class CheckpointSection:
-    """`checkpoint.*`: `every` steps (and at the end, and on a preemption signal); `keep_last` 0 keeps them all."""
-
-    every: int = 100
-    keep_last: int = 3
-    on_signal: bool = True
-
-    def __post_init__(self) -> None:
-        if self.every < 1 or self.keep_last < 0:
-            raise ValueError(f"checkpoint.every must be >= 1 and checkpoint.keep_last >= 0, got {self.every} and "
-                             f"{self.keep_last}")
-
-
-def check_config(cfg: dict) -> None:
-    """Every section the trainer reads, typed and in range, before the backend, the data and the model are set up."""
-    try:
-        config_from_dict(TrainSection, cfg.get("train"), "train")
-        config_from_dict(CheckpointSection, cfg.get("checkpoint"), "checkpoint")
-        if "seed" in (cfg.get("data") or {}):
-            raise ValueError("data: unknown key(s) ['seed']; the run's seed is the top-level seed=")
-        config_from_dict(DataConfig, {**(cfg.get("data") or {}), "seed": cfg.get("seed", 0)}, "data")
-        config_from_dict(EarlyDropoutConfig, cfg.get("early_dropout"), "early_dropout")
-        OptimConfig.from_dict(cfg.get("optim") or {})
-        ValidationConfig.from_dict(cfg.get("validation"))
-        LoraConfig.from_dict(cfg.get("lora") or {})
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"bad config: {exc} (configs/train.yaml and its groups; set a value with key=value)") from None
 
 
 def log(*args, **_):
