@@ -42,9 +42,16 @@ def log(*args, **_):
 
 @contextlib.contextmanager
 def caught_signals(enabled: bool, received: list[int]):
-    """Inside the block SIGTERM and SIGUSR1 (a preemption) are appended to `received`; the old handlers come back."""
-    previous = {sig: signal.signal(sig, lambda signum, frame: received.append(signum))
-                for sig in (signal.SIGTERM, signal.SIGUSR1)} if enabled else {}
+    """Inside the block SIGTERM and SIGUSR1 (a preemption) and a first SIGINT (Ctrl-C) are appended to `received`: the
+    run checkpoints after its step and exits; a second SIGINT stops at once. The old handlers come back."""
+    def on_signal(signum, frame):
+        if signum == signal.SIGINT:
+            if signal.SIGINT in received:
+                raise KeyboardInterrupt
+            log("[train] SIGINT: stopping after this step with a checkpoint (Ctrl-C again to stop at once, without)")
+        received.append(signum)
+    previous = {sig: signal.signal(sig, on_signal)
+                for sig in (signal.SIGTERM, signal.SIGUSR1, signal.SIGINT)} if enabled else {}
     try:
         yield
     finally:

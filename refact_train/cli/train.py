@@ -21,6 +21,10 @@ from refact_train.trainer import ConfigError, NonFiniteLossError, train
 def _train_app(cfg: DictConfig) -> None:
     try:
         train(OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True))
+    except KeyboardInterrupt:  # a second Ctrl-C (the first one stops after the step, with a checkpoint)
+        print(f"refact-train: interrupted (a second Ctrl-C), no checkpoint of this step; a rerun with resume=auto "
+              f"goes on from the newest one in {cfg.run_dir}/checkpoints, if any", file=sys.stderr)
+        sys.exit(130)
     except NonFiniteLossError as e:
         print(f"[train] {e}", file=sys.stderr)
         sys.exit(3)
