@@ -19,7 +19,7 @@ from data_pipeline.tokenizer import RefactTokenizer, load_tokenizer
 from refact_train.backends import make_backend
 from refact_train.backends.base import dist_env
 from refact_train.chat_sft import ChatSamples
-from refact_train.checkpoint import Checkpointer, TrainerState
+from refact_train.checkpoint import Checkpointer, CheckpointError, TrainerState
 from refact_train.data import DataConfig, PackedSamples, StepLoader, layout_for
 from refact_train.early_dropout import EarlyDropoutConfig, dropout_at, phase
 from refact_train.metrics import (
@@ -71,6 +71,16 @@ def load_run_tokenizer(cfg: dict) -> tuple[RefactTokenizer, Path]:
     return load_tokenizer(path), Path(path)
 
 
+def check_finite(model: torch.nn.Module, source: str) -> None:
+    """Weights with a NaN or inf give a NaN loss at every step: the run skipped train.max_nan_steps steps (writing
+    checkpoints of those weights) before it stopped with exit 3."""
+    for name, t in model.state_dict().items():
+        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            bad = int((~torch.isfinite(t)).sum())
+            raise CheckpointError(f"init_from={source}: {name} holds {bad} NaN or inf value(s); training cannot start "
+                                  f"from these weights, give others")
+
+
 def build_samples(cfg: dict, tokenizer: RefactTokenizer):
     """The training samples of `data`: packed pre-training shards or a chat (SFT) file."""
     dcfg = cfg["data"]
@@ -109,6 +119,8 @@ class Trainer:
         self.precision = self._precision(tcfg.get("precision", "auto"))
 
         module, self.base_model = prepare_model(cfg, self.tokenizer, log)
+        if cfg.get("init_from"):
+            check_finite(self.base_model, cfg["init_from"])
         self.samples = build_samples(cfg, self.tokenizer)
         self.layout = layout_for(int(tcfg["global_batch"]), int(tcfg["micro_batch"]), self.env.world_size,
                                  self.env.rank)

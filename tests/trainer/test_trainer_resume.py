@@ -188,3 +188,21 @@ def test_a_second_ctrl_c_stops_at_once(corpus_dir, tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         train_inprocess([f"data.path={corpus_dir}", f"run_dir={tmp_path}", "train.max_steps=50"])
     assert not (tmp_path / "checkpoints").exists() and signal.getsignal(signal.SIGINT) == before
+
+
+def test_initial_weights_with_a_nan_are_refused_before_any_step(corpus_dir, tmp_path):
+    """They gave a NaN loss from step 1: the run skipped max_nan_steps steps, checkpointing the NaN weights at each,
+    then stopped with exit 3 saying that 'the last good checkpoint' was untouched."""
+    from safetensors.torch import load_file, save_file
+    from refact_train.checkpoint import CheckpointError
+    from refact_train.cli.export import main as export_main
+    train_inprocess([f"data.path={corpus_dir}", f"run_dir={tmp_path / 'a'}", "train.max_steps=1"])
+    assert export_main([str(tmp_path / "a"), str(tmp_path / "hf")]) == 0
+    weights_file = tmp_path / "hf" / "model.safetensors"
+    sd = load_file(weights_file)
+    sd["transformer.wte.weight"][3, 5] = float("nan")
+    save_file(sd, weights_file, metadata={"format": "pt"})
+    with pytest.raises(CheckpointError, match=r"transformer\.wte\.weight holds 1 NaN or inf value"):
+        train_inprocess([f"data.path={corpus_dir}", f"run_dir={tmp_path / 'b'}", f"init_from={tmp_path / 'hf'}",
+                         "train.max_steps=5", "checkpoint.every=1", "train.max_nan_steps=2"])
+    assert not (tmp_path / "b" / "checkpoints").exists()
