@@ -45,13 +45,22 @@ def memory_stats(device: torch.device) -> dict:
 
 class JsonlSink:
     def __init__(self, path: Path):
+        cut = path.is_file() and path.stat().st_size > 0 and _last_byte(path) != b"\n"
         self.f = open(path, "a", buffering=1)
+        if cut:  # a kill cut the last record short: this run's first record must not be glued onto it
+            self.f.write("\n")
 
     def log(self, record: dict) -> None:
         self.f.write(json.dumps(record) + "\n")
 
     def close(self) -> None:
         self.f.close()
+
+
+def _last_byte(path: Path) -> bytes:
+    with open(path, "rb") as f:
+        f.seek(-1, os.SEEK_END)
+        return f.read(1)
 
 
 def _clean(record: dict) -> dict:

@@ -1,6 +1,7 @@
 """Optimizers (Lion by default, AdamW as an option), parameter groups and learning-rate schedules."""
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -25,14 +26,31 @@ class OptimConfig:
     min_lr_ratio: float = 0.1          # final lr = lr * min_lr_ratio
     clip_grad: float = 1.0             # 0 disables clipping
 
+    def __post_init__(self) -> None:
+        # Lion asserted on a negative lr; a NaN lr, a negative weight decay or min_lr_ratio, beta2=1 and a NaN or
+        # negative clip_grad trained silently (the last two without clipping); min_lr_ratio < 0 ends in gradient ascent.
+        for key, least in (("lr", None), ("eps", 0.0), ("weight_decay", 0.0), ("clip_grad", 0.0)):
+            v = getattr(self, key)
+            if not math.isfinite(v) or v < (least or 0.0) or (least is None and v == 0):
+                raise ValueError(f"optim.{key} must be {'> 0' if least is None else '>= 0'} and finite, got {v}")
+        numbers = all(isinstance(b, (int, float)) and not isinstance(b, bool) for b in self.betas)
+        if len(self.betas) != 2 or not numbers or not all(0.0 <= b < 1.0 for b in self.betas):
+            raise ValueError(f"optim.betas must be two numbers in [0, 1), got {list(self.betas)}")
+        if not 0.0 <= self.min_lr_ratio <= 1.0:
+            raise ValueError(f"optim.min_lr_ratio must be within [0, 1], got {self.min_lr_ratio}")
+        if self.warmup_steps < 0:
+            raise ValueError(f"optim.warmup_steps must be >= 0, got {self.warmup_steps}")
+        for key, allowed in (("name", ("lion", "adamw")), ("schedule", ("cosine", "linear", "constant"))):
+            if getattr(self, key) not in allowed:
+                raise ValueError(f"optim.{key} must be one of {allowed}, got {getattr(self, key)!r}")
+        if not all(isinstance(s, str) for s in self.no_decay):
+            raise ValueError(f"optim.no_decay must be a list of parameter-name substrings, got {list(self.no_decay)}")
+
     @classmethod
     def from_dict(cls, d: dict) -> "OptimConfig":
-        d = dict(d)
-        if "betas" in d:
-            d["betas"] = tuple(float(b) for b in d["betas"])
-        if "no_decay" in d:
-            d["no_decay"] = tuple(d["no_decay"])
-        return config_from_dict(cls, d, "optim")
+        """Types checked by config_from_dict first (a bare string for no_decay would be split into letters)."""
+        cfg = config_from_dict(cls, d, "optim")
+        return dataclasses.replace(cfg, betas=tuple(float(b) for b in cfg.betas), no_decay=tuple(cfg.no_decay))
 
 
 def param_groups(model: nn.Module, cfg: OptimConfig) -> list[dict]:

@@ -26,6 +26,7 @@ STEPPED = ("lr", "dropout")  # the value step s trained with holds over (s-1, s]
 class RunMetrics:
     steps: list[dict]                                  # one merged record per step, in step order
     resumed_at: list[int] = field(default_factory=list)  # first step logged by each later attempt
+    cut_lines: list[int] = field(default_factory=list)  # lines that are not JSON: cut by a kill or being written
 
     def series(self, key: str) -> tuple[list[int], list[float]]:
         pts = [(r["step"], float(r[key])) for r in self.steps
@@ -38,23 +39,34 @@ def read_run_metrics(run_dir: str | Path) -> RunMetrics:
     path = Path(run_dir) / "metrics.jsonl"
     if not path.is_file():
         raise FileNotFoundError(f"{path} not found: is {run_dir} a refact-train run directory?")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{path}: not UTF-8 text ({e}); is {run_dir} a refact-train run directory?") from None
     by_step: dict[int, dict] = {}
     resumed_at: list[int] = []
+    cut: list[int] = []
     last = -1
-    for n, line in enumerate(path.read_text().splitlines(), 1):
+    for n, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
         try:
             record = json.loads(line)
-            step = int(record["step"])
-        except (ValueError, KeyError, TypeError) as e:
-            raise ValueError(f"{path}:{n}: not a metrics record ({e}); delete the line or the file") from e
+        except ValueError:  # a line a kill cut short (the next attempt starts on a new line), or one being written
+            cut.append(n)
+            continue
+        step = record.get("step") if isinstance(record, dict) else None
+        if not isinstance(step, int) or isinstance(step, bool) or step < 0:
+            raise ValueError(f"{path}:{n}: not a metrics record (no integer step: {line[:80]}); is {run_dir} a "
+                             f"refact-train run directory?")
         if step < last:  # a resumed attempt: it replaces what the earlier one logged from here on
             by_step = {s: r for s, r in by_step.items() if s < step}
             resumed_at.append(step)
         last = step
         by_step.setdefault(step, {}).update(record)  # the training and the validation record of a step merge
-    return RunMetrics([by_step[s] for s in sorted(by_step)], resumed_at)
+    if not by_step:
+        raise ValueError(f"{path} holds no metrics record yet (the run has not logged a step)")
+    return RunMetrics([by_step[s] for s in sorted(by_step)], resumed_at, cut)
 
 
 def smooth(values: list[float]) -> list[float]:
@@ -144,8 +156,15 @@ def plot_run(run_dir: str | Path, out_dir: str | Path | None = None) -> list[Pat
 
     run_dir = Path(run_dir)
     out = Path(out_dir) if out_dir else run_dir / "plots"
-    out.mkdir(parents=True, exist_ok=True)
     m = read_run_metrics(run_dir)
+    if m.cut_lines:
+        print(f"refact-train plot: skipped line(s) {m.cut_lines[:5]} of {run_dir / 'metrics.jsonl'}: cut short (a "
+              f"kill) or still being written", file=sys.stderr)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:  # a file there, or a parent that cannot hold a directory
+        raise ValueError(f"cannot write the plots to {out}: {e.strerror} ({e.filename}); give a writable "
+                         f"OUT_DIR") from None
     fig = plt.figure(figsize=(13, 13 if m.series("val_fim_edit_similarity")[0] else 10))
     _panels(fig, m, run_dir.name)
     fig.tight_layout()
@@ -176,7 +195,12 @@ def main(argv: list[str] | None = None) -> None:
     try:
         paths = plot_run(argv[0], argv[1] if len(argv) > 1 else None)
     except (FileNotFoundError, ValueError) as e:
-        sys.exit(f"refact-train plot: {e}")
+        print(f"refact-train plot: {e}", file=sys.stderr)
+        sys.exit(2)
+    except OSError as e:  # a PNG that cannot be written
+        print(f"refact-train plot: cannot write the plots: {e.strerror} ({e.filename}); give a writable OUT_DIR",
+              file=sys.stderr)
+        sys.exit(2)
     for p in paths:
         print(p)
 

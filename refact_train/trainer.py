@@ -2,10 +2,10 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import sys
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -19,81 +19,21 @@ from data_pipeline.tokenizer import RefactTokenizer, load_tokenizer
 from refact_train.backends import make_backend
 from refact_train.backends.base import dist_env
 from refact_train.chat_sft import ChatSamples
-from refact_train.checkpoint import Checkpointer, TrainerState
+from refact_train.checkpoint import Checkpointer, CheckpointError, TrainerState
 from refact_train.data import DataConfig, PackedSamples, StepLoader, layout_for
 from refact_train.early_dropout import EarlyDropoutConfig, dropout_at, phase
-from refact_train.lora import LoraConfig
 from refact_train.metrics import (
     JsonlSink, MetricsLogger, ProgressBar, StepMetrics, WandbSink, detect_peak_flops, flops_per_token,
 )
 from refact_train.models import export_hf, prepare_model
 from refact_train.optim import OptimConfig, build_optimizer, lr_at
+from refact_train.run_dir import check_run_dir, lock_run_dir
+from refact_train.train_config import ConfigError, check_config  # noqa: F401 (ConfigError: for importers)
 from refact_train.validation import ValidationConfig, Validator, improves
 
 
 class NonFiniteLossError(RuntimeError):
     pass
-
-
-class ConfigError(ValueError):
-    """A config value the run cannot use, found before any work: said in one line."""
-
-
-@dataclass(frozen=True)
-class TrainSection:
-    """`train.*` (configs/train.yaml): types checked by config_from_dict, ranges here."""
-
-    max_steps: int = 100
-    stop_after: int | None = None
-    global_batch: int = 8
-    micro_batch: int = 4
-    precision: str = "auto"
-    device: str = "auto"
-    cpu_threads: int | None = None
-    log_every: int = 1
-    max_nan_steps: int = 5
-    compile: bool = False
-    activation_checkpointing: bool = False
-    vocab_from_tokenizer: bool = True
-
-    def __post_init__(self) -> None:
-        for key, least in (("max_steps", 1), ("stop_after", 1), ("global_batch", 1), ("micro_batch", 1),
-                           ("cpu_threads", 1), ("log_every", 1), ("max_nan_steps", 0)):
-            if getattr(self, key) is not None and getattr(self, key) < least:
-                raise ValueError(f"train.{key} must be >= {least}, got {getattr(self, key)}")
-        for key, allowed in (("precision", ("auto", "bf16", "fp32")), ("device", ("auto", "cpu", "cuda"))):
-            if getattr(self, key) not in allowed:
-                raise ValueError(f"train.{key} must be one of {allowed}, got {getattr(self, key)!r}")
-
-
-@dataclass(frozen=True)
-class CheckpointSection:
-    """`checkpoint.*`: `every` steps (and at the end, and on a preemption signal); `keep_last` 0 keeps them all."""
-
-    every: int = 100
-    keep_last: int = 3
-    on_signal: bool = True
-
-    def __post_init__(self) -> None:
-        if self.every < 1 or self.keep_last < 0:
-            raise ValueError(f"checkpoint.every must be >= 1 and checkpoint.keep_last >= 0, got {self.every} and "
-                             f"{self.keep_last}")
-
-
-def check_config(cfg: dict) -> None:
-    """Every section the trainer reads, typed and in range, before the backend, the data and the model are set up."""
-    try:
-        config_from_dict(TrainSection, cfg.get("train"), "train")
-        config_from_dict(CheckpointSection, cfg.get("checkpoint"), "checkpoint")
-        if "seed" in (cfg.get("data") or {}):
-            raise ValueError("data: unknown key(s) ['seed']; the run's seed is the top-level seed=")
-        config_from_dict(DataConfig, {**(cfg.get("data") or {}), "seed": cfg.get("seed", 0)}, "data")
-        config_from_dict(EarlyDropoutConfig, cfg.get("early_dropout"), "early_dropout")
-        OptimConfig.from_dict(cfg.get("optim") or {})
-        ValidationConfig.from_dict(cfg.get("validation"))
-        LoraConfig.from_dict(cfg.get("lora") or {})
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"bad config: {exc} (configs/train.yaml and its groups; set a value with key=value)") from None
 
 
 def log(*args, **_):
@@ -102,9 +42,16 @@ def log(*args, **_):
 
 @contextlib.contextmanager
 def caught_signals(enabled: bool, received: list[int]):
-    """Inside the block SIGTERM and SIGUSR1 (a preemption) are appended to `received`; the old handlers come back."""
-    previous = {sig: signal.signal(sig, lambda signum, frame: received.append(signum))
-                for sig in (signal.SIGTERM, signal.SIGUSR1)} if enabled else {}
+    """Inside the block SIGTERM and SIGUSR1 (a preemption) and a first SIGINT (Ctrl-C) are appended to `received`: the
+    run checkpoints after its step and exits; a second SIGINT stops at once. The old handlers come back."""
+    def on_signal(signum, frame):
+        if signum == signal.SIGINT:
+            if signal.SIGINT in received:
+                raise KeyboardInterrupt
+            log("[train] SIGINT: stopping after this step with a checkpoint (Ctrl-C again to stop at once, without)")
+        received.append(signum)
+    previous = {sig: signal.signal(sig, on_signal)
+                for sig in (signal.SIGTERM, signal.SIGUSR1, signal.SIGINT)} if enabled else {}
     try:
         yield
     finally:
@@ -122,6 +69,16 @@ def load_run_tokenizer(cfg: dict) -> tuple[RefactTokenizer, Path]:
     if not path:
         raise ValueError("no tokenizer: set tokenizer=PATH (a tokenizer.json or a dir holding one)")
     return load_tokenizer(path), Path(path)
+
+
+def check_finite(model: torch.nn.Module, source: str) -> None:
+    """Weights with a NaN or inf give a NaN loss at every step: the run skipped train.max_nan_steps steps (writing
+    checkpoints of those weights) before it stopped with exit 3."""
+    for name, t in model.state_dict().items():
+        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            bad = int((~torch.isfinite(t)).sum())
+            raise CheckpointError(f"init_from={source}: {name} holds {bad} NaN or inf value(s); training cannot start "
+                                  f"from these weights, give others")
 
 
 def build_samples(cfg: dict, tokenizer: RefactTokenizer):
@@ -156,9 +113,14 @@ class Trainer:
         self.max_steps = int(tcfg["max_steps"])
         # stop (with a checkpoint) after this step while keeping max_steps' schedule: time-limited jobs, tests
         self.stop_after = int(tcfg["stop_after"]) if tcfg.get("stop_after") else None
+        if self.optim_cfg.warmup_steps > self.max_steps and self.env.is_main:  # fine for a smoke test, said
+            log(f"[train] optim.warmup_steps={self.optim_cfg.warmup_steps} > train.max_steps={self.max_steps}: the "
+                f"whole run is warmup, the learning rate never reaches optim.lr={self.optim_cfg.lr}")
         self.precision = self._precision(tcfg.get("precision", "auto"))
 
         module, self.base_model = prepare_model(cfg, self.tokenizer, log)
+        if cfg.get("init_from"):
+            check_finite(self.base_model, cfg["init_from"])
         self.samples = build_samples(cfg, self.tokenizer)
         self.layout = layout_for(int(tcfg["global_batch"]), int(tcfg["micro_batch"]), self.env.world_size,
                                  self.env.rank)
@@ -325,8 +287,26 @@ class Trainer:
         self.backend.close(clean)
 
 
+def claim_run_dir(cfg: dict):
+    """Rank 0 checks run_dir and locks it (the lock file to close at the end, or None)."""
+    if int(os.environ.get("RANK", 0)) != 0:
+        return None
+    run_dir = Path(cfg["run_dir"])
+    check_run_dir(run_dir, cfg["data"].get("path"))
+    return lock_run_dir(run_dir, log)
+
+
 def train(cfg: dict) -> TrainerState:
     check_config(cfg)
+    lock = claim_run_dir(cfg)
+    try:
+        return _train(cfg)
+    finally:
+        if lock is not None:
+            lock.close()
+
+
+def _train(cfg: dict) -> TrainerState:
     threads = torch.get_num_threads()
     if cfg["train"].get("cpu_threads"):
         # On a busy CPU, OpenMP threads that spin against other processes can be 10x slower than one thread.

@@ -13,6 +13,7 @@ from data_pipeline.shards import ManifestError
 from data_pipeline.config import config_dir
 from refact_train.checkpoint import CheckpointError
 from refact_train.plot import main as plot_main
+from refact_train.run_dir import RunDirError
 from refact_train.trainer import ConfigError, NonFiniteLossError, train
 
 
@@ -20,10 +21,15 @@ from refact_train.trainer import ConfigError, NonFiniteLossError, train
 def _train_app(cfg: DictConfig) -> None:
     try:
         train(OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True))
+    except KeyboardInterrupt:  # a second Ctrl-C (the first one stops after the step, with a checkpoint)
+        print(f"refact-train: interrupted (a second Ctrl-C), no checkpoint of this step; a rerun with resume=auto "
+              f"goes on from the newest one in {cfg.run_dir}/checkpoints, if any", file=sys.stderr)
+        sys.exit(130)
     except NonFiniteLossError as e:
         print(f"[train] {e}", file=sys.stderr)
         sys.exit(3)
-    except (ManifestError, CheckpointError, ConfigError) as e:  # shards, a checkpoint or a value the run cannot use
+    # shards, a checkpoint, a config value or a run_dir the run cannot use
+    except (ManifestError, CheckpointError, ConfigError, RunDirError) as e:
         print(f"refact-train: {e}", file=sys.stderr)
         sys.exit(2)
 

@@ -83,3 +83,16 @@ def test_resume_across_backends_and_process_counts(corpus_dir, single_run, tmp_p
     run_cli(STEPS + [f"data.path={corpus_dir}", f"run_dir={b}", f"dist={then}",
                      f"resume={a}/checkpoints/step-00000003"], nproc=nproc)
     assert max_abs_diff(weights(b, 6), weights(a, 6)) <= WEIGHT_ATOL
+
+
+@pytest.mark.slow
+@pytest.mark.distributed
+def test_one_process_then_two_with_another_backend_in_the_same_run_dir(corpus_dir, single_run, tmp_path):
+    """1 -> 2 processes and single -> ddp -> fsdp2 by resume=auto in one run_dir: where the single run lands."""
+    run = tmp_path / "run"
+    train_inprocess(STEPS + [f"data.path={corpus_dir}", f"run_dir={run}", "train.stop_after=2"])
+    run_cli(STEPS + [f"data.path={corpus_dir}", f"run_dir={run}", "dist=ddp", "train.stop_after=4"], nproc=2)
+    run_cli(STEPS + [f"data.path={corpus_dir}", f"run_dir={run}", "dist=fsdp2"], nproc=2)
+    ref = losses(single_run)
+    assert {s: round(v, 4) for s, v in losses(run).items()} == {s: round(v, 4) for s, v in ref.items()}
+    assert max_abs_diff(weights(run, 6), weights(single_run, 6)) <= WEIGHT_ATOL

@@ -131,9 +131,10 @@ def test_nan_loss_skips_steps_then_stops_with_last_good_checkpoint(corpus_dir, t
     assert int(last_good.name.split("-")[1]) < skipped[-1]["step"]
 
 
-@pytest.mark.parametrize("sig", [signal.SIGUSR1, signal.SIGTERM])
+@pytest.mark.parametrize("sig", [signal.SIGUSR1, signal.SIGTERM, signal.SIGINT])
 def test_preemption_signal_checkpoints_and_exits(corpus_dir, tmp_path, sig):
-    """SLURM sends SIGUSR1 (or SIGTERM) before preemption: finish the step, checkpoint, return; a rerun resumes."""
+    """SLURM sends SIGUSR1 (or SIGTERM) before preemption: finish the step, checkpoint, return; a rerun resumes.
+    Ctrl-C too (it was a KeyboardInterrupt traceback with no checkpoint, or one left half-written)."""
     import threading
     from refact_train.checkpoint import read_trainer_state
     overrides = [f"data.path={corpus_dir}", f"run_dir={tmp_path}", "train.max_steps=500", "checkpoint.every=1000"]
@@ -170,3 +171,38 @@ def test_signal_during_setup_is_not_lost(corpus_dir, tmp_path, monkeypatch):
     assert state.step == 1
     assert read_trainer_state(latest_valid(tmp_path / "checkpoints")).step == 1
     assert signal.getsignal(signal.SIGUSR1) == before
+
+
+def test_a_second_ctrl_c_stops_at_once(corpus_dir, tmp_path, monkeypatch):
+    import refact_train.trainer as trainer_module
+    original = trainer_module.prepare_model
+
+    def prepare_then_two_ctrl_c(*args, **kwargs):
+        out = original(*args, **kwargs)
+        os.kill(os.getpid(), signal.SIGINT)  # recorded: stop after the step
+        os.kill(os.getpid(), signal.SIGINT)  # now
+        return out
+
+    monkeypatch.setattr(trainer_module, "prepare_model", prepare_then_two_ctrl_c)
+    before = signal.getsignal(signal.SIGINT)
+    with pytest.raises(KeyboardInterrupt):
+        train_inprocess([f"data.path={corpus_dir}", f"run_dir={tmp_path}", "train.max_steps=50"])
+    assert not (tmp_path / "checkpoints").exists() and signal.getsignal(signal.SIGINT) == before
+
+
+def test_initial_weights_with_a_nan_are_refused_before_any_step(corpus_dir, tmp_path):
+    """They gave a NaN loss from step 1: the run skipped max_nan_steps steps, checkpointing the NaN weights at each,
+    then stopped with exit 3 saying that 'the last good checkpoint' was untouched."""
+    from safetensors.torch import load_file, save_file
+    from refact_train.checkpoint import CheckpointError
+    from refact_train.cli.export import main as export_main
+    train_inprocess([f"data.path={corpus_dir}", f"run_dir={tmp_path / 'a'}", "train.max_steps=1"])
+    assert export_main([str(tmp_path / "a"), str(tmp_path / "hf")]) == 0
+    weights_file = tmp_path / "hf" / "model.safetensors"
+    sd = load_file(weights_file)
+    sd["transformer.wte.weight"][3, 5] = float("nan")
+    save_file(sd, weights_file, metadata={"format": "pt"})
+    with pytest.raises(CheckpointError, match=r"transformer\.wte\.weight holds 1 NaN or inf value"):
+        train_inprocess([f"data.path={corpus_dir}", f"run_dir={tmp_path / 'b'}", f"init_from={tmp_path / 'hf'}",
+                         "train.max_steps=5", "checkpoint.every=1", "train.max_nan_steps=2"])
+    assert not (tmp_path / "b" / "checkpoints").exists()
