@@ -28,7 +28,7 @@ from refact_train.metrics import (
 from refact_train.models import export_hf, prepare_model
 from refact_train.optim import OptimConfig, build_optimizer, lr_at
 from refact_train.run_dir import check_run_dir, lock_run_dir
-from refact_train.train_config import ConfigError, check_config  # noqa: F401 (ConfigError: for importers)
+from refact_train.train_config import check_config
 from refact_train.validation import ValidationConfig, Validator, improves
 
 

@@ -14,7 +14,8 @@ from data_pipeline.config import config_dir
 from refact_train.checkpoint import CheckpointError
 from refact_train.plot import main as plot_main
 from refact_train.run_dir import RunDirError
-from refact_train.trainer import ConfigError, NonFiniteLossError, train
+from refact_train.train_config import ConfigError
+from refact_train.trainer import NonFiniteLossError, train
 
 
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="train")

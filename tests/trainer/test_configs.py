@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from helpers import compose
-from refact_train.trainer import ConfigError, check_config
+from refact_train.train_config import ConfigError, check_config
 
 
 @pytest.mark.parametrize("name", ["tiny_cpu", "pretrain_refact_1_6b", "finetune_fim", "finetune_lora_repo"])

@@ -80,7 +80,7 @@ def test_merge_gives_peft_logits_for_embedding_and_linear_targets():
 @pytest.mark.parametrize("targets, bad", [("[nosuch,q]", "['nosuch']"), ("[ln_1]", "['ln_1']"), ("[]", "empty")])
 def test_lora_targets_that_name_no_adaptable_layer_stop_before_any_work(corpus_dir, tmp_path, targets, bad):
     # peft raised NoMatchingPeftModuleError (LayerNorm: "not supported") with a traceback after the model was built
-    from refact_train.trainer import ConfigError
+    from refact_train.train_config import ConfigError
     with pytest.raises(ConfigError, match=f"lora.target_modules: {re.escape(bad)}; each names one of the model's"):
         train_inprocess([f"data.path={corpus_dir}", f"run_dir={tmp_path}", "lora.enabled=true",
                          f"lora.target_modules={targets}"])
