@@ -228,6 +228,9 @@ class Checkpointer:
         self.tokenizer_dir = tokenizer_dir
         self.log = log
         self.best_step: int | None = None  # never pruned
+        if backend.env.is_main:  # the run holds RUN/.refact-train.lock: no other process writes here
+            for stale in sorted(self.root.glob(".tmp-step-*")):  # a save cut by a kill: model-sized, never read
+                shutil.rmtree(stale, ignore_errors=True)
 
     def maybe_save(self, state: TrainerState, last: bool, force: bool = False) -> Path | None:
         """Save every `every` steps, at the last step and when forced (a stop); the path written, else None."""
@@ -260,6 +263,7 @@ class Checkpointer:
             write_marker(tmp)
             old = self.root / f".old-{final.name}"
             if final.exists():  # re-saving a step (e.g. after a resume): the old copy goes only once the new is whole
+                shutil.rmtree(old, ignore_errors=True)  # one a kill left half-deleted: os.replace would refuse it
                 os.replace(final, old)
             os.replace(tmp, final)
             shutil.rmtree(old, ignore_errors=True)

@@ -89,3 +89,19 @@ def test_a_checkpoint_whose_paths_hold_a_dollar_brace_loads(corpus_dir, tmp_path
     write_marker(step)
     model, _ = load_model_from_checkpoint(step)
     assert model.config.n_layer == 2
+
+
+def test_what_a_killed_save_leaves_is_cleared_by_the_next_run(corpus_dir, tmp_path):
+    """A kill mid-save left a model-sized checkpoints/.tmp-step-N for ever, and a kill between a re-save's two
+    renames and its cleanup left .old-step-N, on which the next re-save of that step failed (os.replace onto a
+    non-empty directory)."""
+    run = tmp_path / "run"
+    common = [f"data.path={corpus_dir}", f"run_dir={run}", "checkpoint.every=1", "train.max_steps=2"]
+    train_inprocess(common)
+    ckpts = run / "checkpoints"
+    (ckpts / ".tmp-step-00000007" / "rng").mkdir(parents=True)  # as a kill mid-save leaves it
+    (ckpts / ".tmp-step-00000007" / "model.pt").write_bytes(b"x" * 1000)
+    shutil.copytree(ckpts / "step-00000002", ckpts / ".old-step-00000002")  # a re-save cut before its cleanup
+    state = train_inprocess(common + [f"resume={ckpts / 'step-00000001'}"])  # step 2 is saved again
+    assert state.step == 2
+    assert sorted(p.name for p in ckpts.iterdir()) == ["step-00000001", "step-00000002"]
