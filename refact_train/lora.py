@@ -35,7 +35,7 @@ class LoraConfig:
     @classmethod
     def from_dict(cls, d: dict) -> "LoraConfig":
         d = dict(d)
-        if "target_modules" in d:
+        if isinstance(d.get("target_modules"), (list, tuple)):  # a bare string is refused, not split into letters
             d["target_modules"] = tuple(d["target_modules"])
         return config_from_dict(cls, d, "lora")
 

@@ -164,9 +164,6 @@ def prepare_model(cfg: dict, tokenizer: Any, log=print) -> tuple[nn.Module, Refa
         model_cfg["vocab_size"] = int(tokenizer.padded_vocab_size)
     base = init_model(model_cfg, cfg.get("init_from"), log)
     cfg["model"] = base.config.to_dict()  # the saved config must rebuild exactly this model (HF init included)
-    if tokenizer is not None and base.config.vocab_size < tokenizer.vocab_size:
-        raise ValueError(f"model.vocab_size={base.config.vocab_size} < tokenizer vocab {tokenizer.vocab_size}: "
-                         f"set train.vocab_from_tokenizer=true or a larger model.vocab_size")
     if cfg["train"].get("activation_checkpointing"):
         base.set_activation_checkpointing(True)
     lora = LoraConfig.from_dict(cfg.get("lora") or {})

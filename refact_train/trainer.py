@@ -28,7 +28,7 @@ from refact_train.metrics import (
 from refact_train.models import export_hf, prepare_model
 from refact_train.optim import OptimConfig, build_optimizer, lr_at
 from refact_train.run_dir import check_run_dir, lock_run_dir
-from refact_train.train_config import check_config
+from refact_train.train_config import ConfigError, check_config
 from refact_train.validation import ValidationConfig, Validator, improves
 
 
@@ -119,6 +119,11 @@ class Trainer:
         self.precision = self._precision(tcfg.get("precision", "auto"))
 
         module, self.base_model = prepare_model(cfg, self.tokenizer, log)
+        if self.tokenizer is not None and self.base_model.config.vocab_size < self.tokenizer.vocab_size:
+            whose = "the init_from model's" if cfg.get("init_from") else "model.vocab_size"
+            raise ConfigError(f"{whose} {self.base_model.config.vocab_size} rows < the tokenizer's "
+                              f"{self.tokenizer.vocab_size} tokens: set train.vocab_from_tokenizer=true or a larger "
+                              f"model.vocab_size")
         if cfg.get("init_from"):
             check_finite(self.base_model, cfg["init_from"])
         self.samples = build_samples(cfg, self.tokenizer)

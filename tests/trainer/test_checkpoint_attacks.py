@@ -105,3 +105,12 @@ def test_what_a_killed_save_leaves_is_cleared_by_the_next_run(corpus_dir, tmp_pa
     state = train_inprocess(common + [f"resume={ckpts / 'step-00000001'}"])  # step 2 is saved again
     assert state.step == 2
     assert sorted(p.name for p in ckpts.iterdir()) == ["step-00000001", "step-00000002"]
+
+
+def test_a_model_smaller_than_the_tokenizer_is_a_config_error(corpus_dir, tmp_path):
+    # a ValueError from prepare_model, which refact-train did not catch: a traceback
+    from refact_train.train_config import ConfigError
+
+    with pytest.raises(ConfigError, match=r"model.vocab_size 64 rows < the tokenizer's \d+ tokens"):
+        train_inprocess([f"data.path={corpus_dir}", f"run_dir={tmp_path / 'r'}", "train.max_steps=1",
+                         "train.vocab_from_tokenizer=false", "model.vocab_size=64"])

@@ -85,3 +85,11 @@ def test_lora_targets_that_name_no_adaptable_layer_stop_before_any_work(corpus_d
         train_inprocess([f"data.path={corpus_dir}", f"run_dir={tmp_path}", "lora.enabled=true",
                          f"lora.target_modules={targets}"])
     assert not tmp_path.joinpath("checkpoints").exists()
+
+
+def test_a_bare_string_of_targets_is_refused_not_split_into_letters(corpus_dir, tmp_path):
+    # lora.target_modules=q became the targets ('q',) by luck; =kv became ('k', 'v'): split into letters
+    from refact_train.train_config import ConfigError
+    with pytest.raises(ConfigError, match="lora.target_modules: expected a list, got 'kv'"):
+        train_inprocess([f"data.path={corpus_dir}", f"run_dir={tmp_path}", "lora.enabled=true",
+                         "lora.target_modules=kv"])
