@@ -165,3 +165,19 @@ def test_decontam_reads_json_arrays_gzip_and_lists_of_strings(tmp_path):
     assert [(b.name, len(b.patterns)) for b in f.benchmarks] == [("bench", 4)]
     for s in solutions:
         assert f(code("x = 1\n" + s + "\n")) == "contains:bench"
+
+
+@pytest.mark.parametrize("section,message", [
+    ({"code": {"min_alphanum_fraction": 2.0}}, "within \\[0, 1\\]"),  # dropped every code file
+    ({"code": {"min_alphanum_fraction": -1.0}}, "within \\[0, 1\\]"),  # the check silently off
+    ({"code": {"max_line_length": 0}}, ">= 1"),
+    ({"code": {"mean_line_length": float("nan")}}, ">= 1"),  # NaN compares false: silently off
+    ({"text": {"max_words": 0}}, ">= 1"),
+    ({"text": {"max_top_ngram_chars_fraction": {0: 0.2}}}, "sizes must be >= 1"),
+    ({"text": {"max_top_ngram_chars_fraction": {"two": 0.2}}}, "max_top_ngram_chars_fraction: expected"),  # int()
+    ({"text": {"max_duplicate_ngram_chars_fraction": {5: None}}}, "max_duplicate_ngram_chars_fraction: expected"),
+    ({"code": [1]}, "quality.code: expected a mapping"),  # TypeError naming no key before
+])
+def test_quality_thresholds_out_of_range_are_named(section, message):
+    with pytest.raises(ValueError, match=message):
+        QualityFilter.from_config(section)
