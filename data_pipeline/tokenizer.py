@@ -68,7 +68,8 @@ class RefactTokenizer:
     source: str | None = None  # where it was loaded from, for error messages
 
     def __post_init__(self) -> None:
-        for expected_id, tok in enumerate(SPECIAL_TOKENS[:5]):
+        # all 19, not only the FIM ones: chat prompts and generation stops use <empty_output> (14) by id
+        for expected_id, tok in enumerate(SPECIAL_TOKENS):
             found = self.tokenizer.token_to_id(tok)
             if found != expected_id:
                 raise ValueError(

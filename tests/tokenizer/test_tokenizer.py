@@ -141,3 +141,17 @@ def test_train_bpe_refuses_what_it_cannot_train(texts, kwargs, message):
 def test_train_bpe_on_one_short_document():
     tok = train_bpe(["ab"], vocab_size=300)
     assert tok.decode(tok.encode("abba")) == "abba" and tok.vocab_size <= 300
+
+
+def test_another_models_tokenizer_with_only_the_fim_specials_is_refused(tmp_path):
+    # byte-level and right at ids 0-4, but id 14 was a byte token: chat prompts and generation stops used it
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+
+    other = Tokenizer(models.BPE())
+    other.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    other.train_from_iterator(["hello world"] * 10, trainers.BpeTrainer(
+        vocab_size=300, special_tokens=list(SPECIAL_TOKENS[:5]), initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False))
+    other.save(str(tmp_path / "tokenizer.json"))
+    with pytest.raises(ValueError, match="'<filename>' has id None, expected 5"):
+        load_tokenizer(tmp_path)
