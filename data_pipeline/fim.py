@@ -28,6 +28,7 @@ Cutting modes (`FimConfig.mode`):
 """
 from __future__ import annotations
 
+import math
 from bisect import bisect_right
 from dataclasses import dataclass
 from itertools import accumulate
@@ -58,6 +59,8 @@ class FimConfig:
 
     def __post_init__(self) -> None:
         # Hydra hands lists; keep the dataclass hashable and comparable.
+        if not all(isinstance(p, (int, float)) and not isinstance(p, bool) for p in self.splitter_probs):
+            raise ValueError(f"FimConfig: splitter_probs must be numbers, got {self.splitter_probs!r}")
         object.__setattr__(self, "splitter_probs", tuple(float(p) for p in self.splitter_probs))
         problems = []
         if self.mode not in MODES:
@@ -69,11 +72,12 @@ class FimConfig:
             if not 0.0 <= float(value) <= 1.0:
                 problems.append(f"{name} must be within [0, 1], got {value!r}")
         probs = self.splitter_probs
-        if len(probs) != len(SPLITTERS) or any(p < 0 for p in probs) or sum(probs) <= 0:
-            problems.append(f"splitter_probs must be {len(SPLITTERS)} non-negative weights for {SPLITTERS}, "
+        # NaN or inf weights picked multi_row for every middle (or raised StopIteration mid-training)
+        if len(probs) != len(SPLITTERS) or not all(0 <= p < math.inf for p in probs) or sum(probs) <= 0:
+            problems.append(f"splitter_probs must be {len(SPLITTERS)} finite non-negative weights for {SPLITTERS}, "
                             f"got {probs!r}")
-        if int(self.max_middle_rows) < 1:
-            problems.append(f"max_middle_rows must be >= 1, got {self.max_middle_rows!r}")
+        if not 1 <= int(self.max_middle_rows) < 2**31:  # numpy's draw of 1..max_middle_rows overflowed past 2**63
+            problems.append(f"max_middle_rows must be within [1, 2**31), got {self.max_middle_rows!r}")
         if problems:
             raise ValueError("FimConfig: " + "; ".join(problems))
 

@@ -31,12 +31,13 @@ import pyarrow.parquet as pq
 from tqdm import tqdm
 
 from data_pipeline.atomic import write_json_atomic, write_text_atomic
+from data_pipeline.config import config_from_dict
 from data_pipeline.mixing import HoldoutConfig, MixtureConfig, compute_weights, holdout_score, uniform_hash
 from data_pipeline.records import Document, documents_of, read_documents, write_documents
 from data_pipeline.shards import Manifest, ShardConfig, read_manifest, write_shards
 from data_pipeline.stage import Stage, StageContext, Step
 from data_pipeline.stats import UnitStats
-from data_pipeline.tokenizer import RefactTokenizer, load_tokenizer, train_bpe
+from data_pipeline.tokenizer import MAX_VOCAB_SIZE, SPECIAL_TOKENS, RefactTokenizer, load_tokenizer, train_bpe
 
 UNIT_ROWS = 50_000  # documents per tokenize unit: row groups are merged up to this many rows
 ENCODE_BATCH = 256
@@ -345,20 +346,40 @@ def training_texts(documents: Sequence[Path], max_bytes: int) -> Iterator[str]:
             yield doc.text
 
 
+@dataclass(frozen=True)
+class TokenizerKeys:
+    """The `tokenizer` section of configs/pipeline.yaml: a tokenizer given by path, or trained on the kept documents."""
+
+    path: str | None = None
+    train: bool = False
+    vocab_size: int = 4096
+    min_frequency: int = 2
+    train_max_bytes: int = 200_000_000
+
+    def __post_init__(self) -> None:
+        if self.path and self.train:
+            raise ValueError("tokenizer: give tokenizer.path or tokenizer.train=true, not both")
+        for key, low, high in (("vocab_size", len(SPECIAL_TOKENS) + 256, MAX_VOCAB_SIZE), ("min_frequency", 0, None),
+                               ("train_max_bytes", 1, None)):  # checked before the first stage, not after the last
+            if not low <= getattr(self, key) <= (high or getattr(self, key)):
+                raise ValueError(f"tokenizer.{key} must be within [{low}, {high or 'inf'}], got {getattr(self, key)}")
+
+
 def get_tokenizer(ctx: StageContext, train: bool = True) -> RefactTokenizer | None:
     """The given tokenizer, else the one trained on the kept documents (trained now when `train` and missing)."""
-    tok_cfg = ctx.cfg["tokenizer"]
-    if tok_cfg.get("path"):
-        return load_tokenizer(str(tok_cfg["path"]))
+    keys = config_from_dict(TokenizerKeys, ctx.cfg["tokenizer"], "tokenizer")
+    if keys.path:
+        return load_tokenizer(keys.path)
     out = ctx.root / "tokenizer"
     if (out / "tokenizer.json").exists():
         return load_tokenizer(out)
     if not train:
         return None
-    vocab = int(tok_cfg.get("vocab_size", 4096))
-    print(f"[tokenize] training a byte-level BPE (vocab {vocab}) on the kept documents", file=sys.stderr)
-    tok = train_bpe(training_texts(ctx.input_shards, int(tok_cfg.get("train_max_bytes", 200_000_000))),
-                    vocab_size=vocab, min_frequency=int(tok_cfg.get("min_frequency", 2)))
+    print(f"[tokenize] training a byte-level BPE (vocab {keys.vocab_size}) on the kept documents", file=sys.stderr)
+    try:
+        tok = train_bpe(training_texts(ctx.input_shards, keys.train_max_bytes), keys.vocab_size, keys.min_frequency)
+    except ValueError as exc:  # no text: every document was dropped
+        raise ValueError(f"{exc}: no document was kept to train the tokenizer on; see {ctx.root}/stats.json") from exc
     tok.save(out)
     return tok
 
@@ -421,7 +442,7 @@ def build_stage(section: dict[str, Any]) -> Stage:
     MixtureConfig.from_dict(section.get("mixture") or {})  # a bad section fails now, before any work
     HoldoutConfig.from_dict(section.get("holdout") or {})
     ShardConfig.from_dict(section.get("shards") or {})
-    tok = section["tokenizer"]
-    if tok.get("path"):  # a missing path or a file that is no tokenizer fails now, not after every other stage
-        load_tokenizer(str(tok["path"]))  # (~0.1 s for a 49k vocabulary, once per process)
+    tok = config_from_dict(TokenizerKeys, section["tokenizer"], "tokenizer")
+    if tok.path:  # a missing path or a file that is no tokenizer fails now, not after every other stage
+        load_tokenizer(tok.path)  # (~0.1 s for a 49k vocabulary, once per process)
     return TokenizationStage("tokenize", [TokenizeStep()])

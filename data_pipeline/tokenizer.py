@@ -15,6 +15,7 @@ tokenized as text and every invalid byte becomes the single-byte token the byte-
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import math
 from dataclasses import dataclass
@@ -33,6 +34,9 @@ SPECIAL_TOKENS: tuple[str, ...] = (  # ids 0-18, the release's order
     "<jupyter_output>", "<empty_output>", "<commit_before>", "<commit_msg>", "<commit_after>", "<reponame>",
 )
 EMBEDDING_MULTIPLE = 64
+# Largest vocabulary train_bpe accepts: the BPE trainer allocates for vocab_size up front (2**40 aborted the process
+# with a Rust out-of-memory error); the largest released vocabularies have about 2**18 entries.
+MAX_VOCAB_SIZE = 2**21
 
 
 def padded_vocab_size(n: int, multiple: int = EMBEDDING_MULTIPLE) -> int:
@@ -69,7 +73,8 @@ class RefactTokenizer:
     source: str | None = None  # where it was loaded from, for error messages
 
     def __post_init__(self) -> None:
-        for expected_id, tok in enumerate(SPECIAL_TOKENS[:5]):
+        # all 19, not only the FIM ones: chat prompts and generation stops use <empty_output> (14) by id
+        for expected_id, tok in enumerate(SPECIAL_TOKENS):
             found = self.tokenizer.token_to_id(tok)
             if found != expected_id:
                 raise ValueError(
@@ -204,9 +209,18 @@ def train_bpe(texts: Iterable[str], vocab_size: int = 4096, min_frequency: int =
     """Train a byte-level BPE with the 19 Refact special tokens at ids 0-18 (the release's order).
 
     `vocab_size` counts the specials and the 256 byte tokens; the embedding is later padded to a multiple of 64.
+    An empty corpus is refused: it would give the 275 specials and bytes and no merge, silently.
     """
-    if vocab_size < len(SPECIAL_TOKENS) + 256:
-        raise ValueError(f"vocab_size {vocab_size} is below the {len(SPECIAL_TOKENS) + 256} specials and bytes")
+    if isinstance(vocab_size, bool) or not isinstance(vocab_size, int) or not (
+            len(SPECIAL_TOKENS) + 256 <= vocab_size <= MAX_VOCAB_SIZE):
+        raise ValueError(f"vocab_size {vocab_size!r} must be an integer from the {len(SPECIAL_TOKENS) + 256} specials "
+                         f"and bytes to {MAX_VOCAB_SIZE}")
+    if isinstance(min_frequency, bool) or not isinstance(min_frequency, int) or min_frequency < 0:
+        raise ValueError(f"min_frequency {min_frequency!r} must be an integer >= 0")
+    texts = iter(texts)
+    first = next((t for t in texts if t), None)
+    if first is None:
+        raise ValueError("train_bpe: no text to train on (the corpus is empty)")
     tok = _byte_level(models.BPE())
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size,
@@ -215,7 +229,7 @@ def train_bpe(texts: Iterable[str], vocab_size: int = 4096, min_frequency: int =
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
-    tok.train_from_iterator(texts, trainer=trainer)
+    tok.train_from_iterator(itertools.chain([first], texts), trainer=trainer)
     return RefactTokenizer(tok, source="<trained>")
 
 

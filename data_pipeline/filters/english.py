@@ -20,7 +20,7 @@ import pycld2
 
 from data_pipeline.config import config_from_dict
 from data_pipeline.filters.comments import extract_comments
-from data_pipeline.records import Document
+from data_pipeline.records import KINDS, Document
 from data_pipeline.stage import Stage, filter_stage
 
 _FENCED_CODE = re.compile(r"^(```|~~~).*?^\1", re.MULTILINE | re.DOTALL)
@@ -91,10 +91,20 @@ class EnglishFilter:
             raise ValueError(f"english.short_text must be 'keep' or 'drop', got {self.short_text!r}")
         if not 0.0 <= self.min_probability <= 1.0:
             raise ValueError(f"english.min_probability must be in [0, 1], got {self.min_probability}")
+        if not self.languages:
+            raise ValueError("english.languages is empty: every document would be dropped; list the ISO 639-1 codes "
+                             "to keep, or set english.enabled=false")
         unknown = set(self.languages) - known_languages()
         if unknown:
             raise ValueError(f"english.languages: {sorted(unknown)} not known to CLD2 (use ISO 639-1 codes; "
                              f"CLD2 names Hebrew iw and Traditional Chinese zh-Hant)")
+        if set(self.kinds) - set(KINDS):
+            raise ValueError(f"english.kinds: {sorted(set(self.kinds) - set(KINDS))} is no document kind; use {KINDS}")
+        # a negative count sliced from the end; max_chars=0 judged nothing and dropped every text as `und`
+        for key, least in (("min_chars", 0), ("code_min_chars", 0), ("code_tail_chars", 0), ("max_chars", 1),
+                           ("code_scan_chars", 1), ("text_scan_chars", 1)):
+            if getattr(self, key) < least:
+                raise ValueError(f"english.{key} must be >= {least}, got {getattr(self, key)}")
 
     @classmethod
     def from_config(cls, cfg: Mapping[str, Any]) -> "EnglishFilter":

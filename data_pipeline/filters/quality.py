@@ -5,6 +5,7 @@ Thresholds are config (`quality.code.*`, `quality.text.*`); a threshold set to n
 """
 from __future__ import annotations
 
+import math
 import re
 from collections import Counter
 from dataclasses import dataclass, field
@@ -50,11 +51,41 @@ class TextThresholds:
 
 
 def _build(cls, section: dict[str, Any] | None, where: str):
+    if section is not None and not isinstance(section, dict):
+        raise ValueError(f"{where}: expected a mapping of thresholds, got {section!r}")
     section = dict(section or {})
     for key in ("max_top_ngram_chars_fraction", "max_duplicate_ngram_chars_fraction"):
-        if key in section and section[key] is not None:
-            section[key] = {int(k): float(v) for k, v in dict(section[key]).items()}
-    return config_from_dict(cls, section, where)
+        if isinstance(section.get(key), dict):  # YAML keys may come as strings
+            try:
+                section[key] = {int(k): float(v) for k, v in section[key].items()}
+            except (TypeError, ValueError):
+                raise ValueError(f"{where}.{key}: expected {{n: fraction}} with whole n >= 1, e.g. {{2: 0.2}}, "
+                                 f"got {section[key]!r}") from None
+    thresholds = config_from_dict(cls, section, where)
+    _check_ranges(thresholds, where)
+    return thresholds
+
+
+# Fractions outside [0, 1] (or NaN, which compares false) turned a check off or dropped every document silently.
+_FRACTION = re.compile(r"fraction$")
+_AT_LEAST = {"max_line_length": 1, "mean_line_length": 1, "generated_marker_lines": 0, "min_words": 0,
+             "max_words": 1, "min_mean_word_length": 0, "max_mean_word_length": 1, "max_symbol_word_ratio": 0,
+             "min_stop_words": 0}
+
+
+def _check_ranges(thresholds: Any, where: str) -> None:
+    for key, value in vars(thresholds).items():
+        if value is None:
+            continue
+        if isinstance(value, dict):  # n-gram size -> fraction
+            for n, fraction in value.items():
+                if n < 1 or not 0.0 <= fraction <= 1.0:
+                    raise ValueError(f"{where}.{key}: n-gram sizes must be >= 1 and fractions within [0, 1], "
+                                     f"got {{{n}: {fraction}}}")
+        elif _FRACTION.search(key) and not 0.0 <= value <= 1.0:
+            raise ValueError(f"{where}.{key} must be within [0, 1] (or null: no check), got {value}")
+        elif key in _AT_LEAST and not (value >= _AT_LEAST[key] and math.isfinite(value)):
+            raise ValueError(f"{where}.{key} must be >= {_AT_LEAST[key]} (or null: no check), got {value}")
 
 
 # ---------- code ----------

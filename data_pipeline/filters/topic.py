@@ -8,11 +8,13 @@ Drop reason: `off_topic:<score to 2 decimals>`. Config: configs/pipeline/topic/.
 """
 from __future__ import annotations
 
+import math
+import numbers
 from dataclasses import dataclass, replace
 from typing import Any, Mapping, Protocol, runtime_checkable
 
 from data_pipeline.config import config_from_dict
-from data_pipeline.records import Document
+from data_pipeline.records import KINDS, Document
 from data_pipeline.stage import Stage, filter_stage
 
 DEFAULT_SCORER = {"_target_": "data_pipeline.filters.topic_model.load_logreg_scorer", "path": None}
@@ -29,6 +31,8 @@ def build_scorer(node: Mapping[str, Any] | None) -> TopicScorer:
     """A scorer from a config node with `_target_` (Hydra instantiate); the shipped model when node is None."""
     from hydra.utils import instantiate
 
+    if node is not None and not isinstance(node, Mapping):
+        raise ValueError(f"topic.scorer must be a mapping with a `_target_`, got {node!r}")
     node = dict(node or DEFAULT_SCORER)
     if "_target_" not in node:
         raise ValueError(f"topic.scorer needs a `_target_` (a callable that returns a scorer), got keys {sorted(node)}")
@@ -36,7 +40,24 @@ def build_scorer(node: Mapping[str, Any] | None) -> TopicScorer:
     if not isinstance(scorer, TopicScorer):
         raise TypeError(f"topic.scorer._target_={node['_target_']} returned {type(scorer).__name__}, "
                         f"which has no score(text) -> float method")
+    # one score now: a scorer that raises or returns no number would otherwise drop every document of the run
+    # (as error:<type>, or off_topic:nan)
+    try:
+        probe = scorer.score(_PROBE)
+    except Exception as exc:
+        raise ValueError(f"topic.scorer._target_={node['_target_']}: score(text) raised {type(exc).__name__}: "
+                         f"{exc}") from exc
+    if not _is_score(probe):
+        raise ValueError(f"topic.scorer._target_={node['_target_']}: score(text) returned {probe!r}, not a finite "
+                         f"number")
     return scorer
+
+
+_PROBE = "A compiler parses the source code into a syntax tree, checks the types and emits machine instructions."
+
+
+def _is_score(value: Any) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
 
 
 @dataclass(frozen=True)
@@ -60,6 +81,10 @@ class TopicFilter:
         checked = config_from_dict(cls, {"threshold": None, **section, "scorer": None}, "topic")
         if checked.threshold is None:
             raise ValueError("topic.threshold is missing: set it in configs/pipeline/topic/default.yaml")
+        if not math.isfinite(checked.threshold):  # NaN dropped every document, inf every one too
+            raise ValueError(f"topic.threshold must be a finite number, got {checked.threshold}")
+        if set(checked.kinds) - set(KINDS):
+            raise ValueError(f"topic.kinds: {sorted(set(checked.kinds) - set(KINDS))} is no document kind; use {KINDS}")
         return replace(checked, scorer=build_scorer(section.get("scorer")), threshold=float(checked.threshold),
                        kinds=tuple(checked.kinds))
 
@@ -70,6 +95,8 @@ class TopicFilter:
         if len(doc.text.split(None, max(self.min_words - 1, 0))) < self.min_words:  # stops after min_words words
             return None if self.short_text == "keep" else "off_topic:too_short"
         score = self.scorer.score(doc.text)
+        if not _is_score(score):  # the stage records the document as error:ValueError, not as off topic
+            raise ValueError(f"topic scorer returned {score!r} for document {doc.id!r}")
         return None if score >= self.threshold else f"off_topic:{score:.2f}"
 
 

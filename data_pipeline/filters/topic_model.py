@@ -59,6 +59,8 @@ class LogisticTopicScorer:
 
     @classmethod
     def load(cls, path: str | Path | None = None, max_chars: int = 100_000) -> "LogisticTopicScorer":
+        if isinstance(max_chars, bool) or not isinstance(max_chars, int) or max_chars < 1:
+            raise ValueError(f"topic.scorer.max_chars must be an integer >= 1, got {max_chars!r}")
         path = Path(path) if path else DEFAULT_MODEL_PATH
         if not path.is_file():
             raise FileNotFoundError(f"topic model {path} does not exist: set topic.scorer.path to a model file "

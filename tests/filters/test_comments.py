@@ -180,3 +180,31 @@ def test_grammars_load_with_the_network_cut():
 def test_no_language_crashes_on_garbage(lang):
     garbage = "\x00}{ /* \"' <!-- (* #| --[[ \n" * 3 + "\ud800 é 中文"
     assert isinstance(extract_comments(garbage, lang), list)
+
+
+# Code that blew up a parser: deep string interpolation crashed the process (Perl: segfault; Kotlin: abort), and
+# nesting that tree-sitter's error recovery cannot settle took 100 s for 6000 characters (Swift).
+HOSTILE = [("perl", '"${' * 100), ("perl", '${`' * 2000), ("kotlin", '"${' * 1100), ("swift", "/*" * 3000),
+           ("ruby", "<!--" * 1500), ("java", "%q(" * 2000)]
+
+
+@pytest.mark.parametrize("lang,code", HOSTILE, ids=[f"{lang}-{code[:4]}" for lang, code in HOSTILE])
+def test_hostile_nesting_neither_crashes_nor_hangs(lang, code):
+    child = ("import sys, time\nfrom data_pipeline.filters.comments import extract_comments\n"
+             "t = time.process_time()\n"
+             "out = extract_comments(sys.stdin.read() + '\\n// a comment in English\\n', sys.argv[1])\n"
+             "print(isinstance(out, list), round(time.process_time() - t, 2))\n")
+    done = subprocess.run([sys.executable, "-c", child, lang], input=code, capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 0, (done.returncode, done.stderr[-2000:])
+    ok, seconds = done.stdout.split()
+    assert ok == "True" and float(seconds) < 6, done.stdout  # 6000 characters of real code parse in under 1 ms
+
+
+def test_a_long_real_file_keeps_its_comments_under_the_parse_budget():
+    import inspect
+    import tokenize
+
+    source = inspect.getsource(tokenize)  # 25 kB of real Python, well under its budget
+    comments = extract_comments(source, "python")
+    assert len(comments) > 50 and comments[0].startswith("Tokenization help for Python programs.")

@@ -109,3 +109,16 @@ def test_code_is_sampled_at_its_head_and_optionally_its_tail():
     assert with_tail(code(body + german)) == "not_english:de"
     assert with_tail(code(german + body)) == "not_english:de"
     assert with_tail.code_sample("abc") == ["abc"]
+
+
+@pytest.mark.parametrize("key,value,message", [
+    ("languages", [], "languages is empty"),  # every document was dropped as not_english:en
+    ("kinds", ["txt"], "no document kind"),  # the filter silently judged nothing
+    ("max_chars", 0, "max_chars must be >= 1"),  # every text was dropped as not_english:und
+    ("code_scan_chars", -10, "code_scan_chars must be >= 1"),  # code[:-10]: all but the last characters
+    ("text_scan_chars", -100, "text_scan_chars must be >= 1"),
+    ("min_chars", -5, "min_chars must be >= 0"),
+])
+def test_values_that_judge_nothing_or_everything_are_refused(key, value, message):
+    with pytest.raises(ValueError, match=message):
+        EnglishFilter.from_config({key: value})

@@ -91,3 +91,43 @@ def test_bad_config_names_the_problem(tmp_path):
     with pytest.raises(InstantiationException, match="topic.scorer.path"):
         TopicFilter.from_config({"threshold": 0.5, "scorer": {
             "_target_": "data_pipeline.filters.topic_model.load_logreg_scorer", "path": str(tmp_path / "none.json")}})
+
+
+class _Scorer:
+    def __init__(self, value):
+        self.value = value
+
+    def score(self, text):
+        if isinstance(self.value, Exception):
+            raise self.value
+        return self.value
+
+
+@pytest.mark.parametrize("value,message", [(float("nan"), "returned nan"), ("high", "returned 'high'"),
+                                           (None, "returned None"), (RuntimeError("no model"), "raised RuntimeError")])
+def test_a_scorer_that_gives_no_number_is_refused_before_any_work(value, message):
+    # before: every document of the run dropped as off_topic:nan, or as error:TypeError / error:RuntimeError
+    node = {"_target_": f"{__name__}._Scorer", "value": value}
+    with pytest.raises(ValueError, match=message):
+        TopicFilter.from_config({"threshold": 0.5, "scorer": node})
+
+
+def test_a_nan_score_on_one_document_is_an_error_not_off_topic():
+    topic = TopicFilter(_Scorer(float("nan")), threshold=0.5, min_words=1)
+    with pytest.raises(ValueError, match="returned nan for document 't'"):
+        topic(text("a text the scorer cannot score"))
+
+
+@pytest.mark.parametrize("section,message", [
+    ({"threshold": float("nan")}, "finite"),  # NaN dropped every document
+    ({"threshold": 0.5, "kinds": ["txt"]}, "no document kind"),
+    ({"threshold": 0.5, "scorer": "data_pipeline.filters.topic_model.load_logreg_scorer"}, "must be a mapping"),
+])
+def test_bad_threshold_kinds_or_scorer_node_are_named(section, message):
+    with pytest.raises(ValueError, match=message):
+        TopicFilter.from_config(section)
+
+
+def test_scorer_max_chars_below_one_is_refused():
+    with pytest.raises(ValueError, match="max_chars must be an integer >= 1"):  # scored text[:-1] before
+        LogisticTopicScorer.load(max_chars=-1)

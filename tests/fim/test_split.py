@@ -6,7 +6,7 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from data_pipeline.fim import FimConfig, FimSplit, fim_rng, split_text
+from data_pipeline.fim import MODES, FimConfig, FimSplit, fim_rng, split_text
 from data_pipeline.fim import _content_len, _indent, _is_blank
 
 PRETRAIN = FimConfig(mode="pretrain")
@@ -145,3 +145,27 @@ def test_config_validation_names_the_problem():
     with pytest.raises(ValueError, match=r"unknown key\(s\) \['fim_rate'\]"):
         FimConfig.from_dict({"fim_rate": 0.5})
     assert FimConfig.from_dict({"mode": "finetune", "splitter_probs": [0.1, 0.2, 0.7]}).splitter_probs == (0.1, 0.2, 0.7)
+
+
+@pytest.mark.parametrize("probs", [(float("nan"), 1, 1), (float("nan"),) * 3, (float("inf"), 1, 1), ("a", 1, 1),
+                                   (True, 1, 1)])
+def test_splitter_weights_that_are_no_finite_numbers_are_refused(probs):
+    # NaN or inf picked multi_row for every middle; all NaN raised StopIteration in the data loader; "a" was
+    # float()'s ValueError naming no key
+    with pytest.raises(ValueError, match="splitter_probs"):
+        FimConfig(mode="finetune", splitter_probs=probs)
+
+
+def test_max_middle_rows_past_what_numpy_draws_is_refused():
+    with pytest.raises(ValueError, match="max_middle_rows"):  # "high is out of bounds for int64" mid-training
+        FimConfig(mode="finetune", max_middle_rows=10**30)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_tiny_texts_and_texts_without_a_line_break_round_trip(mode):
+    cfg = FimConfig(mode=mode, empty_middle_rate=0.2)
+    for text in ["", "a", "ab", "abc", "\n", "\r\n", "\n\n", "\u2028x", "\x00\x00", "one line without a break"]:
+        for i in range(200):
+            for cut_end in (False, True):
+                split = split_text(text, fim_rng(0, i), cfg, cut_end=cut_end)
+                assert split.text == text, (text, i, split)

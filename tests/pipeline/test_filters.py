@@ -1,4 +1,7 @@
 """Licence, quality and decontamination filters: each a pure keep/drop decision with a reason."""
+import gzip
+import json
+
 import pytest
 
 from data_pipeline.filters.decontam import DecontamFilter, humaneval_strings, normalise_whitespace
@@ -128,3 +131,57 @@ def test_decontam_finds_every_pattern_by_its_anchor():
     assert "return" not in f._by_anchor
     assert anchor_word(["return", "if", "for"]) == "return"  # only common words: the longest of them
     assert anchor_word(["return", "x", "if"]) == "x"
+
+
+def test_decontam_extra_files_that_are_no_benchmark_are_named(tmp_path):
+    long = "Write a function that returns the sum of all prime numbers below n, fast."
+    (tmp_path / "blank.jsonl").write_text('{"prompt": "   "}\n')
+    (tmp_path / "numbers.jsonl").write_text('{"prompt": 1234567890123456789012345678901234567890123}\n')
+    (tmp_path / "strings.jsonl").write_text(json.dumps(long) + "\n")
+    (tmp_path / "latin1.txt").write_bytes(long.encode() + b" caf\xe9\n")
+    (tmp_path / "fake.jsonl.gz").write_text(json.dumps({"prompt": long}) + "\n")
+    (tmp_path / "a_dir.jsonl").mkdir()
+    refused = {  # each was accepted (silently wrong) or a traceback naming no file
+        "must be >= 1": {"min_chars": 0, "extra_files": [str(tmp_path / "blank.jsonl")]},  # "" was in every text
+        "extra_files: expected a list": {"extra_files": str(tmp_path / "strings.jsonl")},  # iterated its characters
+        "extra_fields: expected a list": {"extra_fields": "prompt"},  # was ["p", "r", "o", ...]: no pattern
+        "blank.jsonl has no string of 40\\+ characters": {"extra_files": [str(tmp_path / "blank.jsonl")]},
+        "numbers.jsonl line 1: field 'prompt' holds 1234": {"extra_files": [str(tmp_path / "numbers.jsonl")]},
+        "strings.jsonl line 1 is a str, not an object": {"extra_files": [str(tmp_path / "strings.jsonl")]},
+        "latin1.txt is not UTF-8 text": {"extra_files": [str(tmp_path / "latin1.txt")]},
+        "fake.jsonl.gz is not UTF-8 text compressed with gzip": {"extra_files": [str(tmp_path / "fake.jsonl.gz")]},
+        "a_dir.jsonl is not a file": {"extra_files": [str(tmp_path / "a_dir.jsonl")]},
+    }
+    for message, section in refused.items():
+        with pytest.raises((ValueError, FileNotFoundError), match=message):
+            DecontamFilter.from_config({"humaneval": False, **section})
+
+
+def test_decontam_reads_json_arrays_gzip_and_lists_of_strings(tmp_path):
+    solutions = [f"assert solution_number_{i}(range(10)) == sorted(set(range(10)))[::-1] or True" for i in range(4)]
+    (tmp_path / "bench.json").write_text(json.dumps([{"prompt": solutions[0]}], indent=2))  # pretty-printed array
+    with gzip.open(tmp_path / "bench.jsonl.gz", "wt") as f:
+        f.write(json.dumps({"test_list": solutions[1:3]}) + "\n")  # MBPP's tests: a list of strings
+    (tmp_path / "bench.txt").write_text(solutions[3] + "\n")  # the same stem: one benchmark, no file lost
+    f = DecontamFilter.from_config({"humaneval": False, "extra_fields": ["prompt", "test_list"],
+                                    "extra_files": [str(tmp_path / n) for n in ("bench.json", "bench.jsonl.gz",
+                                                                                "bench.txt")]})
+    assert [(b.name, len(b.patterns)) for b in f.benchmarks] == [("bench", 4)]
+    for s in solutions:
+        assert f(code("x = 1\n" + s + "\n")) == "contains:bench"
+
+
+@pytest.mark.parametrize("section,message", [
+    ({"code": {"min_alphanum_fraction": 2.0}}, "within \\[0, 1\\]"),  # dropped every code file
+    ({"code": {"min_alphanum_fraction": -1.0}}, "within \\[0, 1\\]"),  # the check silently off
+    ({"code": {"max_line_length": 0}}, ">= 1"),
+    ({"code": {"mean_line_length": float("nan")}}, ">= 1"),  # NaN compares false: silently off
+    ({"text": {"max_words": 0}}, ">= 1"),
+    ({"text": {"max_top_ngram_chars_fraction": {0: 0.2}}}, "sizes must be >= 1"),
+    ({"text": {"max_top_ngram_chars_fraction": {"two": 0.2}}}, "max_top_ngram_chars_fraction: expected"),  # int()
+    ({"text": {"max_duplicate_ngram_chars_fraction": {5: None}}}, "max_duplicate_ngram_chars_fraction: expected"),
+    ({"code": [1]}, "quality.code: expected a mapping"),  # TypeError naming no key before
+])
+def test_quality_thresholds_out_of_range_are_named(section, message):
+    with pytest.raises(ValueError, match=message):
+        QualityFilter.from_config(section)

@@ -155,3 +155,18 @@ def test_interrupted_build_reuses_finished_units(tmp_path, inputs, tokenizer, mo
     # other settings: the scratch is not reused
     build_shards(inputs, tmp_path / "out", tokenizer, MixtureConfig(seed=3))
     assert len(calls) == 2
+
+
+@pytest.mark.parametrize("tokenizer_section,message", [
+    ({"train": True, "vocab_sise": 8000}, "unknown key"),  # ignored before: a 4096 vocabulary was trained
+    ({"train": True, "vocab_size": 2**40}, "vocab_size must be within"),  # aborted the process after every stage
+    ({"train": True, "vocab_size": "big"}, "vocab_size: expected an integer"),  # int() traceback after every stage
+    ({"train": True, "min_frequency": -1}, "min_frequency must be within"),
+    ({"train": True, "train_max_bytes": 0}, "train_max_bytes must be within"),
+    ({"train": True, "path": "tok.json"}, "not both"),  # the path won silently
+])
+def test_the_tokenizer_section_is_checked_before_any_work(tokenizer_section, message):
+    from data_pipeline.tokenization import build_stage
+
+    with pytest.raises(ValueError, match=message):
+        build_stage({"tokenizer": tokenizer_section, "mixture": None, "holdout": None, "shards": None})

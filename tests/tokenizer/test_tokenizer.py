@@ -124,3 +124,34 @@ def test_a_file_that_is_no_tokenizer_is_named(tmp_path):
     assert main([f"input={tmp_path / 'in'}", f"output={tmp_path / 'out'}", f"tokenizer={junk}"]) == 2
     assert not (tmp_path / "out").exists()
 
+
+
+@pytest.mark.parametrize("texts,kwargs,message", [
+    ([], {}, "no text to train on"),  # was a 275-token tokenizer of bytes alone, silently
+    (["", ""], {}, "no text to train on"),
+    (["hello world"], {"vocab_size": 2**40}, "vocab_size"),  # the BPE trainer's Rust allocation aborted the process
+    (["hello world"], {"vocab_size": 4096.0}, "vocab_size"),
+    (["hello world"], {"min_frequency": -1}, "min_frequency"),  # OverflowError naming nothing
+])
+def test_train_bpe_refuses_what_it_cannot_train(texts, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        train_bpe(texts, **kwargs)
+
+
+def test_train_bpe_on_one_short_document():
+    tok = train_bpe(["ab"], vocab_size=300)
+    assert tok.decode(tok.encode("abba")) == "abba" and tok.vocab_size <= 300
+
+
+def test_another_models_tokenizer_with_only_the_fim_specials_is_refused(tmp_path):
+    # byte-level and right at ids 0-4, but id 14 was a byte token: chat prompts and generation stops used it
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+
+    other = Tokenizer(models.BPE())
+    other.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    other.train_from_iterator(["hello world"] * 10, trainers.BpeTrainer(
+        vocab_size=300, special_tokens=list(SPECIAL_TOKENS[:5]), initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False))
+    other.save(str(tmp_path / "tokenizer.json"))
+    with pytest.raises(ValueError, match="'<filename>' has id None, expected 5"):
+        load_tokenizer(tmp_path)
