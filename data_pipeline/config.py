@@ -15,6 +15,11 @@ from typing import Any, Mapping, TypeVar
 T = TypeVar("T")
 
 
+class DataError(ValueError):
+    """The data cannot give what the config asks (a mixture that leaves no train token, no document kept to train a
+    tokenizer on): the run stops with this one line, not a traceback."""
+
+
 def config_dir() -> str:
     """Absolute path of the `configs/` tree that the console scripts compose their configs from."""
     checkout = Path(__file__).resolve().parent.parent / "configs"

@@ -14,7 +14,7 @@ from typing import Any, Mapping
 
 import xxhash
 
-from data_pipeline.config import config_from_dict
+from data_pipeline.config import DataError, config_from_dict
 
 GROUP_BY = ("kind", "source")
 
@@ -86,7 +86,7 @@ def compute_weights(tokens_by_group: Mapping[str, int], cfg: MixtureConfig) -> t
     if not cfg.shares:
         weights = {g: cfg.weights.get(g, cfg.default_weight) for g in tokens_by_group}
         if present and not any(weights[g] > 0 for g in present):
-            raise ValueError(f"mixture (by {cfg.by}) gives weight 0 to every group of the data {sorted(present)}: no "
+            raise DataError(f"mixture (by {cfg.by}) gives weight 0 to every group of the data {sorted(present)}: no "
                              f"train document would be written; give one a weight > 0")
         missing = sorted(g for g in cfg.weights if g not in present)  # `kode: 0` would keep all the code
         if missing:
@@ -95,14 +95,14 @@ def compute_weights(tokens_by_group: Mapping[str, int], cfg: MixtureConfig) -> t
         return weights, missing
     unnamed = sorted(set(present) - set(cfg.shares))
     if unnamed:
-        raise ValueError(f"mixture.shares (by {cfg.by}) names {sorted(cfg.shares)} but the data also has "
+        raise DataError(f"mixture.shares (by {cfg.by}) names {sorted(cfg.shares)} but the data also has "
                          f"{unnamed}; add a share for each (0 drops a group)")
     missing = sorted(g for g, s in cfg.shares.items() if s > 0 and g not in present)
     if missing:
         warnings.warn(f"mixture.shares: no tokens of {missing}; shares are renormalised over {sorted(present)}")
     total_share = sum(cfg.shares[g] for g in present)
     if total_share <= 0:
-        raise ValueError(f"mixture.shares gives zero share to every group present in the data: {sorted(present)}")
+        raise DataError(f"mixture.shares gives zero share to every group present in the data: {sorted(present)}")
     total = sum(present.values())
     weights = {g: cfg.shares[g] / total_share * total / present[g] for g in present}
     weights.update({g: 0.0 for g in tokens_by_group if g not in present})

@@ -31,7 +31,7 @@ import pyarrow.parquet as pq
 from tqdm import tqdm
 
 from data_pipeline.atomic import write_json_atomic, write_text_atomic
-from data_pipeline.config import config_from_dict
+from data_pipeline.config import DataError, config_from_dict
 from data_pipeline.mixing import HoldoutConfig, MixtureConfig, compute_weights, holdout_score, uniform_hash
 from data_pipeline.records import Document, documents_of, read_documents, write_documents
 from data_pipeline.shards import Manifest, ShardConfig, read_manifest, write_shards
@@ -379,7 +379,7 @@ def get_tokenizer(ctx: StageContext, train: bool = True) -> RefactTokenizer | No
     try:
         tok = train_bpe(training_texts(ctx.input_shards, keys.train_max_bytes), keys.vocab_size, keys.min_frequency)
     except ValueError as exc:  # no text: every document was dropped
-        raise ValueError(f"{exc}: no document was kept to train the tokenizer on; see {ctx.root}/stats.json") from exc
+        raise DataError(f"{exc}: no document was kept to train the tokenizer on; see {ctx.root}/stats.json") from exc
     tok.save(out)
     return tok
 

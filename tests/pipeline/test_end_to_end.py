@@ -216,3 +216,15 @@ def test_without_intermediate_files_the_output_is_the_same(run, tmp_path):
     assert rows(lean / "documents") == rows(out / "documents")
     assert rows(lean / "dropped") == rows(out / "dropped")
     assert main(args) == 0  # a rerun skips every stage although their inputs are gone
+
+
+def test_data_that_cannot_give_what_the_config_asks_is_one_line(tmp_path, capsys):
+    # a tokenizer to train on no kept document, a mixture that leaves no train token: a RuntimeError traceback from
+    # the executor, exit 1, before
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "a.py").write_text("x")  # dropped by the quality filter: no document is kept
+    assert main([f"input={tmp_path / 'in'}", f"output={tmp_path / 'o'}", "progress=false", "tokenizer.train=true"]) == 2
+    assert "no document was kept to train the tokenizer on" in capsys.readouterr().err
+    assert main([f"input={tmp_path / 'in'}", f"output={tmp_path / 'o2'}", "progress=false", "license.allow_unknown=true",
+                 "quality.enabled=false", "tokenizer.train=true", "+mixture.weights={code: 0}"]) == 2
+    assert "gives weight 0 to every group of the data" in capsys.readouterr().err
