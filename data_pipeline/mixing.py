@@ -58,6 +58,8 @@ class HoldoutConfig:
             raise ValueError(f"holdout.fraction must be within [0, 1], got {self.fraction!r}")
         if self.max_documents is not None and self.max_documents < 0:
             raise ValueError(f"holdout.max_documents must be >= 0 or null, got {self.max_documents!r}")
+        if set(self.kinds) - {"code", "text"}:  # holdout.kinds=[txt] held out nothing, without a word
+            raise ValueError(f"holdout.kinds must name code and/or text, got {list(self.kinds)}")
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> "HoldoutConfig":

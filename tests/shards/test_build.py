@@ -85,6 +85,8 @@ def test_holdout_cap_and_kinds(tmp_path, inputs, tokenizer):
     held = [d for f in (tmp_path / "out" / "heldout").glob("*.parquet") for d in read_documents(f)]
     assert len(held) == 4 and {d.kind for d in held} == {"code"}
     assert m.counts["valid"]["documents"] == 4
+    with pytest.raises(ValueError, match=r"holdout.kinds must name code and/or text, got \['txt'\]"):
+        HoldoutConfig(fraction=0.1, kinds=("txt",))  # held out nothing, without a word, before
 
 
 def test_no_holdout_gives_an_empty_valid_split(tmp_path, inputs, tokenizer):
