@@ -25,6 +25,7 @@ from data_pipeline.stage import Stage, StageContext, Step, filter_rows, shard_un
 from data_pipeline.stats import UnitStats
 
 HASH_SCHEMA = pa.schema([("hash", pa.binary(16)), ("id", pa.string()), ("shard", pa.int32()), ("row", pa.int64())])
+MAX_BUCKETS = 4096  # 2000 buckets: 3.6 s and 10,000 files for a 2-document shard; 10**6 would take ~30 min
 DUPLICATE_SCHEMA = pa.schema([("id", pa.string()), ("shard", pa.int32()), ("row", pa.int64()),
                               ("kept_id", pa.string())])
 
@@ -55,8 +56,8 @@ class ExactDedupConfig:
 
     def __post_init__(self) -> None:
         normalise("", self.normalize)  # a bad mode fails before any work
-        if self.buckets < 1:
-            raise ValueError(f"exact_dedup.buckets must be >= 1, got {self.buckets}")
+        if not 1 <= self.buckets <= MAX_BUCKETS:  # every input shard writes one file per bucket
+            raise ValueError(f"exact_dedup.buckets must be in [1, {MAX_BUCKETS}], got {self.buckets}")
 
     @classmethod
     def from_dict(cls, section: dict[str, Any] | None) -> "ExactDedupConfig":
@@ -81,7 +82,11 @@ class HashStep(Step):
         row = 0
         # only the two columns it needs, as Python strings: no Document, no `meta` parsed
         for batch in pq.ParquetFile(str(ctx.input_shards[int(unit)])).iter_batches(columns=["id", "text"]):
-            for doc_id, text in zip(batch.column("id").to_pylist(), batch.column("text").to_pylist()):
+            ids, texts = batch.column("id").to_pylist(), batch.column("text").to_pylist()
+            if batch.column("text").null_count:
+                raise ValueError(f"{ctx.input_shards[int(unit)]}: document {ids[texts.index(None)]!r} has a null "
+                                 "text; the previous stage must drop it")
+            for doc_id, text in zip(ids, texts):
                 digest = content_hash(text, mode)
                 rows[int.from_bytes(digest[:4], "little") % n_buckets].append((digest, doc_id, row))
                 row += 1

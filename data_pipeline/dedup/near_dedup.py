@@ -73,11 +73,16 @@ class NearDedupConfig(MinHashConfig):
             raise ValueError(f"near_dedup.threshold must be in (0, 1), got {self.threshold}")
         if (self.bands is None) != (self.rows is None):
             raise ValueError("near_dedup.bands and near_dedup.rows must be set together (or both left null)")
-        if self.bands is not None and self.bands * self.rows > self.num_perm:
-            raise ValueError(f"near_dedup.bands x rows = {self.bands} x {self.rows} exceeds num_perm={self.num_perm}")
-        for key in ("bucket_partitions", "batch_size"):
-            if getattr(self, key) < 1:
-                raise ValueError(f"near_dedup.{key} must be >= 1, got {getattr(self, key)}")
+        if self.bands is not None and (min(self.bands, self.rows) < 1 or self.bands * self.rows > self.num_perm):
+            raise ValueError(f"near_dedup.bands x rows = {self.bands} x {self.rows}: both must be >= 1 and their "
+                             f"product <= num_perm={self.num_perm}")
+        for key, low in (("bucket_partitions", 1), ("batch_size", 1), ("report_clusters", 0), ("report_examples", 0)):
+            if getattr(self, key) < low:
+                raise ValueError(f"near_dedup.{key} must be >= {low}, got {getattr(self, key)}")
+        weights = (self.false_positive_weight, self.false_negative_weight)
+        if not all(0 <= w < float("inf") for w in weights) or sum(weights) == 0:
+            raise ValueError(f"near_dedup.false_positive_weight, false_negative_weight = {weights}: use finite "
+                             "values >= 0, not both 0")
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any] | None) -> "NearDedupConfig":
