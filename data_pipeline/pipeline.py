@@ -13,7 +13,7 @@ from typing import Any, Callable
 from data_pipeline.atomic import write_json_atomic
 from data_pipeline.config import DataError
 from data_pipeline.chain import chain_groups, chain_label, resumable_start, run_chain
-from data_pipeline.executor import default_workers, link_or_copy, reused_workers, run_stage
+from data_pipeline.executor import WorkerDied, default_workers, link_or_copy, reused_workers, run_stage
 from data_pipeline.sources.ingest import AccountingError, InputError, validate_inputs
 from data_pipeline.stage import Stage, StageContext
 from data_pipeline.stages import STAGE_ORDER, TURN_ON, build_stage, stage_section
@@ -32,7 +32,7 @@ def run_problem(exc: BaseException, root: Path) -> PipelineError | None:
     """The one-line PipelineError for an exception that stops the run (a full disk, lost inputs), else None."""
     fix = "free space (or choose another output=) and rerun the same command; finished work is kept"
     for cause in (exc, exc.__cause__):
-        if isinstance(cause, (AccountingError, DataError)):
+        if isinstance(cause, (AccountingError, DataError, WorkerDied)):
             return PipelineError(str(cause))
         if isinstance(cause, OSError) and cause.errno in (errno.ENOSPC, errno.EDQUOT):
             return PipelineError(f"no space left writing {cause.filename or root}: {fix}")
