@@ -6,6 +6,7 @@ from __future__ import annotations
 import errno
 import json
 import shutil
+from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
@@ -14,6 +15,7 @@ from data_pipeline.atomic import write_json_atomic
 from data_pipeline.config import DataError
 from data_pipeline.chain import chain_groups, chain_label, resumable_start, run_chain
 from data_pipeline.executor import WorkerDied, default_workers, link_or_copy, reused_workers, run_stage
+from data_pipeline.output_lock import OutputInUse, lock_output
 from data_pipeline.sources.ingest import AccountingError, InputError, validate_inputs
 from data_pipeline.stage import Stage, StageContext
 from data_pipeline.stages import STAGE_ORDER, TURN_ON, build_stage, stage_section
@@ -110,8 +112,10 @@ def check_same_config(root: Path, cfg: dict[str, Any]) -> None:
         write_json_atomic(snapshot, wanted)
 
 
-def prepare(cfg: dict[str, Any]) -> tuple[Path, list[tuple[int, Stage]]]:
-    """Everything that can be checked before any work."""
+def prepare(cfg: dict[str, Any], locks: ExitStack | None = None,
+            log: Callable[[str], None] = print) -> tuple[Path, list[tuple[int, Stage]]]:
+    """Everything that can be checked before any work; with `locks`, the output's lock is taken into it (held until
+    the stack closes) before the config snapshot is read or written."""
     if cfg.get("output") in (None, "", "???"):
         raise PipelineError("no output: pass output=DIR")
     try:
@@ -124,17 +128,24 @@ def prepare(cfg: dict[str, Any]) -> tuple[Path, list[tuple[int, Stage]]]:
     if root.exists() and not root.is_dir():
         raise PipelineError(f"output={cfg['output']} is a file, not a directory: choose a directory for the results")
     root.mkdir(parents=True, exist_ok=True)
+    if locks is not None:
+        try:
+            lock = lock_output(root, shared=counts(cfg)[1] is not None, log=log)
+        except OutputInUse as exc:
+            raise PipelineError(str(exc)) from None
+        if lock is not None:
+            locks.enter_context(lock)
     check_same_config(root, cfg)
     return root, stages
 
 
 def run_pipeline(cfg: dict[str, Any], log: Callable[[str], None] = print) -> PipelineReport:
-    with reused_workers():
-        return _run(cfg, log)
+    with ExitStack() as locks, reused_workers():
+        return _run(cfg, log, locks)
 
 
-def _run(cfg: dict[str, Any], log: Callable[[str], None]) -> PipelineReport:
-    root, stages = prepare(cfg)
+def _run(cfg: dict[str, Any], log: Callable[[str], None], locks: ExitStack) -> PipelineReport:
+    root, stages = prepare(cfg, locks, log)
     selected = cfg.get("stage", "all")
     workers, task, n_tasks = counts(cfg)
     workers = workers or default_workers()
