@@ -95,7 +95,14 @@ def check_options(cfg: dict[str, Any], stage_names: list[str]) -> None:
 
 
 def content_config(cfg: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in cfg.items() if k not in RUN_KEYS}
+    """What the output depends on: not how it is run, nor where it is (`output=o` then `output=/abs/o` or `o/`, or the
+    directory moved, was refused as another config); input paths as absolute paths (`input=in`, then `/abs/in`)."""
+    out = {k: v for k, v in cfg.items() if k not in RUN_KEYS and k != "output"}
+    if "input" in out:
+        paths = out["input"] if isinstance(out["input"], list) else [out["input"]]
+        paths = [str(Path(str(p)).expanduser().resolve()) for p in paths]
+        out["input"] = paths if isinstance(out["input"], list) else paths[0]
+    return out
 
 
 def check_same_config(root: Path, cfg: dict[str, Any]) -> None:
@@ -103,7 +110,14 @@ def check_same_config(root: Path, cfg: dict[str, Any]) -> None:
     snapshot = root / "pipeline_config.json"
     wanted = json.loads(json.dumps(content_config(cfg), sort_keys=True, default=str))
     if snapshot.exists():
-        before = json.loads(snapshot.read_text())
+        try:
+            before = json.loads(snapshot.read_text())
+        except (ValueError, OSError) as exc:
+            before = exc
+        if not isinstance(before, dict):
+            raise PipelineError(f"{snapshot} is not the config refact-pipeline wrote there (truncated or edited: "
+                                f"{before}); restore it, or write to a new output= directory") from None
+        before = content_config(before)
         if before != wanted:
             keys = sorted(k for k in set(before) | set(wanted) if before.get(k) != wanted.get(k))
             raise PipelineError(f"{root} was made with a different config (differs in: {', '.join(keys)}); "
