@@ -12,6 +12,8 @@ import os
 import shutil
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +25,10 @@ from tqdm import tqdm
 from data_pipeline.atomic import atomic_path, write_json_atomic
 from data_pipeline.stage import Stage, StageContext, Step
 from data_pipeline.stats import sum_unit_stats
+
+
+class WorkerDied(RuntimeError):
+    """A worker process ended without finishing its unit (SIGKILL, the OOM killer): said in one line."""
 
 
 @dataclass
@@ -74,8 +80,16 @@ def run_units(stage: Stage, ctx: StageContext, step_index: int, units: list[str]
         # fresh workers for a step that loads something in `prepare`; the others reuse the last step's
         pool = worker_pool(workers, fresh=type(step).prepare is not Step.prepare)
         try:
-            for _ in pool.imap_unordered(_execute_star, jobs):
+            for future in as_completed([pool.submit(_execute_star, job) for job in jobs]):
+                future.result()
                 bar.update()
+        except BrokenProcessPool:
+            # a worker killed from outside (the OOM killer, kill -9): multiprocessing.Pool waited for its unit for ever
+            close_worker_pool(terminate=True)
+            left = sum(not unit_done(ctx, step.name, u) for u in units)
+            raise WorkerDied(f"stage {stage.name!r} step {step.name!r}: a worker process was killed (out of memory? "
+                             f"see dmesg) with {left} of {len(units)} units unfinished; rerun the same command "
+                             f"(finished units are kept), with fewer workers= if memory is short") from None
         except BaseException:
             close_worker_pool(terminate=True)  # the other units are not waited for
             raise
@@ -98,25 +112,26 @@ def reused_workers() -> Iterator[None]:
         _POOL.clear()
 
 
-def worker_pool(workers: int, fresh: bool = False):
-    """`workers` forked worker processes. fork: they inherit imported modules and what `prepare` loaded, so a step
-    whose `prepare` loads something asks for fresh ones."""
+def worker_pool(workers: int, fresh: bool = False) -> ProcessPoolExecutor:
+    """`workers` forked worker processes (forked at the first submit). fork: they inherit imported modules and what
+    `prepare` loaded, so a step whose `prepare` loads something asks for fresh ones. A ProcessPoolExecutor, not a
+    multiprocessing.Pool: it notices a worker that dies (BrokenProcessPool) where a Pool hangs."""
     if "pool" in _POOL and (fresh or _POOL["workers"] != workers):
         close_worker_pool()
     if "pool" not in _POOL:
         pa.array([""])  # pyarrow imports pandas on its first conversion: once here, not in every worker
-        _POOL.update(workers=workers, pool=multiprocessing.get_context("fork").Pool(workers))
+        _POOL.update(workers=workers,
+                     pool=ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")))
     return _POOL["pool"]
 
 
 def close_worker_pool(terminate: bool = False) -> None:
     if "pool" in _POOL:
         pool = _POOL.pop("pool")
-        if terminate:
-            pool.terminate()
-        else:
-            pool.close()
-        pool.join()
+        if terminate:  # units in flight are not waited for (the executor has no public terminate before 3.14)
+            for process in list((getattr(pool, "_processes", None) or {}).values()):
+                process.terminate()
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def run_stage(

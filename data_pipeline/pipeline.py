@@ -6,6 +6,7 @@ from __future__ import annotations
 import errno
 import json
 import shutil
+from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
@@ -13,7 +14,8 @@ from typing import Any, Callable
 from data_pipeline.atomic import write_json_atomic
 from data_pipeline.config import DataError
 from data_pipeline.chain import chain_groups, chain_label, resumable_start, run_chain
-from data_pipeline.executor import default_workers, link_or_copy, reused_workers, run_stage
+from data_pipeline.executor import WorkerDied, default_workers, link_or_copy, reused_workers, run_stage
+from data_pipeline.output_lock import OutputInUse, lock_output
 from data_pipeline.sources.ingest import AccountingError, InputError, validate_inputs
 from data_pipeline.stage import Stage, StageContext
 from data_pipeline.stages import STAGE_ORDER, TURN_ON, build_stage, stage_section
@@ -32,7 +34,7 @@ def run_problem(exc: BaseException, root: Path) -> PipelineError | None:
     """The one-line PipelineError for an exception that stops the run (a full disk, lost inputs), else None."""
     fix = "free space (or choose another output=) and rerun the same command; finished work is kept"
     for cause in (exc, exc.__cause__):
-        if isinstance(cause, (AccountingError, DataError)):
+        if isinstance(cause, (AccountingError, DataError, WorkerDied)):
             return PipelineError(str(cause))
         if isinstance(cause, OSError) and cause.errno in (errno.ENOSPC, errno.EDQUOT):
             return PipelineError(f"no space left writing {cause.filename or root}: {fix}")
@@ -93,7 +95,14 @@ def check_options(cfg: dict[str, Any], stage_names: list[str]) -> None:
 
 
 def content_config(cfg: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in cfg.items() if k not in RUN_KEYS}
+    """What the output depends on: not how it is run, nor where it is (`output=o` then `output=/abs/o` or `o/`, or the
+    directory moved, was refused as another config); input paths as absolute paths (`input=in`, then `/abs/in`)."""
+    out = {k: v for k, v in cfg.items() if k not in RUN_KEYS and k != "output"}
+    if "input" in out:
+        paths = out["input"] if isinstance(out["input"], list) else [out["input"]]
+        paths = [str(Path(str(p)).expanduser().resolve()) for p in paths]
+        out["input"] = paths if isinstance(out["input"], list) else paths[0]
+    return out
 
 
 def check_same_config(root: Path, cfg: dict[str, Any]) -> None:
@@ -101,7 +110,14 @@ def check_same_config(root: Path, cfg: dict[str, Any]) -> None:
     snapshot = root / "pipeline_config.json"
     wanted = json.loads(json.dumps(content_config(cfg), sort_keys=True, default=str))
     if snapshot.exists():
-        before = json.loads(snapshot.read_text())
+        try:
+            before = json.loads(snapshot.read_text())
+        except (ValueError, OSError) as exc:
+            before = exc
+        if not isinstance(before, dict):
+            raise PipelineError(f"{snapshot} is not the config refact-pipeline wrote there (truncated or edited: "
+                                f"{before}); restore it, or write to a new output= directory") from None
+        before = content_config(before)
         if before != wanted:
             keys = sorted(k for k in set(before) | set(wanted) if before.get(k) != wanted.get(k))
             raise PipelineError(f"{root} was made with a different config (differs in: {', '.join(keys)}); "
@@ -110,8 +126,10 @@ def check_same_config(root: Path, cfg: dict[str, Any]) -> None:
         write_json_atomic(snapshot, wanted)
 
 
-def prepare(cfg: dict[str, Any]) -> tuple[Path, list[tuple[int, Stage]]]:
-    """Everything that can be checked before any work."""
+def prepare(cfg: dict[str, Any], locks: ExitStack | None = None,
+            log: Callable[[str], None] = print) -> tuple[Path, list[tuple[int, Stage]]]:
+    """Everything that can be checked before any work; with `locks`, the output's lock is taken into it (held until
+    the stack closes) before the config snapshot is read or written."""
     if cfg.get("output") in (None, "", "???"):
         raise PipelineError("no output: pass output=DIR")
     try:
@@ -124,17 +142,24 @@ def prepare(cfg: dict[str, Any]) -> tuple[Path, list[tuple[int, Stage]]]:
     if root.exists() and not root.is_dir():
         raise PipelineError(f"output={cfg['output']} is a file, not a directory: choose a directory for the results")
     root.mkdir(parents=True, exist_ok=True)
+    if locks is not None:
+        try:
+            lock = lock_output(root, shared=counts(cfg)[1] is not None, log=log)
+        except OutputInUse as exc:
+            raise PipelineError(str(exc)) from None
+        if lock is not None:
+            locks.enter_context(lock)
     check_same_config(root, cfg)
     return root, stages
 
 
 def run_pipeline(cfg: dict[str, Any], log: Callable[[str], None] = print) -> PipelineReport:
-    with reused_workers():
-        return _run(cfg, log)
+    with ExitStack() as locks, reused_workers():
+        return _run(cfg, log, locks)
 
 
-def _run(cfg: dict[str, Any], log: Callable[[str], None]) -> PipelineReport:
-    root, stages = prepare(cfg)
+def _run(cfg: dict[str, Any], log: Callable[[str], None], locks: ExitStack) -> PipelineReport:
+    root, stages = prepare(cfg, locks, log)
     selected = cfg.get("stage", "all")
     workers, task, n_tasks = counts(cfg)
     workers = workers or default_workers()

@@ -228,3 +228,22 @@ def test_data_that_cannot_give_what_the_config_asks_is_one_line(tmp_path, capsys
     assert main([f"input={tmp_path / 'in'}", f"output={tmp_path / 'o2'}", "progress=false", "license.allow_unknown=true",
                  "quality.enabled=false", "tokenizer.train=true", "+mixture.weights={code: 0}"]) == 2
     assert "gives weight 0 to every group of the data" in capsys.readouterr().err
+
+
+def test_the_same_output_by_another_spelling_resumes_and_a_broken_snapshot_is_one_line(tmp_path, capsys, monkeypatch):
+    # output=o then output=/abs/o (or o/) and input=in then /abs/in were refused as "a different config"; a truncated
+    # pipeline_config.json was a JSONDecodeError traceback
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "a.py").write_text("def f(x):\n    return x + 1\n")
+    monkeypatch.chdir(tmp_path)
+    args = ["progress=false", "workers=1", "license.allow_unknown=true"]
+    assert main(["input=in", "output=o", *args]) == 0
+    for spelling in (["input=in", f"output={tmp_path / 'o'}"], [f"input={tmp_path / 'in'}", "output=o/"]):
+        assert main([*spelling, *args]) == 0
+        assert "complete, skipped" in capsys.readouterr().err
+    snapshot = tmp_path / "o" / "pipeline_config.json"
+    for broken in (snapshot.read_text()[:20], "[1, 2]"):
+        snapshot.write_text(broken)
+        assert main(["input=in", "output=o", *args]) == 2
+        err = capsys.readouterr().err
+        assert f"{snapshot} is not the config refact-pipeline wrote there" in err and "Traceback" not in err

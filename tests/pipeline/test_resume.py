@@ -10,6 +10,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 
 from data_pipeline.cli import main
+from data_pipeline.output_lock import lock_output
 
 from pipeline_corpus import build_corpus
 
@@ -84,3 +85,25 @@ def test_kill_mid_stage_and_resume(tmp_path):
         for stage in run_stats:
             assert stage["extra"].pop("cpu_seconds")  # timings differ between runs; everything else must not
     assert stats[0] == stats[1]
+
+
+def test_a_second_run_into_the_same_output_is_refused_while_the_first_holds_it(tmp_path, capsys):
+    # two local runs into one output both exited 0, each doing every unit (and keep_intermediate=false deleting what
+    # the other read); array tasks share the directory by design
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "a.py").write_text("def f(x):\n    return x + 1\n")
+    out = tmp_path / "out"
+    args = [f"input={tmp_path / 'in'}", f"output={out}", "progress=false", "workers=1", "license.allow_unknown=true"]
+    out.mkdir()
+    with lock_output(out, shared=False):  # a local run in progress, as another process holds it
+        assert main(args) == 2
+        err = capsys.readouterr().err
+        assert f"output={out} is in use by another refact-pipeline (pid {os.getpid()} on " in err
+        assert main([*args, "stage=ingest", "task=0", "n_tasks=2"]) == 2
+        assert not (out / "stages").exists()
+    with lock_output(out, shared=True):  # another array task of the run
+        assert main([*args, "stage=ingest", "task=0", "n_tasks=2"]) == 0
+        assert main(args) == 2
+        assert "in use by another refact-pipeline (array tasks" in capsys.readouterr().err
+    assert main(args) == 0  # the lock goes with the run that held it
+    assert main(args) == 0

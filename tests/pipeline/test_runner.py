@@ -1,5 +1,7 @@
 """The stage protocol and executor: units, markers, resume, SLURM-array task splits, exact dedup across shards."""
 import json
+import os
+import signal
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -7,7 +9,7 @@ import pytest
 
 from data_pipeline.dedup.exact import build_stage as build_exact
 from data_pipeline.records import Document, read_documents, write_documents
-from data_pipeline.executor import run_stage
+from data_pipeline.executor import WorkerDied, reused_workers, run_stage
 from data_pipeline.stage import StageContext, filter_stage
 
 
@@ -122,3 +124,25 @@ def test_numeric_drop_details_share_one_stats_key():
     for score in ("0.10", "0.20", "0.33"):
         stats.add_dropped(f"off_topic:{score}", 10, "a.md")
     assert stats.dropped == {"off_topic": 3} and stats.dropped_bytes == {"off_topic": 30}
+
+
+def kill_self_on_die(cfg):
+    def f(doc):
+        if doc.text == "die":  # as the OOM killer does to a worker process mid-unit
+            os.kill(os.getpid(), signal.SIGKILL)
+        return None
+    return f
+
+
+@pytest.mark.timeout(60)
+def test_a_worker_killed_mid_unit_is_reported_not_waited_for(tmp_path):
+    # multiprocessing.Pool replaced the dead worker and waited for its unit for ever: the run hung
+    inputs = make_shards(tmp_path, n_shards=4, text=lambda i: "die" if i == 7 else "fine")
+    ctx = ctx_for(tmp_path / "out", inputs, name="oom")
+    with reused_workers(), pytest.raises(WorkerDied, match=r"stage 'oom' step 'filter': a worker process was killed"):
+        run_stage(filter_stage("oom", kill_self_on_die), ctx, workers=2, progress=False)
+    assert not ctx.success_path.exists() and not ctx.marker_path("filter", "00001").exists()
+    # the rerun (memory freed, the document gone) finishes the stage
+    write_documents(inputs[1], [Document("7", "fine", "text", None, "src", "f7")])
+    with reused_workers():
+        assert run_stage(filter_stage("oom", kill_self_on_die), ctx, workers=2, progress=False).complete
