@@ -4,18 +4,20 @@ when a tokenizer is given or trained)."""
 from __future__ import annotations
 
 import errno
+import fcntl
 import json
+import os
 import shutil
+import socket
 from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import IO, Any, Callable
 
 from data_pipeline.atomic import write_json_atomic
 from data_pipeline.config import DataError
 from data_pipeline.chain import chain_groups, chain_label, resumable_start, run_chain
 from data_pipeline.executor import WorkerDied, default_workers, link_or_copy, reused_workers, run_stage
-from data_pipeline.output_lock import OutputInUse, lock_output
 from data_pipeline.sources.ingest import AccountingError, InputError, validate_inputs
 from data_pipeline.stage import Stage, StageContext
 from data_pipeline.stages import STAGE_ORDER, TURN_ON, build_stage, stage_section
@@ -23,6 +25,55 @@ from data_pipeline.stages import STAGE_ORDER, TURN_ON, build_stage, stage_sectio
 # Keys that say how to run, not what to produce: they may differ between a run and its resume.
 RUN_KEYS = ("stage", "step", "task", "n_tasks", "workers", "progress", "keep_intermediate", "tokenizer", "mixture",
             "holdout", "shards")
+
+
+# ---- the output lock -------------------------------------------------------------------------------------------------
+# The output directory is held by one local refact-pipeline run at a time, or shared by the array tasks of a run.
+#
+# Two local runs started into one output both exited 0 after doing every unit twice, and the one with
+# keep_intermediate=false deleted the documents the other was still reading. A local run now holds an exclusive
+# `flock` on DIR/.refact-pipeline.lock for its whole run, and SLURM array tasks (task=i n_tasks=N), which share a
+# directory by design, hold it shared: a second local run, or a local run beside array tasks, is refused in one line.
+# The kernel drops the lock when the process ends, however it ends, so a rerun after a kill -9 has nothing to clean up.
+# As refact_train/run_dir.py does for a training run's directory (data_pipeline may not import refact_train).
+LOCK_NAME = ".refact-pipeline.lock"
+
+
+class OutputInUse(RuntimeError):
+    """The output directory is held by another run: said in one line."""
+
+
+def lock_output(root: Path, shared: bool, log: Callable[[str], None] = print) -> IO[str] | None:
+    """Hold ROOT's lock until the returned file is closed (shared: an array task); None, with a warning, where the
+    filesystem has no locks."""
+    path = root / LOCK_NAME
+    try:
+        f = open(path, "a+")
+    except OSError as err:
+        raise OutputInUse(f"output={root} is not writable: {err.strerror} ({path}); fix its permissions or give "
+                          f"another output=") from None
+    try:
+        fcntl.flock(f, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
+    except BlockingIOError:
+        f.seek(0)
+        holder = f.read().strip() or "array tasks (task=i n_tasks=N)"
+        f.close()
+        raise OutputInUse(f"output={root} is in use by another refact-pipeline ({holder}): two runs into one "
+                          f"directory redo each other's work and delete what the other reads; wait for it to end or "
+                          f"give another output=") from None
+    except OSError as err:
+        f.close()
+        if err.errno not in (errno.ENOSYS, errno.ENOLCK, errno.EOPNOTSUPP, errno.EINVAL):
+            raise
+        log(f"[output] {root}: the filesystem has no file locks ({err.strerror}); a second run started into this "
+            f"directory would not be refused")
+        return None
+    f.seek(0)
+    f.truncate()  # a finished local run's pid is stale; array tasks share the lock and name no one
+    if not shared:
+        f.write(f"pid {os.getpid()} on {socket.gethostname()}\n")
+    f.flush()
+    return f
 
 
 class PipelineError(RuntimeError):

@@ -10,7 +10,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 
 from data_pipeline.cli import main
-from data_pipeline.output_lock import lock_output
+from data_pipeline.pipeline import lock_output
 
 from pipeline_corpus import build_corpus
 
