@@ -9,6 +9,7 @@ import json
 import os
 import shutil
 import socket
+from concurrent.futures.process import BrokenProcessPool
 from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -87,6 +88,9 @@ def run_problem(exc: BaseException, root: Path) -> PipelineError | None:
     for cause in (exc, exc.__cause__):
         if isinstance(cause, (AccountingError, DataError, WorkerDied)):
             return PipelineError(str(cause))
+        if isinstance(cause, BrokenProcessPool):  # a worker killed outside the executor's own steps (tokenize)
+            return PipelineError(f"a worker process was killed (out of memory? see dmesg): {exc}; rerun the same "
+                                 f"command (finished units are kept), with fewer workers= if memory is short")
         if isinstance(cause, OSError) and cause.errno in (errno.ENOSPC, errno.EDQUOT):
             return PipelineError(f"no space left writing {cause.filename or root}: {fix}")
     if any(f"[Errno {n}]" in str(exc) for n in (errno.ENOSPC, errno.EDQUOT)):  # raised in a worker process

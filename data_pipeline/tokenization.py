@@ -22,6 +22,7 @@ import multiprocessing
 import os
 import shutil
 import sys
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
@@ -141,17 +142,18 @@ def _run_pass1(jobs: list[_Job], workers: int, progress: bool) -> list[dict[str,
             results.append(_tokenize_unit(job))
             bar.update()
     else:
-        # fork, as the pipeline executor does: no re-import of the caller's __main__ (a script without a main guard
-        # would otherwise recurse). The processes are the parallelism: the workers' tokenizers run single-threaded,
-        # and setting this before the fork also keeps HF tokenizers from warning about it.
+        # fork, as the pipeline executor does (no re-import of a caller's __main__); an executor, not a Pool, which
+        # waited for ever for the unit of a worker the OOM killer took (pipeline.run_problem names BrokenProcessPool).
+        # The processes are the parallelism: their tokenizers run single-threaded (also no HF fork warning).
         previous = os.environ.get("TOKENIZERS_PARALLELISM")
         os.environ["TOKENIZERS_PARALLELISM"] = "false"
+        pool = ProcessPoolExecutor(min(workers, len(jobs)), mp_context=multiprocessing.get_context("fork"))
         try:
-            with multiprocessing.get_context("fork").Pool(min(workers, len(jobs))) as pool:
-                for result in pool.imap_unordered(_tokenize_unit, jobs):
-                    results.append(result)
-                    bar.update()
+            for future in as_completed([pool.submit(_tokenize_unit, job) for job in jobs]):
+                results.append(future.result())
+                bar.update()
         finally:
+            pool.shutdown(wait=True, cancel_futures=True)
             if previous is None:
                 os.environ.pop("TOKENIZERS_PARALLELISM", None)
             else:

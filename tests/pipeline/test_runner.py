@@ -146,3 +146,24 @@ def test_a_worker_killed_mid_unit_is_reported_not_waited_for(tmp_path):
     write_documents(inputs[1], [Document("7", "fine", "text", None, "src", "f7")])
     with reused_workers():
         assert run_stage(filter_stage("oom", kill_self_on_die), ctx, workers=2, progress=False).complete
+
+
+def die_on_two(job):
+    if job == 2:  # as the OOM killer does to a tokenize worker mid-unit
+        os.kill(os.getpid(), signal.SIGKILL)
+    return {"index": job}
+
+
+@pytest.mark.timeout(60)
+def test_a_tokenize_worker_killed_is_one_line_not_a_hang(tmp_path, monkeypatch):
+    # the tokenize stage had its own multiprocessing.Pool: the same endless wait for the dead worker's unit
+    from concurrent.futures.process import BrokenProcessPool
+
+    from data_pipeline import tokenization
+    from data_pipeline.pipeline import run_problem
+
+    monkeypatch.setattr(tokenization, "_tokenize_unit", die_on_two)
+    with pytest.raises(BrokenProcessPool) as caught:
+        tokenization._run_pass1([1, 2, 3], workers=2, progress=False)
+    problem = run_problem(caught.value, tmp_path)
+    assert problem is not None and "a worker process was killed (out of memory? see dmesg)" in str(problem)
