@@ -4,18 +4,15 @@ when a tokenizer is given or trained)."""
 from __future__ import annotations
 
 import errno
-import fcntl
 import json
-import os
 import shutil
-import socket
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import IO, Any, Callable
 
-from data_pipeline.atomic import write_json_atomic
+from data_pipeline.atomic import LockHeld, hold_lock, write_json_atomic
 from data_pipeline.config import DataError
 from data_pipeline.chain import chain_groups, chain_label, resumable_start, run_chain
 from data_pipeline.executor import WorkerDied, default_workers, link_or_copy, reused_workers, run_stage
@@ -49,32 +46,19 @@ def lock_output(root: Path, shared: bool, log: Callable[[str], None] = print) ->
     filesystem has no locks."""
     path = root / LOCK_NAME
     try:
-        f = open(path, "a+")
-    except OSError as err:
-        raise OutputInUse(f"output={root} is not writable: {err.strerror} ({path}); fix its permissions or give "
-                          f"another output=") from None
-    try:
-        fcntl.flock(f, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
-    except BlockingIOError:
-        f.seek(0)
-        holder = f.read().strip() or "array tasks (task=i n_tasks=N)"
-        f.close()
+        lock = hold_lock(path, shared)
+    except LockHeld as held:
+        holder = held.holder or "array tasks (task=i n_tasks=N)"
         raise OutputInUse(f"output={root} is in use by another refact-pipeline ({holder}): two runs into one "
                           f"directory redo each other's work and delete what the other reads; wait for it to end or "
                           f"give another output=") from None
     except OSError as err:
-        f.close()
-        if err.errno not in (errno.ENOSYS, errno.ENOLCK, errno.EOPNOTSUPP, errno.EINVAL):
-            raise
-        log(f"[output] {root}: the filesystem has no file locks ({err.strerror}); a second run started into this "
-            f"directory would not be refused")
-        return None
-    f.seek(0)
-    f.truncate()  # a finished local run's pid is stale; array tasks share the lock and name no one
-    if not shared:
-        f.write(f"pid {os.getpid()} on {socket.gethostname()}\n")
-    f.flush()
-    return f
+        raise OutputInUse(f"output={root} is not writable: {err.strerror} ({path}); fix its permissions or give "
+                          f"another output=") from None
+    if lock is None:
+        log(f"[output] {root}: the filesystem has no file locks; a second run started into this directory would not "
+            f"be refused")
+    return lock
 
 
 class PipelineError(RuntimeError):

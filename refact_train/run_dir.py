@@ -7,12 +7,11 @@ it ends (a kill -9 leaves no stale lock), so a rerun after a crash or a preempti
 """
 from __future__ import annotations
 
-import errno
-import fcntl
 import os
-import socket
 from pathlib import Path
 from typing import IO
+
+from data_pipeline.atomic import LockHeld, hold_lock
 
 LOCK_NAME = ".refact-train.lock"
 RUN_FILES = ("config.yaml", "metrics.jsonl")  # what the run writes or appends to directly in run_dir
@@ -49,28 +48,14 @@ def lock_run_dir(run_dir: Path, log=print) -> IO[str] | None:
     """Hold RUN_DIR's lock until the returned file is closed; None (with a warning) where the filesystem has no locks."""
     path = run_dir / LOCK_NAME
     try:
-        f = open(path, "a+")
+        lock = hold_lock(path)
+    except LockHeld as held:
+        raise RunDirError(f"run_dir={run_dir} is in use by another refact-train ({held.holder or 'unknown pid'}): two "
+                          f"runs in one directory overwrite each other's checkpoints and metrics; wait for it to end "
+                          f"or give another run_dir") from None
     except OSError as err:
         raise RunDirError(f"run_dir={run_dir} is not writable: {err.strerror} ({path})") from None
-    try:
-        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        f.seek(0)
-        holder = f.read().strip() or "unknown pid"
-        f.close()
-        raise RunDirError(f"run_dir={run_dir} is in use by another refact-train ({holder}): two runs in one directory "
-                          f"overwrite each other's checkpoints and metrics; wait for it to end or give another "
-                          f"run_dir") from None
-    except OSError as err:
-        if err.errno not in (errno.ENOSYS, errno.ENOLCK, errno.EOPNOTSUPP, errno.EINVAL):
-            f.close()
-            raise
-        log(f"[run_dir] {run_dir}: the filesystem has no file locks ({err.strerror}); a second run started into "
-            f"this directory would not be refused")
-        f.close()
-        return None
-    f.seek(0)
-    f.truncate()
-    f.write(f"pid {os.getpid()} on {socket.gethostname()}\n")
-    f.flush()
-    return f
+    if lock is None:
+        log(f"[run_dir] {run_dir}: the filesystem has no file locks; a second run started into this directory would "
+            f"not be refused")
+    return lock
