@@ -15,6 +15,14 @@ from typing import Any, Mapping, TypeVar
 T = TypeVar("T")
 
 
+def check_at_least(section: object, where: str, **least: float) -> None:
+    """ValueError naming `where.KEY` for the first field of `section` below its least value (None: not given)."""
+    for key, low in least.items():
+        value = getattr(section, key)
+        if value is not None and value < low:
+            raise ValueError(f"{where}.{key} must be >= {low}, got {value}")
+
+
 class DataError(ValueError):
     """The data cannot give what the config asks (a mixture that leaves no train token, no document kept to train a
     tokenizer on): the run stops with this one line, not a traceback."""

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from data_pipeline.config import config_from_dict
+from data_pipeline.config import check_at_least, config_from_dict
 from refact_train.backends import BACKENDS
 from refact_train.data import DataConfig
 from refact_train.early_dropout import EarlyDropoutConfig
@@ -44,10 +44,8 @@ class TrainSection:
     vocab_from_tokenizer: bool = True
 
     def __post_init__(self) -> None:
-        for key, least in (("max_steps", 1), ("stop_after", 1), ("global_batch", 1), ("micro_batch", 1),
-                           ("cpu_threads", 1), ("log_every", 1), ("max_nan_steps", 0)):
-            if getattr(self, key) is not None and getattr(self, key) < least:
-                raise ValueError(f"train.{key} must be >= {least}, got {getattr(self, key)}")
+        check_at_least(self, "train", max_steps=1, stop_after=1, global_batch=1, micro_batch=1, cpu_threads=1,
+                       log_every=1, max_nan_steps=0)
         for key, allowed in (("precision", ("auto", "bf16", "fp32")), ("device", ("auto", "cpu", "cuda"))):
             if getattr(self, key) not in allowed:
                 raise ValueError(f"train.{key} must be one of {allowed}, got {getattr(self, key)!r}")

@@ -31,7 +31,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from data_pipeline.config import config_from_dict
+from data_pipeline.config import check_at_least, config_from_dict
 from data_pipeline.fim import FimConfig
 from data_pipeline.heldout_fim import (build_heldout_tasks, edit_similarity, fim_prompt, load_heldout_documents,
                                        normalized_exact_match)
@@ -57,10 +57,8 @@ class ValidationConfig:
     fim_seed: int = 1234       # the cuts depend on (seed, document index) only, as in refact-eval's heldout_fim
 
     def __post_init__(self) -> None:
-        for key, least in (("every", 0), ("max_batches", 0), ("fim_every", 0), ("fim_cuts", 1),
-                           ("fim_samples_per_document", 1), ("fim_max_new_tokens", 1)):
-            if getattr(self, key) < least:
-                raise ValueError(f"validation.{key} must be >= {least}, got {getattr(self, key)}")
+        check_at_least(self, "validation", every=0, max_batches=0, fim_every=0, fim_cuts=1,
+                       fim_samples_per_document=1, fim_max_new_tokens=1)
 
     @classmethod
     def from_dict(cls, values: dict | None) -> "ValidationConfig":

@@ -18,7 +18,7 @@ from typing import Any, Mapping
 
 import pycld2
 
-from data_pipeline.config import config_from_dict
+from data_pipeline.config import check_at_least, config_from_dict
 from data_pipeline.filters.comments import extract_comments
 from data_pipeline.records import KINDS, Document
 from data_pipeline.stage import Stage, filter_stage
@@ -101,10 +101,8 @@ class EnglishFilter:
         if set(self.kinds) - set(KINDS):
             raise ValueError(f"english.kinds: {sorted(set(self.kinds) - set(KINDS))} is no document kind; use {KINDS}")
         # a negative count sliced from the end; max_chars=0 judged nothing and dropped every text as `und`
-        for key, least in (("min_chars", 0), ("code_min_chars", 0), ("code_tail_chars", 0), ("max_chars", 1),
-                           ("code_scan_chars", 1), ("text_scan_chars", 1)):
-            if getattr(self, key) < least:
-                raise ValueError(f"english.{key} must be >= {least}, got {getattr(self, key)}")
+        check_at_least(self, "english", min_chars=0, code_min_chars=0, code_tail_chars=0, max_chars=1,
+                       code_scan_chars=1, text_scan_chars=1)
 
     @classmethod
     def from_config(cls, cfg: Mapping[str, Any]) -> "EnglishFilter":

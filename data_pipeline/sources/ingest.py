@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from data_pipeline.atomic import write_text_atomic
-from data_pipeline.config import config_from_dict
+from data_pipeline.config import check_at_least, config_from_dict
 from data_pipeline.records import Document
 from data_pipeline.stage import ShardOutput, Stage, StageContext, Step
 from data_pipeline.stats import UnitStats, read_unit_stats, sum_unit_stats
@@ -56,9 +56,8 @@ class IngestKeys:
     hf_split: str | None = None
 
     def __post_init__(self) -> None:
-        for key in ("max_file_bytes", "minified_line_chars", "files_per_shard", "shard_bytes", "rows_per_shard"):
-            if getattr(self, key) is not None and getattr(self, key) < 1:
-                raise ValueError(f"ingest.{key} must be >= 1, got {getattr(self, key)}")
+        check_at_least(self, "ingest", max_file_bytes=1, minified_line_chars=1, files_per_shard=1, shard_bytes=1,
+                       rows_per_shard=1)
 
 
 class InputError(ValueError):
