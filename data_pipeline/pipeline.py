@@ -37,10 +37,6 @@ RUN_KEYS = ("stage", "step", "task", "n_tasks", "workers", "progress", "keep_int
 LOCK_NAME = ".refact-pipeline.lock"
 
 
-class OutputInUse(RuntimeError):
-    """The output directory is held by another run: said in one line."""
-
-
 def lock_output(root: Path, shared: bool, log: Callable[[str], None] = print) -> IO[str] | None:
     """Hold ROOT's lock until the returned file is closed (shared: an array task); None, with a warning, where the
     filesystem has no locks."""
@@ -49,11 +45,11 @@ def lock_output(root: Path, shared: bool, log: Callable[[str], None] = print) ->
         lock = hold_lock(path, shared)
     except LockHeld as held:
         holder = held.holder or "array tasks (task=i n_tasks=N)"
-        raise OutputInUse(f"output={root} is in use by another refact-pipeline ({holder}): two runs into one "
+        raise PipelineError(f"output={root} is in use by another refact-pipeline ({holder}): two runs into one "
                           f"directory redo each other's work and delete what the other reads; wait for it to end or "
                           f"give another output=") from None
     except OSError as err:
-        raise OutputInUse(f"output={root} is not writable: {err.strerror} ({path}); fix its permissions or give "
+        raise PipelineError(f"output={root} is not writable: {err.strerror} ({path}); fix its permissions or give "
                           f"another output=") from None
     if lock is None:
         log(f"[output] {root}: the filesystem has no file locks; a second run started into this directory would not "
@@ -182,10 +178,7 @@ def prepare(cfg: dict[str, Any], locks: ExitStack | None = None,
         raise PipelineError(f"output={cfg['output']} is a file, not a directory: choose a directory for the results")
     root.mkdir(parents=True, exist_ok=True)
     if locks is not None:
-        try:
-            lock = lock_output(root, shared=counts(cfg)[1] is not None, log=log)
-        except OutputInUse as exc:
-            raise PipelineError(str(exc)) from None
+        lock = lock_output(root, shared=counts(cfg)[1] is not None, log=log)
         if lock is not None:
             locks.enter_context(lock)
     check_same_config(root, cfg)
