@@ -289,6 +289,7 @@ class Trainer:
         self.backend.barrier()
 
     def close(self, clean: bool = True) -> None:
+        self.forward = None  # may be the DDP wrapper, which the backend drops before the process group
         self.backend.close(clean)
 
 

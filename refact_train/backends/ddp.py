@@ -16,6 +16,9 @@ class DDPBackend(SingleBackend):
                          find_unused_parameters=bool(self.cfg.get("find_unused_parameters", False)))
         self.optimizer = build_optimizer(self.module)
 
+    def release_wrappers(self) -> None:
+        self.model = self.module
+
     def sync_context(self, last_micro):
         return self.model.no_sync() if not last_micro else super().sync_context(last_micro)
 

@@ -4,9 +4,11 @@ With --fim it runs the held-out FIM evaluation instead and also records how many
 
     torchrun --nproc_per_node 2 tests/trainer/validation_ranks.py OUT [--fim] override ...
 """
+import faulthandler
 import json
 import os
 import sys
+import traceback
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -22,7 +24,10 @@ def main(out: str, overrides: list[str]) -> None:
     real_generate = validation.generate
     validation.generate = lambda model, prompts, *a, **k: completed.extend(prompts) or real_generate(model, prompts,
                                                                                                       *a, **k)
+    # A hang prints every thread's stack (the test's timeout alone would show nothing of where it stopped).
+    faulthandler.dump_traceback_later(120, exit=True)
     trainer = Trainer(compose(TINY + overrides[fim:]))
+    clean = False
     try:
         trainer.maybe_resume()
         if fim:
@@ -31,8 +36,12 @@ def main(out: str, overrides: list[str]) -> None:
             val = trainer.validator.evaluate(trainer.backend.model)
         rank = int(os.environ.get("RANK", 0))
         Path(out, f"rank-{rank}.json").write_text(json.dumps({**val, "training_mode": trainer.backend.model.training}))
+        clean = True
+    except BaseException:
+        traceback.print_exc()  # now: a clean close would wait at a barrier for a peer that may be in a collective
+        raise
     finally:
-        trainer.close()
+        trainer.close(clean)
 
 
 if __name__ == "__main__":
