@@ -107,3 +107,48 @@ def test_stage_stats_that_cannot_be_summed_again_are_one_line(reference, tmp_pat
     assert "Traceback" not in err
     assert f"{tmp_path / 'out' / 'stages' / '03_english' / 'stats.json'} is damaged: not JSON" in err
     assert f"delete {tmp_path / 'out' / 'stages' / '03_english'} and rerun" in err
+
+
+@pytest.mark.parametrize("damaged, how", [
+    ("tokenize.json", "empty"), ("tokenize.json", "a list"), ("shards/manifest.json", "empty"),
+    ("shards/manifest.json", "a list"), ("tokenizer/tokenizer.json", "truncated"),
+])
+def test_a_damaged_tokenization_record_manifest_or_trained_tokenizer_is_built_again(reference, tmp_path, capsys,
+                                                                                     damaged, how):
+    """Was: a traceback (tokenize.json, the tokenizer), or exit 0 with the damaged manifest left in place (the
+    stage counted as complete while the trainer refuses the shards)."""
+    rc, out, err = rerun(reference, tmp_path, capsys, damaged, how)
+    assert rc == 0, err
+    assert "Traceback" not in err
+    assert str(out / damaged) in err and "again" in err
+    for part in ("shards", "tokenizer"):
+        for ref_file in (reference / "ref" / part).iterdir():
+            assert (out / part / ref_file.name).read_bytes() == ref_file.read_bytes(), ref_file
+    assert json.loads((out / "tokenize.json").read_text()) == json.loads((reference / "ref" / "tokenize.json").read_text())
+
+
+@pytest.mark.parametrize("damaged", ["settings.json", "unit-00000.json"])
+def test_an_interrupted_tokenization_with_a_damaged_scratch_record_tokenizes_again(reference, tmp_path, monkeypatch,
+                                                                                   capsys, damaged):
+    """A build killed after pass 1 keeps its scratch (shards.work/) for the rerun; its settings record or a unit's
+    completion record left empty was a json.JSONDecodeError traceback: now the unit (or every unit) is redone."""
+    import data_pipeline.tokenization as tokenization
+    from data_pipeline.tokenizer import load_tokenizer
+
+    documents = sorted((reference / "ref" / "documents").glob("part-*.parquet"))
+    tok = load_tokenizer(reference / "ref" / "tokenizer")
+    tokenization.build_shards(documents, tmp_path / "clean", tok, progress=False)
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt
+    with monkeypatch.context() as m:
+        m.setattr(tokenization, "write_shards", killed)
+        with pytest.raises(KeyboardInterrupt):
+            tokenization.build_shards(documents, tmp_path / "out", tok, progress=False)
+    assert (tmp_path / "out" / "shards.work" / damaged).is_file()
+    (tmp_path / "out" / "shards.work" / damaged).write_text("")
+    capsys.readouterr()
+    tokenization.build_shards(documents, tmp_path / "out", tok, progress=False)
+    assert f"{tmp_path / 'out' / 'shards.work' / damaged} is damaged: empty" in capsys.readouterr().err
+    for ref_file in (tmp_path / "clean" / "shards").iterdir():
+        assert (tmp_path / "out" / "shards" / ref_file.name).read_bytes() == ref_file.read_bytes(), ref_file
