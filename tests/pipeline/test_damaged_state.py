@@ -152,3 +152,18 @@ def test_an_interrupted_tokenization_with_a_damaged_scratch_record_tokenizes_aga
     assert f"{tmp_path / 'out' / 'shards.work' / damaged} is damaged: empty" in capsys.readouterr().err
     for ref_file in (tmp_path / "clean" / "shards").iterdir():
         assert (tmp_path / "out" / "shards" / ref_file.name).read_bytes() == ref_file.read_bytes(), ref_file
+
+
+@pytest.mark.parametrize("damaged, how", [("index.json", "empty"), ("00003.json", "truncated")])
+def test_a_damaged_ingest_plan_is_made_again(reference, tmp_path, capsys, damaged, how):
+    """The ingest plan (scratch/plan/index.json, one item per read unit), read by a rerun of an unfinished ingest:
+    was a json.JSONDecodeError traceback; now the plan is made again and the output is the undamaged run's."""
+    rc, out, err = rerun(reference, tmp_path, capsys, f"stages/00_ingest/scratch/plan/{damaged}", how,
+                         ("stages/00_ingest/_SUCCESS", "stages/00_ingest/markers/read/00003.done"))
+    assert rc == 0, err
+    assert "Traceback" not in err
+    assert f"{out / 'stages/00_ingest/scratch/plan' / damaged} is damaged" in err and "planning again" in err
+    assert (without_cpu_seconds(json.loads((out / "stats.json").read_text()))
+            == without_cpu_seconds(json.loads((reference / "ref" / "stats.json").read_text())))
+    for ref_file in (reference / "ref" / "shards").iterdir():
+        assert (out / "shards" / ref_file.name).read_bytes() == ref_file.read_bytes(), ref_file
