@@ -1,4 +1,5 @@
-"""Atomic file writes, the one helper every writer in the project uses; and the one directory lock (`hold_lock`).
+"""Atomic file writes, the one helper every writer in the project uses; the one reader of the JSON state files they
+write (`read_json`); and the one directory lock (`hold_lock`).
 
 A file is written under a hidden temporary name in its own directory and renamed into place, so a reader never
 sees half a file and a kill at any moment leaves either the old file or the new one (plus, at worst, a hidden
@@ -15,7 +16,7 @@ import os
 import socket
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Any, Iterator
+from typing import IO, Any, Callable, Iterator
 
 
 def temp_path(path: str | Path) -> Path:
@@ -60,6 +61,42 @@ def write_text_atomic(path: str | Path, text: str, fsync: bool = False) -> None:
 def write_json_atomic(path: str | Path, data: Any, fsync: bool = False) -> None:
     """JSON (sorted keys, indented, UTF-8) written atomically."""
     write_text_atomic(path, json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n", fsync=fsync)
+
+
+class DamagedFile(ValueError):
+    """A JSON file the program wrote and reads back is empty, cut short, not JSON or not the shape it writes: a node
+    crash, a full disk, a power cut (XFS and Lustre can leave a renamed file empty), a copy cut short, a hand edit."""
+
+
+def read_json(path: str | Path, shape: type = dict, keys: tuple[str, ...] = ()) -> Any:
+    """The JSON in `path`, a file this program wrote: DamagedFile, naming the file and what is wrong with it, when it
+    is empty, not JSON, not a `shape` (dict or list) or a dict without one of `keys`. A missing file: OSError."""
+    raw = Path(path).read_bytes()
+    if not raw.strip():
+        raise DamagedFile(f"{path} is damaged: empty (a crash or a full disk while it was written?)")
+    try:
+        data = json.loads(raw)
+    except ValueError as err:  # UnicodeDecodeError is one too
+        raise DamagedFile(f"{path} is damaged: not JSON ({err})") from None
+    if not isinstance(data, shape):
+        raise DamagedFile(f"{path} is damaged: a JSON {type(data).__name__}, not the {shape.__name__} written there")
+    missing = [key for key in keys if key not in data]
+    if missing:
+        raise DamagedFile(f"{path} is damaged: no {', '.join(missing)} key")
+    return data
+
+
+def read_json_or_none(path: str | Path, log: Callable[[str], None], then: str, shape: type = dict,
+                      keys: tuple[str, ...] = ()) -> Any:
+    """`read_json` for a file the program can make again: None when it is missing or damaged, the latter said in one
+    line ending in `then` (what the caller does instead, e.g. "tokenizing again")."""
+    try:
+        return read_json(path, shape, keys)
+    except FileNotFoundError:
+        return None
+    except DamagedFile as err:
+        log(f"{err}; {then}")
+        return None
 
 
 class LockHeld(RuntimeError):

@@ -22,10 +22,10 @@ from typing import Callable, Sequence
 import pyarrow as pa
 
 from data_pipeline.atomic import write_json_atomic
-from data_pipeline.executor import StageResult, finish_stage, run_units, unit_done
+from data_pipeline.executor import StageResult, finish_stage, forget_units, run_units, unit_done
 from data_pipeline.records import read_document_batches
 from data_pipeline.stage import FilterStep, ShardOutput, Stage, StageContext, Step, shard_units, text_bytes
-from data_pipeline.stats import UnitStats
+from data_pipeline.stats import RedoUnits, UnitStats
 
 Member = tuple[Stage, StageContext]
 
@@ -133,8 +133,13 @@ def run_chain(members: Sequence[Member], *, workers: int = 1, task: int | None =
         note = f"step {ChainStep.name!r}: {len(still)} of {len(units)} units left to other tasks"
         log(f"[{label}] {note}")
         return StageResult(label, complete=False, note=note)
-    for stage, c in members:  # in run order: the last stage's _SUCCESS, which says the chain is done, comes last
-        finish_stage(stage, c)
+    try:
+        for stage, c in members:  # in run order: the last stage's _SUCCESS, which says the chain is done, comes last
+            finish_stage(stage, c)
+    except RedoUnits as damaged:  # a unit of any member: the chain's unit is done again
+        forget_units(damaged, ctx, log)
+        return run_chain(members, workers=workers, task=task, n_tasks=n_tasks, only_step=only_step, log=log,
+                         progress=progress)
     return StageResult(label, complete=True)
 
 

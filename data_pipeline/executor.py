@@ -24,7 +24,7 @@ from tqdm import tqdm
 
 from data_pipeline.atomic import atomic_path, write_json_atomic
 from data_pipeline.stage import Stage, StageContext, Step
-from data_pipeline.stats import sum_unit_stats
+from data_pipeline.stats import RedoUnits, sum_unit_stats
 
 
 class WorkerDied(RuntimeError):
@@ -177,8 +177,24 @@ def run_stage(
             break
     if not all(unit_done(ctx, s.name, u) for s in stage.steps for u in s.units(ctx)):
         return StageResult(ctx.name, complete=False, note="steps left")
-    finish_stage(stage, ctx)
+    try:
+        finish_stage(stage, ctx)
+    except RedoUnits as damaged:
+        forget_units(damaged, ctx, log)
+        return run_stage(stage, ctx, workers=workers, task=task, n_tasks=n_tasks, only_step=only_step, log=log,
+                         progress=progress)
     return StageResult(ctx.name, complete=True)
+
+
+def forget_units(damaged: RedoUnits, ctx: StageContext, log: Callable[[str], None]) -> None:
+    """Remove the markers of the units whose stats files `damaged` names (a unit's work is a pure function of its
+    inputs: done again, it writes the same files); `ctx` is the context whose markers say a unit is done (a streamed
+    chain's last stage)."""
+    log(f"[{ctx.name}] {damaged}; doing {len(damaged.paths)} unit(s) again")
+    for path in damaged.paths:
+        step, unit = path.parent.name, path.stem
+        (path.parent.parent.parent / "markers" / step / f"{unit}.done").unlink(missing_ok=True)
+        ctx.marker_path(step, unit).unlink(missing_ok=True)
 
 
 def finish_stage(stage: Stage, ctx: StageContext) -> dict[str, Any]:

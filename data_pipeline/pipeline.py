@@ -12,13 +12,14 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import IO, Any, Callable
 
-from data_pipeline.atomic import LockHeld, hold_lock, write_json_atomic
+from data_pipeline.atomic import DamagedFile, LockHeld, hold_lock, read_json, write_json_atomic
 from data_pipeline.config import DataError
 from data_pipeline.chain import chain_groups, chain_label, resumable_start, run_chain
-from data_pipeline.executor import WorkerDied, default_workers, link_or_copy, reused_workers, run_stage
+from data_pipeline.executor import WorkerDied, default_workers, finish_stage, link_or_copy, reused_workers, run_stage
 from data_pipeline.sources.ingest import AccountingError, InputError, validate_inputs
 from data_pipeline.stage import Stage, StageContext
 from data_pipeline.stages import STAGE_ORDER, TURN_ON, build_stage, stage_section
+from data_pipeline.stats import check_stats
 
 # Keys that say how to run, not what to produce: they may differ between a run and its resume.
 RUN_KEYS = ("stage", "step", "task", "n_tasks", "workers", "progress", "keep_intermediate", "tokenizer", "mixture",
@@ -209,7 +210,7 @@ def _run(cfg: dict[str, Any], log: Callable[[str], None], locks: ExitStack) -> P
         label = chain_label([s.name for _, s in group])
         if not stage.makes_documents and not published:
             inputs = tuple(publish_documents(root, list(inputs)))
-            report.stats = write_pipeline_stats(root, document_stages)
+            report.stats = write_pipeline_stats(root, document_stages, cfg, log)
             published = True
         members = [(s, StageContext(s.name, i, root, inputs, stage_section(cfg, s.name) or {}, cfg)) for i, s in group]
         ctx = members[-1][1]
@@ -219,10 +220,10 @@ def _run(cfg: dict[str, Any], log: Callable[[str], None], locks: ExitStack) -> P
             start = resumable_start(members)
             if start:  # leading stages run alone earlier: their documents are the chain's input
                 inputs = tuple(members[start - 1][0].output_shards(members[start - 1][1]))
-                _check_input_on_disk(root, stages, members[start - 1][0].name, members[start:])
+                _check_input_on_disk(root, stages, members[start - 1][0].name, members[start:], log)
                 members = [(s, replace(c, input_shards=inputs)) for s, c in members[start:]]
             else:
-                _check_input_on_disk(root, stages, previous, members)
+                _check_input_on_disk(root, stages, previous, members, log)
             try:
                 result = (run_chain(members, **run) if len(members) > 1 else run_stage(stage, members[0][1], **run))
             except Exception as exc:
@@ -249,7 +250,7 @@ def _run(cfg: dict[str, Any], log: Callable[[str], None], locks: ExitStack) -> P
     last_label = next(chain_label([s.name for _, s in g]) for g in groups if g[-1] == document_stages[-1])
     if not published and selected in ("all", document_stages[-1][1].name, last_label):
         publish_documents(root, list(inputs))
-        report.stats = write_pipeline_stats(root, document_stages)
+        report.stats = write_pipeline_stats(root, document_stages, cfg, log)
     report.complete = True
     return report
 
@@ -259,14 +260,16 @@ def fused_labels(stages: list[tuple[int, Stage]]) -> list[str]:
     return [chain_label([s.name for _, s in g]) for g in chain_groups(stages, fuse=True) if len(g) > 1]
 
 
-def _check_input_on_disk(root: Path, stages: list[tuple[int, Stage]], previous: str | None, members: list) -> None:
+def _check_input_on_disk(root: Path, stages: list[tuple[int, Stage]], previous: str | None, members: list,
+                         log: Callable[[str], None]) -> None:
     """A stage run alone after a streamed chain: the chain kept only its last stage's documents."""
     stage, ctx = members[0]
     if previous is None or not stage.makes_documents or stage.complete(ctx):
         return
-    work_dir = root / "stages" / f"{_position(stages, previous):02d}_{previous}"
-    stats = work_dir / "stats.json"
-    if not (work_dir / "documents").is_dir() and stats.exists() and json.loads(stats.read_text())["kept"]:
+    index = _position(stages, previous)
+    before = _stage_context(root, ctx.pipeline_cfg, index, previous)
+    if (not before.documents_dir.is_dir() and before.success_path.exists()
+            and stage_stats(dict(stages)[index], before, log)["kept"]):
         raise PipelineError(f"stage {stage.name!r} reads the documents of stage {previous!r}, which are not on disk "
                             f"({previous!r} ran in one streamed pass with the stages after it, or "
                             f"keep_intermediate=false removed them); run stage=all, or write to a new output=")
@@ -310,11 +313,32 @@ def publish_documents(root: Path, shards: list[Path]) -> list[Path]:
     return published
 
 
-def write_pipeline_stats(root: Path, stages: list[tuple[int, Stage]]) -> dict[str, Any]:
-    per_stage = []
-    for index, stage in stages:
-        path = root / "stages" / f"{index:02d}_{stage.name}" / "stats.json"
-        per_stage.append(json.loads(path.read_text()))
+def _stage_context(root: Path, cfg: dict[str, Any], index: int, name: str) -> StageContext:
+    """The context of a finished stage, enough to read (or sum again) its stats; not to run it (no input shards)."""
+    return StageContext(name, index, root, (), stage_section(cfg, name) or {}, cfg)
+
+
+def stage_stats(stage: Stage, ctx: StageContext, log: Callable[[str], None]) -> dict[str, Any]:
+    """A finished stage's stats.json. One that a crash, a cut copy or an edit damaged or lost is derived data: summed
+    again from its units' stats (and written again), said in one line; PipelineError when that cannot be done."""
+    try:
+        return check_stats(read_json(ctx.stats_path, keys=("stage",)), ctx.stats_path)
+    except FileNotFoundError:
+        problem = f"{ctx.stats_path} is missing"
+    except DamagedFile as err:
+        problem = str(err)
+    try:
+        stats = finish_stage(stage, ctx)
+    except (OSError, DamagedFile) as err:  # its units' stats damaged too, or its scratch gone (keep_intermediate)
+        raise PipelineError(f"{problem}, and its units' stats cannot give it again ({err}); delete {ctx.work_dir} "
+                            f"and rerun to redo the stage, or write to a new output=") from None
+    log(f"[{ctx.name}] {problem}; summed again from its units' stats")
+    return stats
+
+
+def write_pipeline_stats(root: Path, stages: list[tuple[int, Stage]], cfg: dict[str, Any],
+                         log: Callable[[str], None] = print) -> dict[str, Any]:
+    per_stage = [stage_stats(stage, _stage_context(root, cfg, index, stage.name), log) for index, stage in stages]
     first, last = per_stage[0], per_stage[-1]
     stats = {
         # per source: inputs seen = kept + dropped, checked by the ingest stage (data_pipeline/sources/ingest.py)

@@ -5,10 +5,11 @@ Every unit of work writes one `UnitStats` JSON file; a stage's `stats.json` is t
 """
 from __future__ import annotations
 
-import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
+
+from data_pipeline.atomic import DamagedFile, read_json
 
 EXAMPLES_PER_REASON = 5  # how many paths a reason keeps as examples: enough to audit, small enough to read
 
@@ -107,12 +108,43 @@ def merge_extra(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+class RedoUnits(DamagedFile):
+    """Files of finished units are damaged: the units whose stats files are `paths` are to be done again."""
+
+    def __init__(self, message: str, paths: list[Path]):
+        super().__init__(message)
+        self.paths = paths
+
+
+def check_stats(data: dict[str, Any], path: str | Path) -> dict[str, Any]:
+    """`data` (read from `path`) if it has the shape of `UnitStats.to_dict` (a stage's: also "stage"), else
+    DamagedFile: a hand edit or a damaged copy must not turn into wrong sums."""
+    def count(n: Any) -> bool:
+        return isinstance(n, int) and not isinstance(n, bool)
+
+    bad = [k for k in ("docs_in", "bytes_in", "kept", "bytes_kept") if not count(data.get(k))]
+    bad += [k for k in ("dropped", "dropped_bytes") if not (isinstance(data.get(k), dict)
+                                                             and all(map(count, data[k].values())))]
+    bad += [k for k in ("examples", "extra") if not isinstance(data.get(k), dict)]
+    bad += sorted(set(data) - {f.name for f in fields(UnitStats)} - {"dropped_total", "stage"})
+    if bad:
+        raise DamagedFile(f"{path} is damaged: {', '.join(bad)}: missing, unknown or not of the type written there")
+    return data
+
+
 def read_unit_stats(path: str | Path) -> UnitStats:
-    return UnitStats.from_dict(json.loads(Path(path).read_text()))
+    return UnitStats.from_dict(check_stats(read_json(path), path))
 
 
 def sum_unit_stats(paths: list[Path]) -> UnitStats:
-    total = UnitStats()
+    """The sum of the unit stats files `paths`; RedoUnits naming every damaged one."""
+    total, damaged = UnitStats(), []
     for path in sorted(paths):
-        total.merge(read_unit_stats(path))
+        try:
+            total.merge(read_unit_stats(path))
+        except DamagedFile as err:
+            damaged.append((path, err))
+    if damaged:
+        more = f" (and {len(damaged) - 1} more unit stats files)" if len(damaged) > 1 else ""
+        raise RedoUnits(f"{damaged[0][1]}{more}", [path for path, _ in damaged])
     return total

@@ -31,14 +31,14 @@ import numpy as np
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
-from data_pipeline.atomic import write_json_atomic, write_text_atomic
+from data_pipeline.atomic import DamagedFile, read_json, read_json_or_none, write_json_atomic, write_text_atomic
 from data_pipeline.config import DataError, config_from_dict
 from data_pipeline.mixing import HoldoutConfig, MixtureConfig, compute_weights, holdout_score, uniform_hash
 from data_pipeline.records import Document, documents_of, read_documents, write_documents
-from data_pipeline.shards import Manifest, ShardConfig, read_manifest, write_shards
+from data_pipeline.shards import Manifest, ManifestError, ShardConfig, read_manifest, write_shards
 from data_pipeline.stage import Stage, StageContext, Step
 from data_pipeline.stats import UnitStats
-from data_pipeline.tokenizer import MAX_VOCAB_SIZE, SPECIAL_TOKENS, RefactTokenizer, load_tokenizer, train_bpe
+from data_pipeline.tokenizer import RefactTokenizer, TokenizerKeys, load_tokenizer, train_bpe
 
 UNIT_ROWS = 50_000  # documents per tokenize unit: row groups are merged up to this many rows
 ENCODE_BATCH = 256
@@ -97,13 +97,18 @@ def _read_unit(unit: _Unit) -> Iterable[Document]:
 _tokenizer = functools.cache(load_tokenizer)  # one per process and file: the forked workers reuse it
 
 
+def _log(message: str) -> None:
+    print(message, file=sys.stderr)  # sys.stderr of now: a caller may have redirected it
+
+
 def _tokenize_unit(job: _Job) -> dict[str, Any]:
     """Pass 1 for one unit: `<work>/unit-NNNNN.bin` (tokens, no EOT), `.npz` (per-document metadata) and, last,
     `.json` (its completion marker: a rerun after an interruption skips the unit)."""
     base = Path(job.work_dir) / f"unit-{job.unit.index:05d}"
     marker = Path(f"{base}.json")
-    if marker.is_file():
-        return json.loads(marker.read_text())
+    done = read_json_or_none(marker, _log, "tokenizing the unit again", keys=("index", "groups", "documents"))
+    if done is not None:
+        return done
     tok = _tokenizer(job.tokenizer_file)
     groups: dict[str, int] = {}
     lengths, group_ids, mix_u, hold_u, eligible = [], [], [], [], []
@@ -218,7 +223,7 @@ def _prepare_work_dir(work: Path, tokenizer: Any, units: list[_Unit], mixture: M
                 "units": [[u.path, list(u.row_groups), Path(u.path).stat().st_size, Path(u.path).stat().st_mtime_ns]
                           for u in units]}
     marker = work / "settings.json"
-    if marker.is_file() and json.loads(marker.read_text()) == settings:
+    if read_json_or_none(marker, _log, "tokenizing every unit again") == settings:
         return
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
@@ -348,25 +353,6 @@ def training_texts(documents: Sequence[Path], max_bytes: int) -> Iterator[str]:
             yield doc.text
 
 
-@dataclass(frozen=True)
-class TokenizerKeys:
-    """The `tokenizer` section of configs/pipeline.yaml: a tokenizer given by path, or trained on the kept documents."""
-
-    path: str | None = None
-    train: bool = False
-    vocab_size: int = 4096
-    min_frequency: int = 2
-    train_max_bytes: int = 200_000_000
-
-    def __post_init__(self) -> None:
-        if self.path and self.train:
-            raise ValueError("tokenizer: give tokenizer.path or tokenizer.train=true, not both")
-        for key, low, high in (("vocab_size", len(SPECIAL_TOKENS) + 256, MAX_VOCAB_SIZE), ("min_frequency", 0, None),
-                               ("train_max_bytes", 1, None)):  # checked before the first stage, not after the last
-            if not low <= getattr(self, key) <= (high or getattr(self, key)):
-                raise ValueError(f"tokenizer.{key} must be within [{low}, {high or 'inf'}], got {getattr(self, key)}")
-
-
 def get_tokenizer(ctx: StageContext, train: bool = True) -> RefactTokenizer | None:
     """The given tokenizer, else the one trained on the kept documents (trained now when `train` and missing)."""
     keys = config_from_dict(TokenizerKeys, ctx.cfg["tokenizer"], "tokenizer")
@@ -374,7 +360,10 @@ def get_tokenizer(ctx: StageContext, train: bool = True) -> RefactTokenizer | No
         return load_tokenizer(keys.path)
     out = ctx.root / "tokenizer"
     if (out / "tokenizer.json").exists():
-        return load_tokenizer(out)
+        try:
+            return load_tokenizer(out)
+        except ValueError as err:  # trained here from the kept documents: derived data, trained again
+            _log(f"[tokenize] {err}; training it again")
     if not train:
         return None
     print(f"[tokenize] training a byte-level BPE (vocab {keys.vocab_size}) on the kept documents", file=sys.stderr)
@@ -429,15 +418,19 @@ class TokenizationStage(Stage):
         if not ctx.success_path.exists():
             return False
         tok = get_tokenizer(ctx, train=False)
-        record = json.loads(record_path(ctx).read_text()) if record_path(ctx).is_file() else {}
-        if (tok is not None and record.get("settings") == build_settings(ctx, tok)
-                and (ctx.root / "shards" / "manifest.json").is_file()):
+        try:  # both are derived data: damaged (a crash, a cut copy), the shards are built again
+            record = read_json(record_path(ctx), keys=("settings", "counts"))
+            read_manifest(ctx.root, check_index=False)
+        except (OSError, DamagedFile, ManifestError) as err:
+            _log(f"[tokenize] {err}; building the shards again")
+            record = {}
+        if tok is not None and record.get("settings") == build_settings(ctx, tok):
             return True
         shutil.rmtree(ctx.work_dir)  # its markers and stats: the next run builds again
         return False
 
     def pipeline_stats(self, ctx: StageContext) -> dict[str, Any]:
-        return {"shards": json.loads(record_path(ctx).read_text())["counts"]}
+        return {"shards": read_json(record_path(ctx))["counts"]}
 
 
 def build_stage(section: dict[str, Any]) -> Stage:

@@ -266,3 +266,22 @@ def chat_prompt_ids(tokenizer: Any, messages: Sequence[dict[str, str]]) -> list[
         header, body = _turn(tokenizer, i, msg)
         ids += header + body
     return ids + _turn(tokenizer, len(messages), {"role": "assistant", "content": ""})[0]
+
+
+@dataclass(frozen=True)
+class TokenizerKeys:
+    """The `tokenizer` section of configs/pipeline.yaml: a tokenizer given by path, or trained on the kept documents."""
+
+    path: str | None = None
+    train: bool = False
+    vocab_size: int = 4096
+    min_frequency: int = 2
+    train_max_bytes: int = 200_000_000
+
+    def __post_init__(self) -> None:
+        if self.path and self.train:
+            raise ValueError("tokenizer: give tokenizer.path or tokenizer.train=true, not both")
+        for key, low, high in (("vocab_size", len(SPECIAL_TOKENS) + 256, MAX_VOCAB_SIZE), ("min_frequency", 0, None),
+                               ("train_max_bytes", 1, None)):  # checked before the first stage, not after the last
+            if not low <= getattr(self, key) <= (high or getattr(self, key)):
+                raise ValueError(f"tokenizer.{key} must be within [{low}, {high or 'inf'}], got {getattr(self, key)}")

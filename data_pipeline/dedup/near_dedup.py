@@ -20,7 +20,6 @@ Every file is written atomically and the executor marks each unit done, so rerun
 """
 from __future__ import annotations
 
-import json
 from collections import Counter
 from dataclasses import dataclass
 from functools import lru_cache
@@ -32,11 +31,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
-from data_pipeline.atomic import atomic_path, write_json_atomic
+from data_pipeline.atomic import DamagedFile, atomic_path, read_json, write_json_atomic
 from data_pipeline.config import config_from_dict
 from data_pipeline.dedup.minhash import MinHashConfig, MinHasher, optimal_bands_rows
 from data_pipeline.stage import Stage, StageContext, Step, filter_rows, shard_units
-from data_pipeline.stats import UnitStats
+from data_pipeline.stats import RedoUnits, UnitStats
 
 STAGE_NAME = "near_dedup"
 SIGNATURES, BUCKETS, CLUSTERS, FILTER = "signatures", "buckets", "clusters", "filter"
@@ -435,8 +434,13 @@ class NearDedupStage(Stage):
         cfg = NearDedupConfig.from_dict(ctx.cfg)
         bands, rows = cfg.band_rows
         report = ctx.scratch_dir(CLUSTERS) / "report.json"
+        try:  # written by the clusters step before its marker: gone or damaged, that step is done again
+            clusters = read_json(report)
+        except (OSError, DamagedFile) as err:
+            why = str(err) if isinstance(err, DamagedFile) else f"{report} is missing"
+            raise RedoUnits(why, [ctx.unit_stats_path(CLUSTERS, "all")]) from None
         return {"lsh": {"bands": bands, "rows": rows, "num_perm": cfg.num_perm, "threshold": cfg.threshold},
-                "duplicate_clusters": json.loads(report.read_text()) if report.exists() else {}}
+                "duplicate_clusters": clusters}
 
 
 def build_stage(section: dict[str, Any] | None = None) -> Stage:

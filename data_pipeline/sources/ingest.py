@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
-from data_pipeline.atomic import write_text_atomic
+from data_pipeline.atomic import DamagedFile, read_json, write_text_atomic
 from data_pipeline.config import check_at_least, config_from_dict
 from data_pipeline.records import Document
 from data_pipeline.stage import ShardOutput, Stage, StageContext, Step
@@ -398,10 +399,22 @@ class ReadStep(Step):
     name = "read"
 
     def units(self, ctx: StageContext) -> list[str]:
-        return json.loads((ctx.scratch_dir("plan") / "index.json").read_text())
+        return self.planned(ctx, "index.json", list)
+
+    @staticmethod
+    def planned(ctx: StageContext, name: str, shape: type) -> Any:
+        """A file the plan step wrote; missing or damaged (a crash, a cut copy), the plan (of the same inputs: the
+        same plan) is made again."""
+        path = ctx.scratch_dir(PlanStep.name) / name
+        try:
+            return read_json(path, shape)
+        except (FileNotFoundError, DamagedFile) as err:
+            print(f"[ingest] {err}; planning again", file=sys.stderr)
+        PlanStep().run(ctx, "plan")
+        return read_json(path, shape)
 
     def run(self, ctx: StageContext, unit: str) -> UnitStats:
-        item = json.loads((ctx.scratch_dir("plan") / f"{unit}.json").read_text())
+        item = self.planned(ctx, f"{unit}.json", dict)
         source = item["source"]
         counts = {"kept": 0, "dropped": 0}
         with ShardOutput(ctx, unit) as out:
