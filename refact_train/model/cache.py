@@ -17,6 +17,7 @@ class KVCache:
         self.v = [torch.empty(shape, dtype=dtype, device=device) for _ in range(n_layer)]
         self.max_len = max_len
         self.length = 0
+        self.key_padding_mask: torch.Tensor | None = None  # [B, length] bool, False at padding; None: none padded
 
     @classmethod
     def for_model(cls, model, batch_size: int, max_len: int) -> "KVCache":
@@ -33,8 +34,10 @@ class KVCache:
         self.v[layer][:, :, self.length:end] = v
         return self.k[layer][:, :, :end], self.v[layer][:, :, :end]
 
-    def advance(self, n: int) -> None:
+    def advance(self, n: int, key_padding_mask: torch.Tensor | None = None) -> None:
+        """`key_padding_mask`: the forward's mask over all length + n positions; a later forward must repeat it."""
         self.length += n
+        self.key_padding_mask = key_padding_mask
 
     def _check(self, layer: int, k: torch.Tensor) -> None:
         """A cache reused for another batch size, model or dtype failed deep in attention ("mat1 and mat2 shapes

@@ -1,0 +1,74 @@
+"""What a caller gives the model at inference time, kept as tests: a KV cache filled with padding then stepped without
+its mask, token ids past the embedding, generate's edge options, failed calls that must leave the cache and the model
+as they were, and decoding that must not depend on the cache or on the batch a prompt shares."""
+import pytest
+import torch
+
+from refact_train.model import KVCache, RefactConfig, RefactForCausalLM, generate
+
+
+def tiny(**kw):
+    base = dict(vocab_size=128, n_embd=64, n_head=4, n_layer=2, n_positions=32)
+    base.update(kw)
+    return RefactConfig(**base)
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    return RefactForCausalLM(tiny()).eval()
+
+
+IDS = torch.randint(5, 128, (2, 7), generator=torch.Generator().manual_seed(0))
+MASK = torch.tensor([[1] * 7, [0, 0, 0, 1, 1, 1, 1]])  # row 1 left-padded by 3
+
+
+def prefilled(model, mask=MASK):
+    cache = KVCache.for_model(model, 2, 16)
+    model(IDS[:, :6], attention_mask=None if mask is None else mask[:, :6], cache=cache)
+    return cache
+
+
+@torch.no_grad()
+def test_a_padded_cache_stepped_without_its_mask_is_refused(model):
+    want = model(IDS, attention_mask=MASK)[:, -1]  # the whole sequence at once, masked
+    cache = prefilled(model)
+    # the step attended to row 1's three padding keys: its logits off by 0.11, no error
+    with pytest.raises(ValueError, match=r"this KV cache holds left padding .* pass attention_mask \[batch, cached "
+                                         r"\+ new positions\] = \[2, 7\] on every forward"):
+        model(IDS[:, 6:], cache=cache)
+    assert cache.length == 6  # the refused step left the cache as it was
+    step = model(IDS[:, 6:], attention_mask=MASK, cache=cache)[:, -1]
+    torch.testing.assert_close(step, want, atol=1e-5, rtol=1e-5)
+
+
+@torch.no_grad()
+def test_a_step_mask_must_repeat_the_mask_the_cache_was_filled_with(model):
+    cache = prefilled(model)
+    with pytest.raises(ValueError, match="its first 6 columns must repeat the mask this KV cache was filled with"):
+        model(IDS[:, 6:], attention_mask=torch.ones(2, 7), cache=cache)  # row 1's padding read as real, silently
+    unpadded = prefilled(model, mask=None)
+    with pytest.raises(ValueError, match="its first 6 columns must repeat"):
+        model(IDS[:, 6:], attention_mask=MASK, cache=unpadded)  # keys computed attending what it now calls padding
+    assert cache.length == unpadded.length == 6
+
+
+@torch.no_grad()
+def test_an_unpadded_cache_steps_with_or_without_a_mask(model):
+    want = model(IDS)[:, -1]
+    for prefill_mask, step_mask in ((None, None), (torch.ones(2, 7), None), (None, torch.ones(2, 7)),
+                                    (torch.ones(2, 7), torch.ones(2, 7, dtype=torch.bool))):
+        step = model(IDS[:, 6:], attention_mask=step_mask, cache=prefilled(model, prefill_mask))[:, -1]
+        torch.testing.assert_close(step, want, atol=1e-5, rtol=1e-5)
+
+
+def test_a_failed_forward_leaves_the_cache_where_it_was(model):
+    cache = KVCache.for_model(model, 2, 8)
+    model(IDS[:, :6], cache=cache)
+    with pytest.raises(ValueError, match="KV cache overflow: 10 positions > max_len 8"):
+        model(IDS[:, :4], cache=cache)
+    with pytest.raises(ValueError, match=r"attention_mask must be .* = \[2, 8\]"):
+        model(IDS[:, :2], attention_mask=torch.ones(2, 7), cache=cache)
+    assert cache.length == 6
+    stepped = model(IDS[:, 6:], cache=cache)  # the cache still serves the next step
+    torch.testing.assert_close(stepped[:, -1], model(IDS)[:, -1], atol=1e-5, rtol=1e-5)
