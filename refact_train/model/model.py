@@ -14,7 +14,7 @@ from refact_train.model.config import RefactConfig
 from refact_train.model.modules import RefactBlock
 
 
-def check_inputs(input_ids, attention_mask, cache: KVCache | None) -> torch.Tensor | None:
+def check_inputs(input_ids, attention_mask, cache: KVCache | None, rows: int) -> torch.Tensor | None:
     """The key padding mask ([B, S] bool, None when nothing is padded), after one-line checks of what the caller
     gave: a 1-D prompt failed as "not enough values to unpack", a mask of another length or rank broadcast silently
     (a [B, 1] mask over a cached prefix masked every earlier key) and an HF-style additive mask (0 real, -inf pad)
@@ -35,7 +35,16 @@ def check_inputs(input_ids, attention_mask, cache: KVCache | None) -> torch.Tens
                                        or tuple(attention_mask.shape) != (batch, length)):
         raise ValueError(f"attention_mask must be [batch, cached + new positions] = [{batch}, {length}], got "
                          f"{_describe(attention_mask)}")
+    # Ids past the embedding were "index out of range in self" on CPU and a device-side assert on CUDA, which kills
+    # the process and poisons its CUDA context (torch._assert_async would too). Naming the id needs a host read: on
+    # CPU about 7 us, 0.07% of a tiny model's [8, 256] forward; on an accelerator it is done only where this forward
+    # reads the host anyway (a mask) or runs without gradients (generation and evals read every step), never in a
+    # training step, where a sync would stall the GPU. Compiled, a host read would break the graph.
     checks = {}
+    if input_ids.numel() and not torch.compiler.is_compiling() and (
+            input_ids.device.type == "cpu" or attention_mask is not None or not torch.is_grad_enabled()):
+        low, high = torch.aminmax(input_ids)
+        checks["ids"] = (low >= 0) & (high < rows)
     if attention_mask is not None:
         real = attention_mask == 1
         checks["binary"] = (real | (attention_mask == 0)).all()
@@ -44,6 +53,10 @@ def check_inputs(input_ids, attention_mask, cache: KVCache | None) -> torch.Tens
             before = real[:, :cached]
             checks["history"] = (before == cache_padding).all() if cache_padding is not None else before.all()
     ok = dict(zip(checks, torch.stack(list(checks.values())).tolist())) if checks else {}  # one host read
+    if not ok.get("ids", True):
+        row, col = ((input_ids < 0) | (input_ids >= rows)).nonzero()[0].tolist()
+        raise ValueError(f"input_ids: token id {int(input_ids[row, col])} at [{row}, {col}] is outside the model's "
+                         f"{rows} embedding rows [0, {rows}) (is the tokenizer the model's?)")
     if not ok.get("binary", True):
         raise ValueError("attention_mask must hold only 1 (real token) and 0 (padding); an additive mask "
                          "(0 / -inf) is not one")
@@ -125,7 +138,7 @@ class RefactForCausalLM(nn.Module):
         attention_mask [B, S] of 1 (real token) and 0 (left padding) covers the cached positions and the new ones.
         Once a cache holds padding, every forward through it needs the mask, repeating the one it was filled with.
         """
-        key_padding_mask = check_inputs(input_ids, attention_mask, cache)
+        key_padding_mask = check_inputs(input_ids, attention_mask, cache, self.config.vocab_size)
         x = F.dropout(self.transformer.wte(input_ids), p=self.dropout_rate, training=self.training)
         slopes = self.alibi_slopes
         for block in self.transformer.h:

@@ -62,6 +62,24 @@ def test_an_unpadded_cache_steps_with_or_without_a_mask(model):
         torch.testing.assert_close(step, want, atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.parametrize("ids, where", [
+    (torch.tensor([[5, 128]]), r"token id 128 at \[0, 1\]"),  # "index out of range in self" before
+    (torch.tensor([[5, 6], [-1, 7]]), r"token id -1 at \[1, 0\]"),
+    (torch.tensor([[5, 2**31 - 1]], dtype=torch.int32), r"token id 2147483647 at \[0, 1\]"),
+])
+def test_token_ids_past_the_embedding_are_named(model, ids, where):
+    message = where + r" is outside the model's 128 embedding rows \[0, 128\) \(is the tokenizer the model's\?\)"
+    with pytest.raises(ValueError, match=message):
+        model(ids)  # with gradients (a training step on CPU)
+    with torch.no_grad(), pytest.raises(ValueError, match=message):
+        model(ids, attention_mask=torch.ones_like(ids))
+    cache = KVCache.for_model(model, ids.shape[0], 8)
+    with torch.no_grad(), pytest.raises(ValueError, match=message):
+        model(ids, cache=cache)
+    assert cache.length == 0
+    assert model(ids.clamp(0, 127)).shape == (ids.shape[0], 2, 128)  # the first and last rows are ids
+
+
 def test_a_failed_forward_leaves_the_cache_where_it_was(model):
     cache = KVCache.for_model(model, 2, 8)
     model(IDS[:, :6], cache=cache)
