@@ -1,6 +1,7 @@
 """Batched generation with a KV cache: greedy or temperature / top-p sampling, stop tokens, left padding."""
 from __future__ import annotations
 
+import functools
 import math
 from numbers import Integral, Real
 from typing import Sequence
@@ -72,6 +73,20 @@ def prompt_ids(prompts, rows: int) -> list[list[int]]:
     return out
 
 
+def keeps_mode(fn):
+    """The model leaves in the mode it came in, also when generation raises (a request past n_positions, logits
+    holding NaN, Ctrl-C): a training model was left in eval mode, its dropout off, silently."""
+    @functools.wraps(fn)
+    def wrapper(model, *args, **kwargs):
+        was_training = model.training
+        try:
+            return fn(model, *args, **kwargs)
+        finally:
+            model.train(was_training)
+    return wrapper
+
+
+@keeps_mode
 @torch.no_grad()
 def generate(
     model,
@@ -100,7 +115,6 @@ def generate(
                          f"{pad!r}")
     if not all(_integer(i) for i in stop_token_ids):
         raise ValueError(f"generate: stop_token_ids must be integer token ids, got {stop_token_ids!r}")
-    was_training = model.training
     model.eval()
     device = next(model.parameters()).device
     batch, longest = len(prompts), max(len(p) for p in prompts)
@@ -139,5 +153,4 @@ def generate(
             logits = model(nxt[:, None], attention_mask=mask, cache=cache, last_token_only=True)
         else:
             logits = model(ids, attention_mask=mask, last_token_only=True)
-    model.train(was_training)
     return out

@@ -90,3 +90,20 @@ def test_a_failed_forward_leaves_the_cache_where_it_was(model):
     assert cache.length == 6
     stepped = model(IDS[:, 6:], cache=cache)  # the cache still serves the next step
     torch.testing.assert_close(stepped[:, -1], model(IDS)[:, -1], atol=1e-5, rtol=1e-5)
+
+
+def test_a_failed_generate_leaves_the_model_in_its_mode():
+    torch.manual_seed(0)
+    training = RefactForCausalLM(tiny(dropout=0.1)).train()
+    with pytest.raises(ValueError, match="exceed n_positions"):
+        generate(training, [[5] * 30], 5)
+    assert training.training  # left in eval mode before: the next training steps ran without dropout, silently
+    with torch.no_grad():
+        training.transformer.h[0].mlp.c_proj.weight[0, 0] = float("nan")
+    with pytest.raises(ValueError, match="logits hold NaN"):
+        generate(training, [[5, 6]], 3)
+    assert training.training and all(m.training for m in training.modules())
+    evaluating = RefactForCausalLM(tiny()).eval()
+    with pytest.raises(ValueError, match="exceed n_positions"):
+        generate(evaluating, [[5] * 30], 5)
+    assert not evaluating.training
