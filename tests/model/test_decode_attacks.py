@@ -92,6 +92,19 @@ def test_a_failed_forward_leaves_the_cache_where_it_was(model):
     torch.testing.assert_close(stepped[:, -1], model(IDS)[:, -1], atol=1e-5, rtol=1e-5)
 
 
+def test_generate_takes_stop_ids_as_a_tensor_or_one_id(model):
+    greedy = generate(model, [[3, 4, 5]], 12, stop_token_ids=())[0]
+    stop = greedy[4]
+    want = [greedy[:greedy.index(stop)]]
+    # a tensor was "must be integer token ids, got tensor([..])", one id "'int' object is not iterable"
+    for given in ([stop], torch.tensor([stop, 2**40]), torch.tensor(stop), stop):
+        assert generate(model, [[3, 4, 5]], 12, stop_token_ids=given) == want
+    for bad in (None, 2.0, torch.tensor([0.5]), "ab"):
+        with pytest.raises(ValueError, match="generate: stop_token_ids must be integer token ids, got .*one id; "
+                                             r"\(\) for none"):
+            generate(model, [[3, 4, 5]], 2, stop_token_ids=bad)
+
+
 def test_a_failed_generate_leaves_the_model_in_its_mode():
     torch.manual_seed(0)
     training = RefactForCausalLM(tiny(dropout=0.1)).train()
