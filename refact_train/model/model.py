@@ -24,6 +24,9 @@ def check_inputs(input_ids, attention_mask, cache: KVCache | None, rows: int) ->
         hint = " (one sequence: ids[None])" if isinstance(input_ids, torch.Tensor) and input_ids.dim() == 1 else ""
         raise ValueError(f"input_ids must be a [batch, time] tensor of int64 or int32 token ids, got "
                          f"{_describe(input_ids)}{hint}")
+    if cache is not None and not isinstance(cache, KVCache):  # HF habits (cache=True, a tuple of past key/values)
+        raise ValueError(f"cache must be a KVCache (KVCache.for_model(model, batch_size, max_len)) or None, got "
+                         f"{type(cache).__name__}")
     cached = cache.length if cache is not None else 0
     batch, length = input_ids.shape[0], input_ids.shape[1] + cached
     cache_padding = cache.key_padding_mask if cache is not None else None

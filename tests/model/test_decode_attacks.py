@@ -120,3 +120,23 @@ def test_a_failed_generate_leaves_the_model_in_its_mode():
     with pytest.raises(ValueError, match="exceed n_positions"):
         generate(evaluating, [[5] * 30], 5)
     assert not evaluating.training
+
+
+@pytest.mark.parametrize("sizes, match", [
+    ((0, 1, 8, 16), "n_layer must be an integer >= 1, got 0"),  # an IndexError at the first forward before
+    ((2, 1, -1, 16), "max_len must be an integer >= 0, got -1"),  # torch.empty's "negative dimension"
+    ((2, 1, 2.5, 16), "max_len must be an integer >= 0, got 2.5"),  # torch.empty's unpack TypeError
+    ((2, -1, 8, 16), "batch_size must be an integer >= 0, got -1"),
+    ((2, 1, 8, True), "head_dim must be an integer >= 1, got True"),
+])
+def test_a_kv_cache_of_impossible_sizes_is_named(sizes, match):
+    with pytest.raises(ValueError, match="KVCache: " + match):
+        KVCache(*sizes, dtype=torch.float32, device="cpu")
+
+
+@pytest.mark.parametrize("cache", [True, ((torch.zeros(1), torch.zeros(1)),)])
+def test_a_cache_that_is_not_a_kv_cache_is_named(model, cache):
+    # HF habits (use_cache=True, a past_key_values tuple): "'bool' object has no attribute 'length'" before
+    with pytest.raises(ValueError, match=r"cache must be a KVCache \(KVCache.for_model\(model, batch_size, max_len\)\) "
+                                         "or None, got (bool|tuple)"):
+        model(IDS, cache=cache)
