@@ -140,3 +140,48 @@ def test_a_cache_that_is_not_a_kv_cache_is_named(model, cache):
     with pytest.raises(ValueError, match=r"cache must be a KVCache \(KVCache.for_model\(model, batch_size, max_len\)\) "
                                          "or None, got (bool|tuple)"):
         model(IDS, cache=cache)
+
+
+def test_generate_at_the_edges_of_n_positions_and_max_new_tokens(model):
+    assert generate(model, [[5] * 32], 0) == [[]]  # a prompt of exactly n_positions, nothing new
+    assert generate(model, [[5] * 31], 1, stop_token_ids=()) == [generate(model, [[5] * 31], 1, use_cache=False,
+                                                                          stop_token_ids=())[0]]
+    assert generate(model, [[5, 6], [7]], 0) == [[], []]
+    for prompt, new in (([5] * 32, 1), ([5] * 33, 0)):
+        with pytest.raises(ValueError, match=f"generate: {len(prompt)} prompt \\+ {new} new tokens exceed n_positions"):
+            generate(model, [prompt], new)
+
+
+PROMPTS = [[5, 6, 7, 8, 9, 10, 11], [20], [30, 31, 32], [40, 41]]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_left_padded_batches_decode_as_each_prompt_alone_with_or_without_the_cache(model, dtype):
+    """Kept tries (right already): the cache, the batch a prompt shares and bf16 on CPU change no token."""
+    m = RefactForCausalLM(tiny()).eval()
+    m.load_state_dict(model.state_dict())
+    m.to(dtype)
+    greedy = generate(m, PROMPTS, 20, stop_token_ids=())
+    assert generate(m, PROMPTS, 20, stop_token_ids=(), use_cache=False) == greedy
+    assert [generate(m, [p], 20, stop_token_ids=())[0] for p in PROMPTS] == greedy
+    sampled = dict(temperature=1.0, top_p=0.9, seed=5, stop_token_ids=())
+    assert generate(m, PROMPTS, 20, **sampled) == generate(m, PROMPTS, 20, use_cache=False, **sampled)
+
+
+@torch.no_grad()
+def test_padded_batch_logits_match_each_prompt_alone_step_by_step(model):
+    longest = max(map(len, PROMPTS))
+    ids = torch.tensor([[0] * (longest - len(p)) + p for p in PROMPTS])
+    mask = torch.tensor([[0] * (longest - len(p)) + [1] * len(p) for p in PROMPTS])
+    nxt = torch.randint(5, 128, (len(PROMPTS), 6), generator=torch.Generator().manual_seed(1))
+    batch_cache = KVCache.for_model(model, len(PROMPTS), longest + 6)
+    batched = [model(ids, attention_mask=mask, cache=batch_cache)[:, -1]]
+    for t in range(6):
+        mask = torch.cat([mask, torch.ones(len(PROMPTS), 1, dtype=mask.dtype)], dim=1)
+        batched.append(model(nxt[:, t:t + 1], attention_mask=mask, cache=batch_cache)[:, -1])
+    for row, prompt in enumerate(PROMPTS):
+        cache = KVCache.for_model(model, 1, longest + 6)
+        alone = [model(torch.tensor([prompt]), cache=cache)[:, -1]]
+        alone += [model(nxt[row:row + 1, t:t + 1], cache=cache)[:, -1] for t in range(6)]
+        for step, (b, a) in enumerate(zip(batched, alone)):
+            torch.testing.assert_close(b[row], a[0], atol=1e-5, rtol=1e-5, msg=f"prompt {row}, step {step}")
