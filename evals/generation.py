@@ -45,8 +45,9 @@ class BatchGenerator:
         self.stats = GenerationStats()
 
     def room(self, prompt_len: int, max_new_tokens: int) -> int:
-        """New tokens that fit after a prompt of this length (at least 1: longer prompts are cut from the left)."""
-        return max(1, min(max_new_tokens, self.n_positions - prompt_len))
+        """New tokens that fit after a prompt of this length (at least 1: longer prompts are cut from the left), none
+        when none are asked (max_new_tokens=0 gave one)."""
+        return max(min(1, max_new_tokens), min(max_new_tokens, self.n_positions - prompt_len))
 
     def fit_prompt(self, prompt: Sequence[int], max_new_tokens: int) -> list[int]:
         """Keep the end of a prompt that leaves no room to generate (completion prompts; FIM prompts are trimmed by

@@ -1,6 +1,8 @@
 """Key/value cache for decoding: one preallocated buffer per layer, filled left to right."""
 from __future__ import annotations
 
+from numbers import Integral
+
 import torch
 
 
@@ -12,11 +14,18 @@ class KVCache:
     """
 
     def __init__(self, n_layer: int, batch_size: int, max_len: int, head_dim: int, *, dtype, device):
+        # a negative max_len was torch.empty's "negative dimension", a float its unpack error, 0 layers an IndexError
+        # at the first forward
+        for name, value, least in (("n_layer", n_layer, 1), ("batch_size", batch_size, 0), ("max_len", max_len, 0),
+                                   ("head_dim", head_dim, 1)):
+            if not (isinstance(value, Integral) and not isinstance(value, bool) and value >= least):
+                raise ValueError(f"KVCache: {name} must be an integer >= {least}, got {value!r}")
         shape = (batch_size, 1, max_len, head_dim)
         self.k = [torch.empty(shape, dtype=dtype, device=device) for _ in range(n_layer)]
         self.v = [torch.empty(shape, dtype=dtype, device=device) for _ in range(n_layer)]
         self.max_len = max_len
         self.length = 0
+        self.key_padding_mask: torch.Tensor | None = None  # [B, length] bool, False at padding; None: none padded
 
     @classmethod
     def for_model(cls, model, batch_size: int, max_len: int) -> "KVCache":
@@ -33,8 +42,10 @@ class KVCache:
         self.v[layer][:, :, self.length:end] = v
         return self.k[layer][:, :, :end], self.v[layer][:, :, :end]
 
-    def advance(self, n: int) -> None:
+    def advance(self, n: int, key_padding_mask: torch.Tensor | None = None) -> None:
+        """`key_padding_mask`: the forward's mask over all length + n positions; a later forward must repeat it."""
         self.length += n
+        self.key_padding_mask = key_padding_mask
 
     def _check(self, layer: int, k: torch.Tensor) -> None:
         """A cache reused for another batch size, model or dtype failed deep in attention ("mat1 and mat2 shapes

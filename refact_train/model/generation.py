@@ -1,6 +1,7 @@
 """Batched generation with a KV cache: greedy or temperature / top-p sampling, stop tokens, left padding."""
 from __future__ import annotations
 
+import functools
 import math
 from numbers import Integral, Real
 from typing import Sequence
@@ -72,6 +73,35 @@ def prompt_ids(prompts, rows: int) -> list[list[int]]:
     return out
 
 
+def stop_ids(value) -> list[int]:
+    """stop_token_ids as a list of ids: a tensor of ids (what a tokenizer gives) was refused as not integers, one id
+    was "'int' object is not iterable", None "'NoneType' object is not iterable"."""
+    ids = value.tolist() if isinstance(value, torch.Tensor) else value
+    ids = [ids] if _integer(ids) else ids
+    try:
+        ids = list(ids)
+    except TypeError:
+        ids = [value]
+    if not all(_integer(i) for i in ids):
+        raise ValueError(f"generate: stop_token_ids must be integer token ids, got {value!r} (a list or tensor of "
+                         f"ids, or one id; () for none)")
+    return ids
+
+
+def keeps_mode(fn):
+    """The model leaves in the mode it came in, also when generation raises (a request past n_positions, logits
+    holding NaN, Ctrl-C): a training model was left in eval mode, its dropout off, silently."""
+    @functools.wraps(fn)
+    def wrapper(model, *args, **kwargs):
+        was_training = model.training
+        try:
+            return fn(model, *args, **kwargs)
+        finally:
+            model.train(was_training)
+    return wrapper
+
+
+@keeps_mode
 @torch.no_grad()
 def generate(
     model,
@@ -98,9 +128,7 @@ def generate(
     if not (_integer(pad) and 0 <= pad < rows):  # it fills the left padding: an IndexError from the embedding
         raise ValueError(f"generate: pad_token_id must be an id in [0, {rows}), the model's embedding rows, got "
                          f"{pad!r}")
-    if not all(_integer(i) for i in stop_token_ids):
-        raise ValueError(f"generate: stop_token_ids must be integer token ids, got {stop_token_ids!r}")
-    was_training = model.training
+    stop_token_ids = stop_ids(stop_token_ids)
     model.eval()
     device = next(model.parameters()).device
     batch, longest = len(prompts), max(len(p) for p in prompts)
@@ -139,5 +167,4 @@ def generate(
             logits = model(nxt[:, None], attention_mask=mask, cache=cache, last_token_only=True)
         else:
             logits = model(ids, attention_mask=mask, last_token_only=True)
-    model.train(was_training)
     return out

@@ -27,6 +27,16 @@ def test_overlong_prompts_keep_their_end(tiny_model_dir):
     assert gen.room(len(fitted), 16) == 16
 
 
+def test_no_new_tokens_asked_gives_none(tiny_model_dir):
+    """max_new_tokens=0 generated one token, and a prompt kept at n_positions then failed with 'exceed n_positions'."""
+    model, _ = load_hf_checkpoint(tiny_model_dir)
+    gen = BatchGenerator(model, GenerationConfig(max_new_tokens=16))
+    prompts = [[5, 6, 7], [5 + i % 100 for i in range(600)]]  # the second longer than n_positions (512)
+    assert gen.run(prompts, stop_token_ids=[0], max_new_tokens=0) == [[], []]
+    assert gen.stats.new_tokens == 0
+    assert [len(ids) for ids in gen.run(prompts, stop_token_ids=[], max_new_tokens=1)] == [1, 1]
+
+
 def test_windows_cover_the_stream():
     shards = [np.arange(10, dtype=np.uint16), np.arange(10, 15, dtype=np.uint16)]
     windows = token_windows(shards, context=4, max_windows=None)
