@@ -4,22 +4,11 @@ as they were, and decoding that must not depend on the cache or on the batch a p
 import pytest
 import torch
 
-from refact_train.model import KVCache, RefactConfig, RefactForCausalLM, generate
+from tiny_model import IDS, tiny
+
+from refact_train.model import KVCache, RefactForCausalLM, generate
 
 
-def tiny(**kw):
-    base = dict(vocab_size=128, n_embd=64, n_head=4, n_layer=2, n_positions=32)
-    base.update(kw)
-    return RefactConfig(**base)
-
-
-@pytest.fixture(scope="module")
-def model():
-    torch.manual_seed(0)
-    return RefactForCausalLM(tiny()).eval()
-
-
-IDS = torch.randint(5, 128, (2, 7), generator=torch.Generator().manual_seed(0))
 MASK = torch.tensor([[1] * 7, [0, 0, 0, 1, 1, 1, 1]])  # row 1 left-padded by 3
 
 

@@ -7,24 +7,11 @@ import math
 import pytest
 import torch
 
-from refact_train.model import KVCache, RefactConfig, RefactForCausalLM, alibi_slopes, generate
+from tiny_model import IDS, tiny
+
+from refact_train.model import KVCache, RefactForCausalLM, alibi_slopes, generate
 from refact_train.model.attention import _warn_once
 from refact_train.models import model_config
-
-
-def tiny(**kw):
-    base = dict(vocab_size=128, n_embd=64, n_head=4, n_layer=2, n_positions=32)
-    base.update(kw)
-    return RefactConfig(**base)
-
-
-@pytest.fixture(scope="module")
-def model():
-    torch.manual_seed(0)
-    return RefactForCausalLM(tiny()).eval()
-
-
-IDS = torch.randint(5, 128, (2, 7), generator=torch.Generator().manual_seed(0))
 
 
 @pytest.mark.parametrize("ids, match", [
