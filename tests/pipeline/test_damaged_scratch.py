@@ -1,5 +1,6 @@
 """The binary files a run writes and a rerun reads back (near and exact dedup scratch: .npy signatures, buckets,
-Parquet hashes and removal lists; a stage's documents read by the next stage), left empty, short, zero-filled or replaced by another file of the same name: by a
+Parquet hashes and removal lists; a stage's documents read by the next stage; the tokenize units' .bin/.npz
+scratch), left empty, short, zero-filled or replaced by another file of the same name: by a
 power cut (XFS and Lustre can leave a renamed, not fsynced, file empty or short), a full disk, a cut copy or a hand
 edit. Each unit's completion record holds the size and xxh3 of the files it wrote; the rerun finds the damaged
 file, says so in one line naming it, does its unit again and gives the undamaged run's output. Before: a traceback
@@ -11,7 +12,9 @@ from pathlib import Path
 
 import pytest
 
+import data_pipeline.tokenization as tokenization
 from data_pipeline.cli import main
+from data_pipeline.tokenizer import load_tokenizer
 
 from test_damaged_state import ARGS, reference, without_cpu_seconds  # noqa: F401 (a fixture)
 
@@ -100,3 +103,34 @@ def test_a_damaged_document_shard_is_made_again_before_it_is_read(reference, tmp
     assert_as_undamaged(reference, tmp_path / "out")
     shown = ND + "/documents/part-00002.parquet" if damaged.startswith("documents") else damaged
     assert f"{tmp_path / 'out' / shown} is damaged" in err and "of step 'filter' again" in err
+
+
+@pytest.mark.parametrize("damaged, how", [
+    ("bin", "empty"), ("bin", "8 bytes short"),  # was: ValueError: mmap length is greater than file size
+    ("npz", "empty"),  # was: EOFError: No data left in file
+    ("npz", "8 bytes short"),  # was: BadZipFile: File is not a zip file
+    ("bin", "one bit flipped"),  # was: exit 0, train-00000.bin with one token off
+    ("npz", "as unit-00000.npz"),  # another unit's lengths: was exit 0, other documents in every shard file
+])
+def test_damaged_tokenize_scratch_of_an_interrupted_build_is_tokenized_again(reference, tmp_path, monkeypatch,
+                                                                             capsys, damaged, how):
+    """A build killed after pass 1 keeps each unit's .bin (tokens) and .npz (document lengths, hashes) for the
+    rerun; its completion record said done whatever state they were in."""
+    documents = sorted((reference / "ref" / "documents").glob("part-*.parquet"))
+    tok = load_tokenizer(reference / "ref" / "tokenizer")
+    tokenization.build_shards(documents, tmp_path / "clean", tok, progress=False)
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt
+    with monkeypatch.context() as m:
+        m.setattr(tokenization, "write_shards", killed)
+        with pytest.raises(KeyboardInterrupt):
+            tokenization.build_shards(documents, tmp_path / "out", tok, progress=False)
+    work = tmp_path / "out" / "shards.work"
+    unit = max(work.glob("unit-*.bin"), key=lambda f: f.stat().st_size).stem  # one with documents
+    damage(work / f"{unit}.{damaged}", how)
+    capsys.readouterr()
+    tokenization.build_shards(documents, tmp_path / "out", tok, progress=False)
+    for ref_file in (tmp_path / "clean" / "shards").iterdir():
+        assert (tmp_path / "out" / "shards" / ref_file.name).read_bytes() == ref_file.read_bytes(), ref_file
+    assert f"{work / unit}.{damaged} is damaged" in capsys.readouterr().err
