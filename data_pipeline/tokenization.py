@@ -427,7 +427,7 @@ class TokenizationStage(Stage):
         tok = get_tokenizer(ctx, train=False)
         try:  # both are derived data: damaged (a crash, a cut copy), the shards are built again
             record = read_json(record_path(ctx), keys=("settings", "counts"))
-            read_manifest(ctx.root, check_index=False)
+            read_manifest(ctx.root)  # its index files too: the trainer's documents reader needs them
         except (OSError, DamagedFile, ManifestError) as err:
             _log(f"[tokenize] {err}; building the shards again")
             record = {}

@@ -1,6 +1,6 @@
 """The binary files a run writes and a rerun reads back (near and exact dedup scratch: .npy signatures, buckets,
 Parquet hashes and removal lists; a stage's documents read by the next stage; the tokenize units' .bin/.npz
-scratch), left empty, short, zero-filled or replaced by another file of the same name: by a
+scratch; the shards' .idx.npy), left empty, short, zero-filled or replaced by another file of the same name: by a
 power cut (XFS and Lustre can leave a renamed, not fsynced, file empty or short), a full disk, a cut copy or a hand
 edit. Each unit's completion record holds the size and xxh3 of the files it wrote; the rerun finds the damaged
 file, says so in one line naming it, does its unit again and gives the undamaged run's output. Before: a traceback
@@ -134,3 +134,13 @@ def test_damaged_tokenize_scratch_of_an_interrupted_build_is_tokenized_again(ref
     for ref_file in (tmp_path / "clean" / "shards").iterdir():
         assert (tmp_path / "out" / "shards" / ref_file.name).read_bytes() == ref_file.read_bytes(), ref_file
     assert f"{work / unit}.{damaged} is damaged" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("how", ["empty", "8 bytes short", "zero-filled"])
+def test_a_damaged_shard_index_is_built_again(reference, tmp_path, capsys, how):
+    """Was: exit 0, the stage counted as complete, and the trainer's documents reader refused the index later."""
+    rc, err = rerun(reference, tmp_path / "out", capsys, "shards/train-00000.idx.npy", how, ())
+    assert rc == 0, err
+    assert f"{tmp_path / 'out' / 'shards' / 'train-00000.idx.npy'}: not an array of document offsets" in err
+    assert "building the shards again" in err
+    assert_as_undamaged(reference, tmp_path / "out")
