@@ -18,6 +18,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any, Callable, Iterator
 
+import xxhash
+
+_WRITTEN: list[Path] | None = None  # what `atomic_path` renamed into place inside `recorded_writes`
+
 
 def temp_path(path: str | Path) -> Path:
     """The hidden sibling name `path` is written under before the rename."""
@@ -44,9 +48,49 @@ def atomic_path(path: str | Path, fsync: bool = False) -> Iterator[Path]:
             finally:
                 os.close(fd)
         os.replace(tmp, path)
+        if _WRITTEN is not None:
+            _WRITTEN.append(path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+@contextmanager
+def recorded_writes() -> Iterator[list[Path]]:
+    """Within (in this process): the yielded list gets every path `atomic_path` renames into place, the files a unit
+    of work wrote, which its completion record lists with `file_record`."""
+    global _WRITTEN
+    outer, _WRITTEN = _WRITTEN, []
+    try:
+        yield _WRITTEN
+    finally:
+        _WRITTEN = outer
+
+
+def file_record(path: str | Path) -> list[Any]:
+    """[size in bytes, xxh3-64 hex digest] of a file: kept in a completion record, compared when the work is resumed
+    (a power cut can leave a renamed file empty or short, a copy another run's file). ~10 GB/s: a re-read from the
+    page cache costs little next to writing the file."""
+    digest = xxhash.xxh3_64()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 22):
+            digest.update(chunk)
+    return [os.path.getsize(path), digest.hexdigest()]
+
+
+def record_problem(path: Path, recorded: Any) -> str | None:
+    """Why `path` is not the file `recorded` (a `file_record`) describes, or None: missing, another size, another
+    content; cheap first (a stat), the hash only when the size is right."""
+    if not path.is_file():
+        return f"{path} is missing"
+    size = path.stat().st_size
+    if not (isinstance(recorded, list) and len(recorded) == 2):
+        return f"the record of {path} is damaged: {recorded!r}"
+    if size != recorded[0]:
+        return f"{path} is damaged: {size} bytes, {recorded[0]} when written (a crash, a full disk, a cut copy?)"
+    if file_record(path)[1] != recorded[1]:
+        return f"{path} is damaged: not the content written there (xxh3 differs: another run's file or an edit?)"
+    return None
 
 
 def write_bytes_atomic(path: str | Path, data: bytes, fsync: bool = False) -> None:

@@ -22,7 +22,8 @@ from typing import Callable, Sequence
 import pyarrow as pa
 
 from data_pipeline.atomic import write_json_atomic
-from data_pipeline.executor import StageResult, finish_stage, forget_units, run_units, unit_done
+from data_pipeline.executor import (StageResult, finish_stage, forget_units, redo_damaged, run_units, unit_done,
+                                    write_marker)
 from data_pipeline.records import read_document_batches
 from data_pipeline.stage import FilterStep, ShardOutput, Stage, StageContext, Step, shard_units, text_bytes
 from data_pipeline.stats import RedoUnits, UnitStats
@@ -98,9 +99,7 @@ class ChainStep(Step):
             unit_stats.extra["cpu_seconds"] = {self.name: round(seconds, 3)}
             if c.name != ctx.name:  # the last member's are written by the executor
                 write_json_atomic(c.unit_stats_path(self.name, unit), unit_stats.to_dict())
-                marker = c.marker_path(self.name, unit)
-                marker.parent.mkdir(parents=True, exist_ok=True)
-                marker.touch()
+                write_marker(c, self.name, unit, [])  # the files of the unit: in the last member's marker
         return stats[last]
 
 
@@ -120,6 +119,7 @@ def run_chain(members: Sequence[Member], *, workers: int = 1, task: int | None =
     last_stage, last_ctx = members[-1]
     fused = Stage(label, [ChainStep(members)])
     ctx = replace(last_ctx, input_shards=members[0][1].input_shards)
+    redo_damaged(ctx, log)
     units = fused.steps[0].units(ctx)
     missing = [u for u in units if not unit_done(ctx, ChainStep.name, u)]
     missing_set = set(missing)

@@ -22,7 +22,8 @@ from typing import Any, Callable, Iterator
 import pyarrow as pa
 from tqdm import tqdm
 
-from data_pipeline.atomic import atomic_path, write_json_atomic
+from data_pipeline.atomic import (DamagedFile, atomic_path, file_record, read_json, record_problem, recorded_writes,
+                                  write_json_atomic)
 from data_pipeline.stage import Stage, StageContext, Step
 from data_pipeline.stats import RedoUnits, sum_unit_stats
 
@@ -48,17 +49,49 @@ def execute_unit(stage: Stage, ctx: StageContext, step_index: int, unit: str) ->
     step = stage.steps[step_index]
     started = time.process_time()
     try:
-        stats = step.run(ctx, unit)
+        with recorded_writes() as written:
+            stats = step.run(ctx, unit)
     except Exception as exc:
         raise RuntimeError(f"stage {stage.name!r} step {step.name!r} unit {unit}: {type(exc).__name__}: {exc}") from exc
     # CPU seconds per step, summed over units in stats.json: where the time goes, whatever the machine's load
     # (a streamed chain of stages measures each stage's share itself)
     stats.extra.setdefault("cpu_seconds", {step.name: round(time.process_time() - started, 3)})
     write_json_atomic(ctx.unit_stats_path(step.name, unit), stats.to_dict())
-    marker = ctx.marker_path(step.name, unit)
-    marker.parent.mkdir(parents=True, exist_ok=True)
-    marker.touch()
+    write_marker(ctx, step.name, unit, written)
     return unit
+
+
+def write_marker(ctx: StageContext, step: str, unit: str, written: list[Path]) -> None:
+    """A unit's completion marker: the size and hash of each data file it wrote (`written`, paths under the output
+    directory: Parquet, .npy), checked by `redo_damaged` before a later run reads them back."""
+    root = ctx.root.resolve()
+    files = {}
+    for path in dict.fromkeys(written):
+        # not a file in a temporary directory renamed since; not JSON state (read_json checks it) nor a marker
+        if path.suffix not in (".json", ".done") and path.is_file() and path.resolve().is_relative_to(root):
+            files[path.resolve().relative_to(root).as_posix()] = file_record(path)
+    write_json_atomic(ctx.marker_path(step, unit), {"files": files})
+
+
+def redo_damaged(ctx: StageContext, log: Callable[[str], None], under: Path | None = None) -> bool:
+    """Check the files the finished units of `ctx`'s stage wrote (those `under` a folder, e.g. its documents) against
+    their markers; a unit whose file is damaged (or whose marker is) loses its marker, said in one line, and is done
+    again (a pure function of its inputs: the same files). Whether any was."""
+    redo = False
+    for marker in sorted((ctx.work_dir / "markers").glob("*/*.done")):
+        try:
+            files = read_json(marker, keys=("files",))["files"]
+            problem = next(filter(None, (record_problem(ctx.root / name, record) for name, record in files.items()
+                                         if under is None or (ctx.root / name).is_relative_to(under))), None)
+        except FileNotFoundError:  # forgotten meanwhile by another array task
+            continue
+        except (DamagedFile, AttributeError) as err:
+            problem = f"{err}" if isinstance(err, DamagedFile) else f"{marker} is damaged: not the record written there"
+        if problem:
+            log(f"[{ctx.name}] {problem}; doing unit {marker.stem} of step {marker.parent.name!r} again")
+            marker.unlink(missing_ok=True)
+            redo = True
+    return redo
 
 
 def _execute_star(args: tuple) -> str:
@@ -148,6 +181,7 @@ def run_stage(
     if stage.complete(ctx):
         log(f"[{ctx.name}] complete, skipped")
         return StageResult(ctx.name, complete=True, skipped=True)
+    redo_damaged(ctx, log)
     step_names = [s.name for s in stage.steps]
     if only_step is not None and only_step not in step_names:
         raise ValueError(f"stage {ctx.name!r} has no step {only_step!r}; its steps are {step_names}")

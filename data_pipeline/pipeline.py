@@ -15,7 +15,8 @@ from typing import IO, Any, Callable
 from data_pipeline.atomic import DamagedFile, LockHeld, hold_lock, read_json, write_json_atomic
 from data_pipeline.config import DataError
 from data_pipeline.chain import chain_groups, chain_label, resumable_start, run_chain
-from data_pipeline.executor import WorkerDied, default_workers, finish_stage, link_or_copy, reused_workers, run_stage
+from data_pipeline.executor import (WorkerDied, default_workers, finish_stage, link_or_copy, redo_damaged,
+                                    reused_workers, run_stage)
 from data_pipeline.sources.ingest import AccountingError, InputError, validate_inputs
 from data_pipeline.stage import Stage, StageContext
 from data_pipeline.stages import STAGE_ORDER, TURN_ON, build_stage, stage_section
@@ -205,7 +206,7 @@ def _run(cfg: dict[str, Any], log: Callable[[str], None], locks: ExitStack) -> P
     published = False
     # consecutive filter stages run as one streamed pass (data_pipeline/chain.py), unless one stage is asked for
     groups = chain_groups(stages, fuse=selected == "all" or selected in fused_labels(stages))
-    for group in groups:
+    for k, group in enumerate(groups):
         stage = group[-1][1]
         label = chain_label([s.name for _, s in group])
         if not stage.makes_documents and not published:
@@ -217,6 +218,9 @@ def _run(cfg: dict[str, Any], log: Callable[[str], None], locks: ExitStack) -> P
         if selected in ("all", label):
             if previous is not None and not _complete(root, stages, previous):
                 raise PipelineError(f"stage {label!r} needs stage {previous!r} complete first; run stage={previous}")
+            if (stage.makes_documents and k + 1 < len(groups) and not _complete(root, stages, groups[k + 1][-1][1].name)
+                    and redo_damaged(ctx, log, under=ctx.documents_dir)):
+                ctx.success_path.unlink(missing_ok=True)  # a document the next stage reads was damaged: redone first
             start = resumable_start(members)
             if start:  # leading stages run alone earlier: their documents are the chain's input
                 inputs = tuple(members[start - 1][0].output_shards(members[start - 1][1]))

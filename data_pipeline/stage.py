@@ -10,7 +10,8 @@ Layout of one stage under the pipeline's output directory `DIR`:
 DIR/stages/<NN>_<stage>/documents/part-<unit>.parquet   documents kept (the next stage's input shards)
 DIR/stages/<NN>_<stage>/scratch/<step>/...              free space for intermediate files of a step
 DIR/stages/<NN>_<stage>/stats/<step>/<unit>.json        UnitStats of one unit (written before its marker)
-DIR/stages/<NN>_<stage>/markers/<step>/<unit>.done      completion marker of one unit: a rerun skips it
+DIR/stages/<NN>_<stage>/markers/<step>/<unit>.done      completion marker of one unit: a rerun skips it; the size
+                                                        and xxh3 of the data files it wrote (executor.write_marker)
 DIR/stages/<NN>_<stage>/stats.json, _SUCCESS            the stage's summed stats and its completion marker
 DIR/dropped/<stage>-<unit>.parquet                      every document this unit dropped (DROPPED_SCHEMA)
 ```

@@ -31,7 +31,8 @@ import numpy as np
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
-from data_pipeline.atomic import DamagedFile, read_json, read_json_or_none, write_json_atomic, write_text_atomic
+from data_pipeline.atomic import (DamagedFile, file_record, read_json, read_json_or_none, record_problem,
+                                  write_json_atomic, write_text_atomic)
 from data_pipeline.config import DataError, config_from_dict
 from data_pipeline.mixing import HoldoutConfig, MixtureConfig, compute_weights, holdout_score, uniform_hash
 from data_pipeline.records import Document, documents_of, read_documents, write_documents
@@ -106,9 +107,14 @@ def _tokenize_unit(job: _Job) -> dict[str, Any]:
     `.json` (its completion marker: a rerun after an interruption skips the unit)."""
     base = Path(job.work_dir) / f"unit-{job.unit.index:05d}"
     marker = Path(f"{base}.json")
-    done = read_json_or_none(marker, _log, "tokenizing the unit again", keys=("index", "groups", "documents"))
-    if done is not None:
-        return done
+    done = read_json_or_none(marker, _log, "tokenizing the unit again", keys=("index", "groups", "documents", "files"))
+    if done is not None:  # its scratch as written? (a power cut can leave a renamed file empty or short)
+        files = done["files"] if isinstance(done["files"], dict) else {"bin": None, "npz": None}
+        problem = next(filter(None, (record_problem(Path(f"{base}.{ext}"), files.get(ext)) for ext in ("bin", "npz"))),
+                       None)
+        if problem is None:
+            return done
+        _log(f"{problem}; tokenizing the unit again")
     tok = _tokenizer(job.tokenizer_file)
     groups: dict[str, int] = {}
     lengths, group_ids, mix_u, hold_u, eligible = [], [], [], [], []
@@ -134,7 +140,8 @@ def _tokenize_unit(job: _Job) -> dict[str, Any]:
     np.savez(f"{base}.npz", lengths=np.asarray(lengths, dtype=np.int64), group=np.asarray(group_ids, dtype=np.int32),
              mix_u=np.asarray(mix_u, dtype=np.float64), hold_u=np.asarray(hold_u, dtype=np.float64),
              eligible=np.asarray(eligible, dtype=bool))
-    result = {"index": job.unit.index, "groups": list(groups), "documents": len(lengths)}
+    result = {"index": job.unit.index, "groups": list(groups), "documents": len(lengths),
+              "files": {ext: file_record(f"{base}.{ext}") for ext in ("bin", "npz")}}
     write_text_atomic(marker, json.dumps(result))  # last: the unit's completion marker
     return result
 
@@ -420,7 +427,7 @@ class TokenizationStage(Stage):
         tok = get_tokenizer(ctx, train=False)
         try:  # both are derived data: damaged (a crash, a cut copy), the shards are built again
             record = read_json(record_path(ctx), keys=("settings", "counts"))
-            read_manifest(ctx.root, check_index=False)
+            read_manifest(ctx.root)  # its index files too: the trainer's documents reader needs them
         except (OSError, DamagedFile, ManifestError) as err:
             _log(f"[tokenize] {err}; building the shards again")
             record = {}
