@@ -337,8 +337,8 @@ class Checkpointer:
 
 def copy_tokenizer(src: Path, dst: Path) -> None:
     dst.mkdir(parents=True, exist_ok=True)
-    if src.is_file():
-        shutil.copy2(src, dst / src.name)
+    if src.is_file():  # tokenizer=FILE of any name: kept as tokenizer.json, the name loaders look for
+        shutil.copy2(src, dst / "tokenizer.json")
         return
     for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.json", "merges.txt"):
         if (src / name).is_file():
