@@ -89,7 +89,8 @@ def run(cfg: DictConfig) -> dict:
         torch.set_num_threads(int(cfg.cpu_threads))
     device = pick_device(cfg.device)
     dtype = pick_dtype(cfg.dtype, device)
-    model, tokenizer = load_model_and_tokenizer(cfg.model, cfg.tokenizer, dtype, device)
+    model, tokenizer = load_model_and_tokenizer(cfg.model, cfg.tokenizer, dtype, device,
+                                                bool(cfg.allow_other_tokenizer))
     if tokenizer is None:
         raise ValueError(f"{cfg.model} has no tokenizer.json: pass tokenizer=PATH")
     model.eval()

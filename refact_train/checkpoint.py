@@ -34,6 +34,8 @@ except ImportError:
 
 from data_pipeline.atomic import atomic_path, write_json_atomic, write_text_atomic
 from data_pipeline.config import config_from_dict
+from data_pipeline.shards import read_manifest
+from data_pipeline.tokenizer import RefactTokenizer, load_tokenizer
 from refact_train.lora import LoraConfig
 
 MARKER = "COMPLETE.json"
@@ -304,9 +306,11 @@ class Checkpointer:
             os.symlink(target, tmp)
         self.prune()
 
-    def resume(self, resume, global_batch: int, seed: int) -> TrainerState | None:
+    def resume(self, resume, global_batch: int, seed: int, tokenizer: RefactTokenizer | None = None,
+               allow_other_tokenizer: bool = False) -> TrainerState | None:
         """Load the checkpoint `resume` names ("auto": this run's newest intact one; "never"/None: none) into the
-        backend and this rank's RNG; its TrainerState, or None when there is nothing to resume."""
+        backend and this rank's RNG; its TrainerState, or None when there is nothing to resume. `tokenizer`: the run's,
+        refused if the checkpoint was trained with another."""
         if resume in (None, "never", False):
             return None
         ckpt = latest_valid(self.root, self.log) if resume == "auto" else resolve_checkpoint_dir(resume)
@@ -324,6 +328,9 @@ class Checkpointer:
         if saved.global_batch != global_batch:
             raise CheckpointError(f"{ckpt}: saved with train.global_batch={saved.global_batch}, this run has "
                                   f"{global_batch}; resume needs the same global batch")
+        if tokenizer is not None:
+            check_tokenizer(recorded_tokenizer(ckpt), tokenizer, str(ckpt), "allow_other_tokenizer=true",
+                            allow_other_tokenizer, self.log if self.backend.env.is_main else lambda *a, **k: None)
         env = self.backend.env
         self.backend.load_state(ckpt)
         same_ranks = restore_rng(ckpt, env.rank, hash((seed, env.rank, saved.step)))
@@ -337,9 +344,48 @@ class Checkpointer:
 
 def copy_tokenizer(src: Path, dst: Path) -> None:
     dst.mkdir(parents=True, exist_ok=True)
-    if src.is_file():
-        shutil.copy2(src, dst / src.name)
+    if src.is_file():  # tokenizer=FILE of any name: kept as tokenizer.json, the name loaders look for
+        shutil.copy2(src, dst / "tokenizer.json")
         return
     for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.json", "merges.txt"):
         if (src / name).is_file():
             shutil.copy2(src / name, dst / name)
+
+
+# --- which tokenizer a checkpoint was trained with ------------------------------------------------------------------
+def saved_tokenizer(ckpt: Path) -> RefactTokenizer | None:
+    """The tokenizer saved in checkpoint `ckpt` (tokenizer.json, or vocab.json + merges.txt), None in older ones."""
+    d = ckpt / "tokenizer"
+    return load_tokenizer(d) if (d / "tokenizer.json").is_file() or (d / "vocab.json").is_file() else None
+
+
+def recorded_tokenizer(ckpt: Path) -> tuple[str, str] | None:
+    """(sha256, the file that records it) of the tokenizer `ckpt` was trained with: its saved tokenizer, else (an older
+    checkpoint saved without one) the manifest of the shards its config.yaml trained on; None if neither is there."""
+    saved = saved_tokenizer(ckpt)
+    if saved is not None:
+        return saved.sha256, str(saved.source)
+    data = read_config(ckpt / "config.yaml").get("data") or {}
+    if data.get("kind", "shards") != "shards" or not data.get("path"):
+        return None
+    try:
+        manifest = read_manifest(data["path"], check_index=False)
+    except (OSError, ValueError):  # the shards moved or are gone: nothing left to check against
+        return None
+    return manifest.tokenizer.sha256, str(manifest.directory / "manifest.json")
+
+
+def check_tokenizer(recorded: tuple[str, str] | None, given: RefactTokenizer, model: str, allow_flag: str,
+                    allow: bool = False, log=print) -> None:
+    """Refuse `given` for a model trained with another tokenizer (`recorded`): one of the same size loads and runs, and
+    the model then reads and writes other text than it learnt. None (nothing recorded) is a warning."""
+    if recorded is None:
+        log(f"warning: {model} records no tokenizer it was trained with: {given.source} is used unchecked (make sure "
+            f"it is that one)", file=sys.stderr)
+    elif recorded[0] != given.sha256 and not allow:
+        raise CheckpointError(f"{given.source} (sha256 {given.sha256[:12]}) is not the tokenizer {model} was trained "
+                              f"with ({recorded[1]}, sha256 {recorded[0][:12]}): use that one, or give {allow_flag} "
+                              f"if the change of tokenizer is meant")
+    elif recorded[0] != given.sha256:
+        log(f"warning: {given.source} is not the tokenizer {model} was trained with ({recorded[1]}); used "
+            f"anyway, as {allow_flag} says", file=sys.stderr)

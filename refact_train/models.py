@@ -15,7 +15,9 @@ from omegaconf import OmegaConf
 from torch import nn
 
 from data_pipeline.tokenizer import RefactTokenizer, load_tokenizer
-from refact_train.checkpoint import CheckpointError, read_config, resolve_checkpoint_dir
+from refact_train.checkpoint import (
+    CheckpointError, check_tokenizer, read_config, recorded_tokenizer, resolve_checkpoint_dir, saved_tokenizer,
+)
 from refact_train.hf import load_hf_checkpoint, save_hf_checkpoint
 from refact_train.lora import LoraConfig, apply_lora, merge_lora_state
 from refact_train.model import RefactConfig, RefactForCausalLM
@@ -70,16 +72,27 @@ def load_model_from_checkpoint(path: str | Path, device: str = "cpu") -> tuple[R
     cfg = read_config(ckpt / "config.yaml")  # saved resolved: a `${` left in a path is a character, not a reference
     model = model_from_state(cfg, torch.load(ckpt / "model.pt", map_location="cpu", weights_only=True))
     model.to(device).eval()
-    tokenizer = load_tokenizer(ckpt / "tokenizer") if (ckpt / "tokenizer" / "tokenizer.json").is_file() else None
-    return model, tokenizer
+    return model, saved_tokenizer(ckpt)
+
+
+def tokenizer_record(path: str | Path) -> tuple[str, str] | None:
+    """(sha256, file) of the tokenizer the model at `path` (an HF directory or a trainer checkpoint) was trained
+    with, as recorded beside it; None when nothing is (an HF directory without tokenizer.json, an older checkpoint)."""
+    p = Path(path)
+    if is_hf_dir(p):
+        return (load_tokenizer(p).sha256, str(p / "tokenizer.json")) if (p / "tokenizer.json").is_file() else None
+    return recorded_tokenizer(resolve_checkpoint_dir(p))
 
 
 def load_model_and_tokenizer(
     path: str | Path, tokenizer_path: str | Path | None = None, dtype: torch.dtype | None = None,
-    device: str | torch.device = "cpu",
+    device: str | torch.device = "cpu", allow_other_tokenizer: bool = False,
+    allow_flag: str = "allow_other_tokenizer=true",
 ) -> tuple[RefactForCausalLM, RefactTokenizer | None]:
     """(model, tokenizer or None) from an HF directory or a trainer checkpoint. The tokenizer comes from
-    `tokenizer_path`, else from the model's own directory. `dtype` None keeps the stored dtype."""
+    `tokenizer_path`, else from the model's own directory; one other than the model was trained with is refused
+    unless `allow_other_tokenizer` (`allow_flag`: how the caller's user says so). `dtype` None keeps the stored
+    dtype."""
     p = Path(path)
     if not p.exists():
         raise FileNotFoundError(f"{p}: no such model directory or checkpoint")
@@ -99,11 +112,13 @@ def load_model_and_tokenizer(
             raise FileNotFoundError(f"{p}: not an HF directory (no config.json), nor a trainer checkpoint: "
                                     f"{err}") from err
         model = model.to(device=device, dtype=dtype) if dtype is not None else model.to(device)
-    if tokenizer_path is not None:
-        tokenizer = load_tokenizer(tokenizer_path)
+    own, tokenizer = tokenizer, load_tokenizer(tokenizer_path) if tokenizer_path is not None else tokenizer
     if tokenizer is not None and tokenizer.vocab_size > model.config.vocab_size:  # ids past the embedding: IndexError
         raise ValueError(f"tokenizer {tokenizer.source} has {tokenizer.vocab_size} tokens, more than the "
                          f"{model.config.vocab_size} embedding rows of {p}: it is not this model's tokenizer")
+    if tokenizer is not own and (own is None or own.sha256 != tokenizer.sha256):  # the same at another path is fine
+        check_tokenizer(tokenizer_record(p) if own is None else (own.sha256, str(own.source)), tokenizer, str(p),
+                        allow_flag, allow_other_tokenizer)
     return model, tokenizer
 
 
@@ -137,8 +152,10 @@ def pick_dtype(dtype: str, device: str) -> torch.dtype | None:
 
 
 # --- training and export ------------------------------------------------------------------------------------------
-def init_model(model_cfg: dict[str, Any], init_from: str | None, log=print) -> RefactForCausalLM:
-    """A fresh model, or weights from `init_from` (an HF dir, or a trainer checkpoint / run dir: weights only)."""
+def init_model(model_cfg: dict[str, Any], init_from: str | None, log=print, tokenizer: RefactTokenizer | None = None,
+               allow_other_tokenizer: bool = False) -> RefactForCausalLM:
+    """A fresh model, or weights from `init_from` (an HF dir, or a trainer checkpoint / run dir: weights only);
+    `tokenizer` (the run's) is refused if init_from was trained with another, unless `allow_other_tokenizer`."""
     if not init_from:
         return build_model(model_cfg)
     path = Path(init_from)
@@ -146,6 +163,9 @@ def init_model(model_cfg: dict[str, Any], init_from: str | None, log=print) -> R
         raise CheckpointError(f"init_from={init_from}: no such directory (give an HF directory, or a trainer "
                               f"checkpoint or run directory)")
     try:
+        if tokenizer is not None:
+            check_tokenizer(tokenizer_record(path), tokenizer, str(path), "allow_other_tokenizer=true",
+                            allow_other_tokenizer, log)
         if is_hf_dir(path):
             model, _ = load_hf_checkpoint(str(path), dtype=torch.float32, device="cpu")
             log(f"[init] weights from HF directory {path}", file=sys.stderr)
@@ -162,7 +182,7 @@ def prepare_model(cfg: dict, tokenizer: Any, log=print) -> tuple[nn.Module, Refa
     model_cfg = dict(cfg["model"])
     if cfg["train"].get("vocab_from_tokenizer") and tokenizer is not None and not cfg.get("init_from"):
         model_cfg["vocab_size"] = int(tokenizer.padded_vocab_size)
-    base = init_model(model_cfg, cfg.get("init_from"), log)
+    base = init_model(model_cfg, cfg.get("init_from"), log, tokenizer, bool(cfg.get("allow_other_tokenizer")))
     cfg["model"] = base.config.to_dict()  # the saved config must rebuild exactly this model (HF init included)
     if cfg["train"].get("activation_checkpointing"):
         base.set_activation_checkpointing(True)

@@ -73,6 +73,7 @@ class RunSection:
     resume: str | bool | None = "auto"  # auto | never (false, null) | PATH of a checkpoint, checkpoints/ or run dir
     init_from: str | None = None
     tokenizer: str | None = None
+    allow_other_tokenizer: bool = False
     seed: int = 1234
     model: dict = field(default_factory=dict)
     optim: dict = field(default_factory=dict)

@@ -153,7 +153,8 @@ class Trainer:
     # --- resume -------------------------------------------------------------------------------------------------
     def maybe_resume(self) -> None:
         saved = self.checkpointer.resume(self.cfg.get("resume", "auto"), self.layout.global_batch,
-                                         int(self.cfg["seed"]))
+                                         int(self.cfg["seed"]), self.tokenizer,
+                                         bool(self.cfg.get("allow_other_tokenizer")))
         if saved is not None:
             self.state = saved
         self.checkpointer.mark_best(self.state.extra.get("best"))  # the resumed timeline's best, or none

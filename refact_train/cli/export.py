@@ -36,6 +36,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--drop-ln-f-bias", action="store_true", help="gguf: export a model whose ln_f has a bias "
                         "(llama.cpp's refact graph has none; not exact)")
     parser.add_argument("--tokenizer", default=None, help="tokenizer to ship (default: the source's own)")
+    parser.add_argument("--allow-other-tokenizer", action="store_true", help="ship --tokenizer although the source "
+                        "was trained with another one")
     parser.add_argument("--max-shard-gb", type=float, default=2.0, help="shard safetensors above this size")
     args = parser.parse_args(argv)
     if not args.max_shard_gb > 0:
@@ -47,7 +49,9 @@ def main(argv: list[str] | None = None) -> int:
         else:
             check_out_dir(args.out_dir)
         check_out_vs_source(Path(args.out_dir), Path(args.source))
-        model, tokenizer = load_model_and_tokenizer(args.source, tokenizer_path=args.tokenizer)
+        model, tokenizer = load_model_and_tokenizer(args.source, tokenizer_path=args.tokenizer,
+                                                    allow_other_tokenizer=args.allow_other_tokenizer,
+                                                    allow_flag="--allow-other-tokenizer")
         if args.format == "gguf":
             result = write_gguf(model, tokenizer, args.out_dir, args.dtype, drop_ln_f_bias=args.drop_ln_f_bias)
             print(f"refact-export: wrote {result.path} ({result.summary()})")

@@ -23,6 +23,7 @@ class GenerateOptions:
     prompt=null as null, which failed deep in the tokenizer or pathlib; system=null was sent as the text "None"."""
     model: str
     tokenizer: str | None = None
+    allow_other_tokenizer: bool = False
     mode: str = "plain"
     prompt: str = ""
     fim_marker: str = "<FILL>"
@@ -72,7 +73,8 @@ def prompt_ids(cfg: GenerateOptions, tokenizer) -> list[int]:
 def run(hydra_cfg: DictConfig) -> str:
     cfg = options(hydra_cfg)
     device = pick_device(cfg.device)
-    model, tokenizer = load_model_and_tokenizer(cfg.model, cfg.tokenizer, pick_dtype(cfg.dtype, device), device)
+    model, tokenizer = load_model_and_tokenizer(cfg.model, cfg.tokenizer, pick_dtype(cfg.dtype, device), device,
+                                                cfg.allow_other_tokenizer)
     if tokenizer is None:
         raise ValueError(f"{cfg.model} has no tokenizer: pass tokenizer=PATH")
     ids = prompt_ids(cfg, tokenizer)

@@ -174,3 +174,22 @@ def test_a_tokenizer_larger_than_the_model_is_refused(tiny_model_dir, tmp_path):
                           f"out={tmp_path / 'r.json'}"])
     with pytest.raises(ValueError, match=r"tok.* has \d+ tokens, more than the 512 embedding rows"):  # models.py
         run(cfg)
+
+
+def test_a_tokenizer_of_the_same_size_but_another_vocabulary_is_refused(tiny_model_dir, tmp_path, one_thread):
+    """The model's embedding has room for it, so it ran: every prompt reached the model as other ids than it learnt,
+    and each pass@k or perplexity was a number about nothing."""
+    import sysconfig
+    from pathlib import Path
+    from data_pipeline.tokenizer import load_tokenizer, train_bpe
+    from evals.cli import compose_config, run
+    own = load_tokenizer(tiny_model_dir)
+    root = Path(sysconfig.get_paths()["stdlib"]) / "json"
+    other = train_bpe([p.read_text() for p in sorted(root.glob("*.py"))], vocab_size=own.vocab_size)
+    other.save(tmp_path / "tok")
+    common = [f"model={tiny_model_dir}", f"out={tmp_path / 'r.json'}", "tasks=[humaneval]", "limit=1",
+              f"tokenizer={tmp_path / 'tok'}"]
+    with pytest.raises(ValueError, match=rf"{tmp_path}/tok/tokenizer.json .* is not the tokenizer {tiny_model_dir} "
+                                         rf"was trained with \({tiny_model_dir}/tokenizer.json"):
+        run(compose_config(common))
+    assert not (tmp_path / "r.json").exists()

@@ -18,11 +18,12 @@ def stdlib_documents() -> list[str]:
     return [(root / f).read_text(encoding="utf-8") for f in STDLIB_FILES if (root / f).is_file()]
 
 
-def write_corpus(out: Path, vocab_size: int = 768) -> Path:
-    """Pipeline-style output dir `out` with `out/shards/` (train: all documents but two; valid: two)."""
+def write_corpus(out: Path, vocab_size: int = 768, docs: list[str] | None = None) -> Path:
+    """Pipeline-style output dir `out` with `out/shards/` (train: all documents but two; valid: two), of `docs`
+    (default: the stdlib files above) and a tokenizer trained on them."""
     from data_pipeline.tokenizer import train_bpe
 
-    docs = stdlib_documents()
+    docs = docs or stdlib_documents()
     tok = train_bpe(docs, vocab_size=vocab_size, min_frequency=2)
     shards = out / "shards"
     shards.mkdir(parents=True, exist_ok=True)
