@@ -139,3 +139,13 @@ def test_python_imports_in_the_docs_import():
     code = "\n".join(statements)
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert done.returncode == 0, done.stderr[-2000:]
+
+
+def test_test_modules_have_unique_names():
+    """Test folders are not packages: pytest imports each file by its bare name, so two files of one name stop the
+    whole run at collection ("import file mismatch"), and a second helpers module of one name would be the first's."""
+    seen: dict[str, list[str]] = {}
+    for path in sorted((ROOT / "tests").rglob("*.py")):
+        if path.name != "conftest.py" and not (path.parent / "__init__.py").exists():
+            seen.setdefault(path.name, []).append(str(path.relative_to(ROOT)))
+    assert not {name: paths for name, paths in seen.items() if len(paths) > 1}
