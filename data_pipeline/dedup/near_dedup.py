@@ -118,6 +118,14 @@ def removal_path(ctx: StageContext, shard: int) -> Path:
     return ctx.scratch_dir(CLUSTERS) / f"{shard:05d}.parquet"
 
 
+def written(ctx: StageContext, path: Path, step: str, unit: str) -> str:
+    """`path`, which unit `unit` of `step` wrote, to read; missing (removed by hand, or by keep_intermediate=false
+    after an older run that recorded no files in its markers), RedoUnits: the executor does that unit again."""
+    if not path.is_file():
+        raise RedoUnits(f"{path} is missing", [ctx.unit_stats_path(step, unit)])
+    return str(path)
+
+
 # Step 1: signatures. Documents with fewer words than the n-gram size have no shingles: they are counted
 # (`no_shingles`) and kept without being clustered, because their empty sets would otherwise all collide.
 class SignatureStep(Step):
@@ -178,7 +186,8 @@ class SignatureLookup:
         out = None
         for shard in np.unique(shards).tolist():
             if shard not in self._maps:
-                self._maps[shard] = np.load(signature_path(self.ctx, shard), mmap_mode="r")
+                path = written(self.ctx, signature_path(self.ctx, shard), SIGNATURES, f"{shard:05d}")
+                self._maps[shard] = np.load(path, mmap_mode="r")
             sigs = self._maps[shard]
             if out is None:
                 out = np.empty((len(index), sigs.shape[1]), np.uint32)
@@ -204,12 +213,12 @@ def _shingle_counts(path: str, mtime_ns: int) -> np.ndarray:
 
 def load_band(ctx: StageContext, shard: int, band: int, rows: int) -> tuple[np.ndarray, np.ndarray]:
     """The band values and global indices of the shard's documents that have shingles."""
-    meta = meta_path(ctx, shard)
-    shingles = _shingle_counts(str(meta), meta.stat().st_mtime_ns)
-    sigs = np.load(signature_path(ctx, shard), mmap_mode="r")
+    meta = written(ctx, meta_path(ctx, shard), SIGNATURES, f"{shard:05d}")
+    shingles = _shingle_counts(meta, Path(meta).stat().st_mtime_ns)
+    sigs = np.load(written(ctx, signature_path(ctx, shard), SIGNATURES, f"{shard:05d}"), mmap_mode="r")
     if len(sigs) != len(shingles):
-        raise ValueError(f"{signature_path(ctx, shard)}: {len(sigs)} signatures for {len(shingles)} rows; "
-                         "delete the near_dedup stage directory and rerun")
+        raise RedoUnits(f"{signature_path(ctx, shard)}: {len(sigs)} signatures for {len(shingles)} rows",
+                        [ctx.unit_stats_path(SIGNATURES, f"{shard:05d}")])
     keep = np.flatnonzero(shingles > 0)
     return np.asarray(sigs[:, band * rows : (band + 1) * rows])[keep], global_index(shard, keep)
 
@@ -275,7 +284,7 @@ def lookup_meta(ctx: StageContext, index: np.ndarray) -> dict[int, tuple[str, st
     found: dict[int, tuple[str, str | None]] = {}
     shards, rows = split_index(np.unique(index))
     for shard in np.unique(shards).tolist():
-        table = pq.read_table(str(meta_path(ctx, shard)), columns=["id", "path"])
+        table = pq.read_table(written(ctx, meta_path(ctx, shard), SIGNATURES, f"{shard:05d}"), columns=["id", "path"])
         wanted = rows[shards == shard]
         ids = table.column("id").take(pa.array(wanted)).to_pylist()
         paths = table.column("path").take(pa.array(wanted)).to_pylist()
@@ -315,10 +324,7 @@ class ClusterStep(Step):
         cfg = NearDedupConfig.from_dict(ctx.cfg)
         parts = [np.empty((0, 2), np.int64)]
         for bucket_unit in BucketStep().units(ctx):
-            path = ctx.scratch_dir(BUCKETS) / f"{bucket_unit}.npy"
-            if not path.exists():
-                raise FileNotFoundError(f"{path}: bucket file missing; run the near_dedup '{BUCKETS}' step first")
-            parts.append(np.load(path))
+            parts.append(np.load(written(ctx, ctx.scratch_dir(BUCKETS) / f"{bucket_unit}.npy", BUCKETS, bucket_unit)))
         edges = np.concatenate(parts)
         nodes, roots = components(edges[:, 0], edges[:, 1])
         report, meta = cluster_report(nodes, roots, ctx, cfg)
@@ -346,10 +352,8 @@ class NearFilterStep(Step):
         return shard_units(ctx)
 
     def run(self, ctx: StageContext, unit: str) -> UnitStats:
-        shard, path = int(unit), removal_path(ctx, int(unit))
-        if not path.exists():
-            raise FileNotFoundError(f"{path}: removal list missing; run the near_dedup '{CLUSTERS}' step first")
-        table = pq.read_table(str(path), columns=["row", "kept_id"])
+        shard = int(unit)
+        table = pq.read_table(written(ctx, removal_path(ctx, shard), CLUSTERS, "all"), columns=["row", "kept_id"])
         removals = dict(zip(table.column("row").to_pylist(), table.column("kept_id").to_pylist()))
 
         def reasons(batch: pa.RecordBatch, first_row: int) -> list[str | None]:
