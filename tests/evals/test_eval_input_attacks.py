@@ -110,6 +110,10 @@ OUT_OF_RANGE = [
     ("perplexity.max_windows=-1", r"perplexity.max_windows=-1"),  # all windows but the last
     ("heldout_fim.samples_per_document=0", r"heldout_fim.samples_per_document=0"),
     ("humaneval_infill.data=/nonexistent.jsonl", r"HumanEval data not found at /nonexistent.jsonl"),  # after humaneval
+    # KeyError / IndexError tracebacks at the first problem, after the model had loaded
+    ("humaneval_chat.query='Solve {task}'", r"humaneval_chat.query='Solve \{task\}': not a format string .*KeyError"),
+    ("humaneval_chat.query='f() {} {prompt}'", r"humaneval_chat.query=.*IndexError"),
+    ("humaneval_chat.query='dict {prompt'", r"humaneval_chat.query=.*ValueError"),
 ]
 
 
@@ -118,7 +122,7 @@ def test_out_of_range_values_are_refused_before_the_model_loads(tmp_path, overri
     from evals.cli import compose_config, run
 
     cfg = compose_config([f"model={tmp_path / 'absent'}", f"data={tmp_path}", f"out={tmp_path / 'r.json'}",
-                          "tasks=[humaneval,humaneval_infill,heldout_fim,perplexity]", override])
+                          "tasks=[humaneval,humaneval_chat,humaneval_infill,heldout_fim,perplexity]", override])
     with pytest.raises((ValueError, FileNotFoundError), match=match):  # the model path does not exist: never loaded
         run(cfg)
     assert not (tmp_path / "r.json").exists()
