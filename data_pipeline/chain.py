@@ -22,8 +22,8 @@ from typing import Callable, Sequence
 import pyarrow as pa
 
 from data_pipeline.atomic import write_json_atomic
-from data_pipeline.executor import (StageResult, finish_stage, forget_units, redo_damaged, run_units, unit_done,
-                                    write_marker)
+from data_pipeline.executor import (StageResult, StepError, finish_stage, forget_units, redo_damaged, run_units,
+                                    unit_done, write_marker)
 from data_pipeline.records import read_document_batches
 from data_pipeline.stage import FilterStep, ShardOutput, Stage, StageContext, Step, shard_units, text_bytes
 from data_pipeline.stats import RedoUnits, UnitStats
@@ -111,7 +111,7 @@ def run_chain(members: Sequence[Member], *, workers: int = 1, task: int | None =
     members = list(members)
     label = chain_label([c.name for _, c in members])
     if only_step is not None and only_step != ChainStep.name:
-        raise ValueError(f"stage {label!r} has one step, {ChainStep.name!r}, not {only_step!r}")
+        raise StepError(f"stage {label!r} has one step, {ChainStep.name!r}, not {only_step!r}")
     if all(stage.complete(c) for stage, c in members):
         for _, c in members:
             log(f"[{c.name}] complete, skipped")

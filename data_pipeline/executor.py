@@ -32,6 +32,10 @@ class WorkerDied(RuntimeError):
     """A worker process ended without finishing its unit (SIGKILL, the OOM killer): said in one line."""
 
 
+class StepError(RuntimeError):
+    """`step=NAME` names no step of the stage, or a step whose earlier steps are not complete: said in one line."""
+
+
 @dataclass
 class StageResult:
     name: str
@@ -51,6 +55,8 @@ def execute_unit(stage: Stage, ctx: StageContext, step_index: int, unit: str) ->
     try:
         with recorded_writes() as written:
             stats = step.run(ctx, unit)
+    except RedoUnits:  # a file another unit wrote is gone: that unit is done again (run_stage)
+        raise
     except Exception as exc:
         raise RuntimeError(f"stage {stage.name!r} step {step.name!r} unit {unit}: {type(exc).__name__}: {exc}") from exc
     # CPU seconds per step, summed over units in stats.json: where the time goes, whatever the machine's load
@@ -184,7 +190,7 @@ def run_stage(
     redo_damaged(ctx, log)
     step_names = [s.name for s in stage.steps]
     if only_step is not None and only_step not in step_names:
-        raise ValueError(f"stage {ctx.name!r} has no step {only_step!r}; its steps are {step_names}")
+        raise StepError(f"stage {ctx.name!r} has no step {only_step!r}; its steps are {step_names}")
     for i, step in enumerate(stage.steps):
         units = step.units(ctx)
         missing = [u for u in units if not unit_done(ctx, step.name, u)]
@@ -192,16 +198,20 @@ def run_stage(
             continue
         if only_step is not None and step.name != only_step:
             if step_names.index(only_step) > i:
-                raise RuntimeError(
-                    f"stage {ctx.name!r}: step {only_step!r} needs step {step.name!r} complete first "
-                    f"({len(missing)} of {len(units)} units missing)"
-                )
+                raise StepError(f"stage {ctx.name!r}: step {only_step!r} needs step {step.name!r} complete first "
+                                f"({len(missing)} of {len(units)} units missing); run step={step.name} first, or "
+                                f"leave out step= to run every step")
             continue
         missing_set = set(missing)
         mine = missing if task is None else [u for j, u in enumerate(units) if j % n_tasks == task and u in missing_set]
         if mine:
             step.prepare(ctx)
-            run_units(stage, ctx, i, mine, workers, progress)
+            try:
+                run_units(stage, ctx, i, mine, workers, progress)
+            except RedoUnits as gone:  # a file an earlier step's finished unit wrote is missing (removed by hand?)
+                forget_units(gone, ctx, log)
+                return run_stage(stage, ctx, workers=workers, task=task, n_tasks=n_tasks, only_step=only_step,
+                                 log=log, progress=progress)
         still = [u for u in units if not unit_done(ctx, step.name, u)]
         if still:
             note = f"step {step.name!r}: {len(still)} of {len(units)} units left to other tasks"

@@ -15,8 +15,8 @@ from typing import IO, Any, Callable
 from data_pipeline.atomic import DamagedFile, LockHeld, hold_lock, read_json, write_json_atomic
 from data_pipeline.config import DataError
 from data_pipeline.chain import chain_groups, chain_label, resumable_start, run_chain
-from data_pipeline.executor import (WorkerDied, default_workers, finish_stage, link_or_copy, redo_damaged,
-                                    reused_workers, run_stage)
+from data_pipeline.executor import (StepError, WorkerDied, default_workers, finish_stage, link_or_copy,
+                                    redo_damaged, reused_workers, run_stage)
 from data_pipeline.sources.ingest import AccountingError, InputError, validate_inputs
 from data_pipeline.stage import Stage, StageContext
 from data_pipeline.stages import STAGE_ORDER, TURN_ON, build_stage, stage_section
@@ -68,7 +68,7 @@ def run_problem(exc: BaseException, root: Path) -> PipelineError | None:
     """The one-line PipelineError for an exception that stops the run (a full disk, lost inputs), else None."""
     fix = "free space (or choose another output=) and rerun the same command; finished work is kept"
     for cause in (exc, exc.__cause__):
-        if isinstance(cause, (AccountingError, DataError, WorkerDied)):
+        if isinstance(cause, (AccountingError, DataError, StepError, WorkerDied)):
             return PipelineError(str(cause))
         if isinstance(cause, BrokenProcessPool):  # a worker killed outside the executor's own steps (tokenize)
             return PipelineError(f"a worker process was killed (out of memory? see dmesg): {exc}; rerun the same "

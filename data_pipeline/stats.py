@@ -115,6 +115,9 @@ class RedoUnits(DamagedFile):
         super().__init__(message)
         self.paths = paths
 
+    def __reduce__(self):  # raised in a worker process: pickled back with its paths
+        return RedoUnits, (str(self), self.paths)
+
 
 def check_stats(data: dict[str, Any], path: str | Path) -> dict[str, Any]:
     """`data` (read from `path`) if it has the shape of `UnitStats.to_dict` (a stage's: also "stage"), else

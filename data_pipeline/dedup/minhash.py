@@ -6,7 +6,8 @@ or with datasketch's SHA1 hash), pre-mixed and permuted for all permutations in 
 document with `np.minimum.reduceat`. With the same seed, scheme and hash function, row i equals
 `datasketch.MinHash(num_perm, seed, hashfunc=HASH_FUNCTIONS[hash], scheme=...)` updated with the shingles of text i
 (joined bytes, or word tuples for hash="words"); tests/dedup/test_minhash.py checks it value for value.
-`optimal_bands_rows` picks the LSH bands x rows for a threshold as datasketch's `MinHashLSH` does.
+`optimal_bands_rows` picks the LSH bands x rows for a threshold as datasketch's `MinHashLSH` does; `bucket_groups`,
+`first_member_edges` and `verified_edges` turn one band's values into the near_dedup stage's bucket edges.
 """
 from __future__ import annotations
 
@@ -279,3 +280,73 @@ def optimal_bands_rows(threshold: float, num_perm: int, false_positive_weight: f
     fn = np.trapezoid(1.0 - collision_probability(above[None, :], bands, rows), above, axis=1)
     best = int(np.argmin(false_positive_weight * fp + false_negative_weight * fn))  # first minimum, like datasketch
     return int(pairs[best, 0]), int(pairs[best, 1])
+
+
+# LSH band buckets (the near_dedup stage's `buckets` step): documents whose band values are equal are candidates.
+_MIX = np.uint64(0x9E3779B97F4A7C15)
+
+
+def band_partition(band_values: np.ndarray, partitions: int) -> np.ndarray:
+    """Partition (0..partitions-1) of each band, from a cheap multiplicative hash of its values."""
+    h = np.zeros(len(band_values), dtype=np.uint64)
+    for col in band_values.T:
+        h = (h ^ col.astype(np.uint64)) * _MIX
+        h ^= h >> np.uint64(29)
+    return (h % np.uint64(partitions)).astype(np.int64)
+
+
+def bucket_groups(band_values: np.ndarray, doc_index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Documents of the buckets holding two or more, grouped by bucket: (members, bucket id per member).
+
+    Buckets are runs of equal band values after a stable bytewise sort; `doc_index` must be increasing, so each
+    bucket lists its documents in input order (its first member is its smallest)."""
+    if len(doc_index) < 2:
+        return np.empty(0, np.int64), np.empty(0, np.int64)
+    rows = np.ascontiguousarray(band_values)
+    keys = rows.view(np.dtype((np.void, rows.dtype.itemsize * rows.shape[1]))).ravel()
+    order = np.argsort(keys, kind="stable")
+    sorted_keys = keys[order]
+    starts_new = np.ones(len(order), dtype=bool)
+    starts_new[1:] = sorted_keys[1:] != sorted_keys[:-1]
+    bucket = np.cumsum(starts_new) - 1
+    shared = np.bincount(bucket)[bucket] >= 2
+    return doc_index[order][shared], bucket[shared]
+
+
+def _first_of_bucket(members: np.ndarray, bucket: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(whether each member is its bucket's first, the first member of each member's bucket)."""
+    is_first = np.ones(len(members), dtype=bool)
+    is_first[1:] = bucket[1:] != bucket[:-1]
+    return is_first, members[is_first][np.cumsum(is_first) - 1]
+
+
+def first_member_edges(members: np.ndarray, bucket: np.ndarray) -> np.ndarray:
+    """BigCode's rule (verify_jaccard=false): every member of a bucket is linked to the bucket's first member."""
+    if len(members) == 0:
+        return np.empty((0, 2), np.int64)
+    is_first, first = _first_of_bucket(members, bucket)
+    return np.stack([members[~is_first], first[~is_first]], axis=1)
+
+
+def verified_edges(members: np.ndarray, bucket: np.ndarray, estimate: Callable[[np.ndarray, np.ndarray], np.ndarray],
+                   threshold: float, max_rounds: int = 16) -> tuple[np.ndarray, int]:
+    """Edges (member, representative) whose MinHash estimate reaches `threshold`, and how many members were still
+    unchecked after `max_rounds` (left unlinked in this band).
+
+    Sharing a band only makes two documents candidates (at Jaccard 0.6 they share one of 25 x 10 with probability
+    0.14). A member failing against its bucket's representative stays and is checked against the next
+    representative (the first of those left), round after round. `members` are grouped by `bucket` and increasing
+    inside each bucket, so a representative is always the smallest index still unlinked in its bucket."""
+    parts = [np.empty((0, 2), np.int64)]
+    for _ in range(max_rounds):
+        if len(members) < 2:
+            return np.concatenate(parts), 0
+        is_first, rep = _first_of_bucket(members, bucket)
+        cand = np.flatnonzero(~is_first)
+        if len(cand) == 0:
+            return np.concatenate(parts), 0
+        ok = estimate(members[cand], rep[cand]) >= threshold
+        parts.append(np.stack([members[cand[ok]], rep[cand[ok]]], axis=1))
+        members, bucket = members[cand[~ok]], bucket[cand[~ok]]
+    left = len(members) - int(np.count_nonzero(np.r_[True, bucket[1:] != bucket[:-1]])) if len(members) else 0
+    return np.concatenate(parts), left

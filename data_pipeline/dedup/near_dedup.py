@@ -24,7 +24,7 @@ from collections import Counter
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Mapping
 
 import numpy as np
 import pyarrow as pa
@@ -33,7 +33,8 @@ from tqdm import tqdm
 
 from data_pipeline.atomic import DamagedFile, atomic_path, read_json, write_json_atomic
 from data_pipeline.config import config_from_dict
-from data_pipeline.dedup.minhash import MinHashConfig, MinHasher, optimal_bands_rows
+from data_pipeline.dedup.minhash import (MinHashConfig, MinHasher, band_partition, bucket_groups, first_member_edges,
+                                         optimal_bands_rows, verified_edges)
 from data_pipeline.stage import Stage, StageContext, Step, filter_rows, shard_units
 from data_pipeline.stats import RedoUnits, UnitStats
 
@@ -47,7 +48,6 @@ ROW_BITS = 32
 DROP_REASON_PREFIX = "near_duplicate_of:"  # dropped records name the kept document; stats count one reason
 STATS_REASON = "near_duplicate"
 GATHER_CHUNK = 65536  # verified edges compared at once: 2 x 65536 x 1 KiB of signatures
-_MIX = np.uint64(0x9E3779B97F4A7C15)
 
 
 @dataclass(frozen=True)
@@ -118,6 +118,14 @@ def removal_path(ctx: StageContext, shard: int) -> Path:
     return ctx.scratch_dir(CLUSTERS) / f"{shard:05d}.parquet"
 
 
+def written(ctx: StageContext, path: Path, step: str, unit: str) -> str:
+    """`path`, which unit `unit` of `step` wrote, to read; missing (removed by hand, or by keep_intermediate=false
+    after an older run that recorded no files in its markers), RedoUnits: the executor does that unit again."""
+    if not path.is_file():
+        raise RedoUnits(f"{path} is missing", [ctx.unit_stats_path(step, unit)])
+    return str(path)
+
+
 # Step 1: signatures. Documents with fewer words than the n-gram size have no shingles: they are counted
 # (`no_shingles`) and kept without being clustered, because their empty sets would otherwise all collide.
 class SignatureStep(Step):
@@ -165,72 +173,7 @@ class SignatureStep(Step):
 # Step 2: LSH band buckets. A unit reads one band (`rows` consecutive signature values) of every document through
 # memory maps, keeps the documents whose band falls in its key partition, sorts the bands bytewise and links the
 # members of each bucket of two or more. Memory per unit: ~2 x (rows x 4 + 8) bytes per document / partitions.
-def band_partition(band_values: np.ndarray, partitions: int) -> np.ndarray:
-    """Partition (0..partitions-1) of each band, from a cheap multiplicative hash of its values."""
-    h = np.zeros(len(band_values), dtype=np.uint64)
-    for col in band_values.T:
-        h = (h ^ col.astype(np.uint64)) * _MIX
-        h ^= h >> np.uint64(29)
-    return (h % np.uint64(partitions)).astype(np.int64)
-
-
-def bucket_groups(band_values: np.ndarray, doc_index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Documents of the buckets holding two or more, grouped by bucket: (members, bucket id per member).
-
-    Buckets are runs of equal band values after a stable bytewise sort; `doc_index` must be increasing, so each
-    bucket lists its documents in input order (its first member is its smallest)."""
-    if len(doc_index) < 2:
-        return np.empty(0, np.int64), np.empty(0, np.int64)
-    rows = np.ascontiguousarray(band_values)
-    keys = rows.view(np.dtype((np.void, rows.dtype.itemsize * rows.shape[1]))).ravel()
-    order = np.argsort(keys, kind="stable")
-    sorted_keys = keys[order]
-    starts_new = np.ones(len(order), dtype=bool)
-    starts_new[1:] = sorted_keys[1:] != sorted_keys[:-1]
-    bucket = np.cumsum(starts_new) - 1
-    shared = np.bincount(bucket)[bucket] >= 2
-    return doc_index[order][shared], bucket[shared]
-
-
-def _first_of_bucket(members: np.ndarray, bucket: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(whether each member is its bucket's first, the first member of each member's bucket)."""
-    is_first = np.ones(len(members), dtype=bool)
-    is_first[1:] = bucket[1:] != bucket[:-1]
-    return is_first, members[is_first][np.cumsum(is_first) - 1]
-
-
-def first_member_edges(members: np.ndarray, bucket: np.ndarray) -> np.ndarray:
-    """BigCode's rule (verify_jaccard=false): every member of a bucket is linked to the bucket's first member."""
-    if len(members) == 0:
-        return np.empty((0, 2), np.int64)
-    is_first, first = _first_of_bucket(members, bucket)
-    return np.stack([members[~is_first], first[~is_first]], axis=1)
-
-
-def verified_edges(members: np.ndarray, bucket: np.ndarray, estimate: Callable[[np.ndarray, np.ndarray], np.ndarray],
-                   threshold: float, max_rounds: int = 16) -> tuple[np.ndarray, int]:
-    """Edges (member, representative) whose MinHash estimate reaches `threshold`, and how many members were still
-    unchecked after `max_rounds` (left unlinked in this band).
-
-    Sharing a band only makes two documents candidates (at Jaccard 0.6 they share one of 25 x 10 with probability
-    0.14). A member failing against its bucket's representative stays and is checked against the next
-    representative (the first of those left), round after round. `members` are grouped by `bucket` and increasing
-    inside each bucket, so a representative is always the smallest index still unlinked in its bucket."""
-    parts = [np.empty((0, 2), np.int64)]
-    for _ in range(max_rounds):
-        if len(members) < 2:
-            return np.concatenate(parts), 0
-        is_first, rep = _first_of_bucket(members, bucket)
-        cand = np.flatnonzero(~is_first)
-        if len(cand) == 0:
-            return np.concatenate(parts), 0
-        ok = estimate(members[cand], rep[cand]) >= threshold
-        parts.append(np.stack([members[cand[ok]], rep[cand[ok]]], axis=1))
-        members, bucket = members[cand[~ok]], bucket[cand[~ok]]
-    left = len(members) - int(np.count_nonzero(np.r_[True, bucket[1:] != bucket[:-1]])) if len(members) else 0
-    return np.concatenate(parts), left
-
-
+# The bucketing itself is data_pipeline/dedup/minhash.py's (`bucket_groups`, `verified_edges`).
 class SignatureLookup:
     """Signatures of documents by global index, read through memory maps of the signature files."""
 
@@ -243,7 +186,8 @@ class SignatureLookup:
         out = None
         for shard in np.unique(shards).tolist():
             if shard not in self._maps:
-                self._maps[shard] = np.load(signature_path(self.ctx, shard), mmap_mode="r")
+                path = written(self.ctx, signature_path(self.ctx, shard), SIGNATURES, f"{shard:05d}")
+                self._maps[shard] = np.load(path, mmap_mode="r")
             sigs = self._maps[shard]
             if out is None:
                 out = np.empty((len(index), sigs.shape[1]), np.uint32)
@@ -269,12 +213,12 @@ def _shingle_counts(path: str, mtime_ns: int) -> np.ndarray:
 
 def load_band(ctx: StageContext, shard: int, band: int, rows: int) -> tuple[np.ndarray, np.ndarray]:
     """The band values and global indices of the shard's documents that have shingles."""
-    meta = meta_path(ctx, shard)
-    shingles = _shingle_counts(str(meta), meta.stat().st_mtime_ns)
-    sigs = np.load(signature_path(ctx, shard), mmap_mode="r")
+    meta = written(ctx, meta_path(ctx, shard), SIGNATURES, f"{shard:05d}")
+    shingles = _shingle_counts(meta, Path(meta).stat().st_mtime_ns)
+    sigs = np.load(written(ctx, signature_path(ctx, shard), SIGNATURES, f"{shard:05d}"), mmap_mode="r")
     if len(sigs) != len(shingles):
-        raise ValueError(f"{signature_path(ctx, shard)}: {len(sigs)} signatures for {len(shingles)} rows; "
-                         "delete the near_dedup stage directory and rerun")
+        raise RedoUnits(f"{signature_path(ctx, shard)}: {len(sigs)} signatures for {len(shingles)} rows",
+                        [ctx.unit_stats_path(SIGNATURES, f"{shard:05d}")])
     keep = np.flatnonzero(shingles > 0)
     return np.asarray(sigs[:, band * rows : (band + 1) * rows])[keep], global_index(shard, keep)
 
@@ -340,7 +284,7 @@ def lookup_meta(ctx: StageContext, index: np.ndarray) -> dict[int, tuple[str, st
     found: dict[int, tuple[str, str | None]] = {}
     shards, rows = split_index(np.unique(index))
     for shard in np.unique(shards).tolist():
-        table = pq.read_table(str(meta_path(ctx, shard)), columns=["id", "path"])
+        table = pq.read_table(written(ctx, meta_path(ctx, shard), SIGNATURES, f"{shard:05d}"), columns=["id", "path"])
         wanted = rows[shards == shard]
         ids = table.column("id").take(pa.array(wanted)).to_pylist()
         paths = table.column("path").take(pa.array(wanted)).to_pylist()
@@ -380,10 +324,7 @@ class ClusterStep(Step):
         cfg = NearDedupConfig.from_dict(ctx.cfg)
         parts = [np.empty((0, 2), np.int64)]
         for bucket_unit in BucketStep().units(ctx):
-            path = ctx.scratch_dir(BUCKETS) / f"{bucket_unit}.npy"
-            if not path.exists():
-                raise FileNotFoundError(f"{path}: bucket file missing; run the near_dedup '{BUCKETS}' step first")
-            parts.append(np.load(path))
+            parts.append(np.load(written(ctx, ctx.scratch_dir(BUCKETS) / f"{bucket_unit}.npy", BUCKETS, bucket_unit)))
         edges = np.concatenate(parts)
         nodes, roots = components(edges[:, 0], edges[:, 1])
         report, meta = cluster_report(nodes, roots, ctx, cfg)
@@ -411,10 +352,8 @@ class NearFilterStep(Step):
         return shard_units(ctx)
 
     def run(self, ctx: StageContext, unit: str) -> UnitStats:
-        shard, path = int(unit), removal_path(ctx, int(unit))
-        if not path.exists():
-            raise FileNotFoundError(f"{path}: removal list missing; run the near_dedup '{CLUSTERS}' step first")
-        table = pq.read_table(str(path), columns=["row", "kept_id"])
+        shard = int(unit)
+        table = pq.read_table(written(ctx, removal_path(ctx, shard), CLUSTERS, "all"), columns=["row", "kept_id"])
         removals = dict(zip(table.column("row").to_pylist(), table.column("kept_id").to_pylist()))
 
         def reasons(batch: pa.RecordBatch, first_row: int) -> list[str | None]:

@@ -50,6 +50,8 @@ def options(cfg: DictConfig) -> GenerateOptions:
         except UnicodeEncodeError as err:
             raise ValueError(f"config.{key}: the bytes at character {err.start} are not UTF-8; give the text in "
                              f"UTF-8") from None
+    if opts.mode == "plain" and not opts.prompt:  # no token to continue: generate's ValueError named no key
+        raise ValueError("prompt= is empty: mode=plain continues the text of prompt=; give prompt='...'")
     return opts
 
 

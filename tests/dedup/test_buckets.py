@@ -1,14 +1,8 @@
 """Band buckets: grouping by equal band values, BigCode's first-member edges, and signature verification rounds."""
 import numpy as np
 
-from data_pipeline.dedup.minhash import MinHasher
-from data_pipeline.dedup.near_dedup import (
-    NearDedupConfig,
-    band_partition,
-    bucket_groups,
-    first_member_edges,
-    verified_edges,
-)
+from data_pipeline.dedup.minhash import MinHasher, band_partition, bucket_groups, first_member_edges, verified_edges
+from data_pipeline.dedup.near_dedup import NearDedupConfig
 
 
 def test_bucket_groups_and_first_member_edges():

@@ -4,6 +4,9 @@ result."""
 import gzip
 import json
 import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -29,7 +32,11 @@ def jsonl(*rows) -> str:
     (jsonl({**RECORD, "test": "def chek(candidate):\n    pass\n"}), r":1: the test of T/0 defines no check"),
     (jsonl(RECORD, {**RECORD, "entry_point": "g"}), r":2: task_id 'T/0' again \(first on line 1\)"),
     ("\n\n", r"data\.jsonl: no HumanEval problems"),
-], ids=["json", "list", "type", "entry_point", "test_syntax", "prompt_nul", "no_check", "duplicate", "empty"])
+    # was: "generate: every prompt needs at least one token" after the model had loaded, naming no task nor file
+    (jsonl(RECORD, {**RECORD, "task_id": "T/1", "prompt": ""}), r"data\.jsonl:2: the prompt of T/1 is empty"),
+    (jsonl({**RECORD, "prompt": " \n\t\u00a0\n"}), r"data\.jsonl:1: the prompt of T/0 is only whitespace"),
+], ids=["json", "list", "type", "entry_point", "test_syntax", "prompt_nul", "no_check", "duplicate", "empty",
+        "blank_prompt", "whitespace_prompt"])
 def test_a_bad_problem_file_is_named_by_line(tmp_path, text, match):
     # before: a traceback (a list row, a number as prompt), json's message alone, a checker error that stopped scoring
     # in the middle (no check, syntax), or a silent result (a duplicate id merged two problems' samples, an empty file
@@ -38,6 +45,38 @@ def test_a_bad_problem_file_is_named_by_line(tmp_path, text, match):
     path.write_text(text)
     with pytest.raises(ValueError, match=match):
         load_problems(path)
+
+
+def test_a_blank_prompt_stops_refact_eval_before_the_model_loads(tmp_path):
+    from evals.cli import compose_config, run
+
+    data = _write(tmp_path / "mine.jsonl", jsonl(RECORD, {**RECORD, "task_id": "T/1", "prompt": ""}))
+    for task in ("humaneval", "humaneval_chat", "humaneval_infill"):
+        cfg = compose_config([f"model={tmp_path / 'absent'}", f"out={tmp_path / 'r.json'}", f"tasks=[{task}]",
+                              f"{task}.data={data}"])
+        with pytest.raises(ValueError, match=r"mine\.jsonl:2: the prompt of T/1 is empty"):  # the model: never loaded
+            run(cfg)
+
+
+def test_refact_generate_names_an_empty_prompt_before_the_model_loads(tmp_path):
+    """Was "refact-generate: generate: every prompt needs at least one token", after loading the model."""
+    from hydra import compose, initialize_config_dir
+
+    from data_pipeline.config import config_dir
+    from refact_train.cli.generate import options
+
+    def read(*overrides):
+        with initialize_config_dir(config_dir=str(Path(config_dir()) / "generate"), version_base=None):
+            return options(compose("generate", overrides=[f"model={tmp_path / 'absent'}", *overrides]))
+
+    for given in (["prompt=''"], []):  # "" is also the default
+        with pytest.raises(ValueError, match=r"^prompt= is empty: mode=plain continues the text of prompt="):
+            read(*given)
+    assert read("prompt=' '").prompt == " "  # whitespace is text to continue
+    assert read("mode=chat").prompt == ""  # the chat template is the prompt's tokens
+    proc = subprocess.run([sys.executable, "-m", "refact_train.cli.generate", f"model={tmp_path / 'absent'}",
+                           "prompt=''"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and proc.stderr.startswith("refact-generate: prompt= is empty"), proc.stderr
 
 
 def test_an_unreadable_problem_file_is_named(tmp_path):
@@ -71,6 +110,10 @@ OUT_OF_RANGE = [
     ("perplexity.max_windows=-1", r"perplexity.max_windows=-1"),  # all windows but the last
     ("heldout_fim.samples_per_document=0", r"heldout_fim.samples_per_document=0"),
     ("humaneval_infill.data=/nonexistent.jsonl", r"HumanEval data not found at /nonexistent.jsonl"),  # after humaneval
+    # KeyError / IndexError tracebacks at the first problem, after the model had loaded
+    ("humaneval_chat.query='Solve {task}'", r"humaneval_chat.query='Solve \{task\}': not a format string .*KeyError"),
+    ("humaneval_chat.query='f() {} {prompt}'", r"humaneval_chat.query=.*IndexError"),
+    ("humaneval_chat.query='dict {prompt'", r"humaneval_chat.query=.*ValueError"),
 ]
 
 
@@ -79,7 +122,7 @@ def test_out_of_range_values_are_refused_before_the_model_loads(tmp_path, overri
     from evals.cli import compose_config, run
 
     cfg = compose_config([f"model={tmp_path / 'absent'}", f"data={tmp_path}", f"out={tmp_path / 'r.json'}",
-                          "tasks=[humaneval,humaneval_infill,heldout_fim,perplexity]", override])
+                          "tasks=[humaneval,humaneval_chat,humaneval_infill,heldout_fim,perplexity]", override])
     with pytest.raises((ValueError, FileNotFoundError), match=match):  # the model path does not exist: never loaded
         run(cfg)
     assert not (tmp_path / "r.json").exists()
