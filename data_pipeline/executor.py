@@ -183,7 +183,11 @@ def run_stage(
     only_step: str | None = None,
     log: Callable[[str], None] = print,
     progress: bool = True,
+    redo_left: int = 3,
 ) -> StageResult:
+    """Run the stage's unfinished units (this task's share of them); `redo_left`: how many more times units whose files
+    turn out damaged or missing are done again before that stops the run (a file the redo does not bring back would
+    otherwise loop)."""
     if stage.complete(ctx):
         log(f"[{ctx.name}] complete, skipped")
         return StageResult(ctx.name, complete=True, skipped=True)
@@ -209,9 +213,11 @@ def run_stage(
             try:
                 run_units(stage, ctx, i, mine, workers, progress)
             except RedoUnits as gone:  # a file an earlier step's finished unit wrote is missing (removed by hand?)
+                if redo_left <= 0:
+                    raise
                 forget_units(gone, ctx, log)
                 return run_stage(stage, ctx, workers=workers, task=task, n_tasks=n_tasks, only_step=only_step,
-                                 log=log, progress=progress)
+                                 log=log, progress=progress, redo_left=redo_left - 1)
         still = [u for u in units if not unit_done(ctx, step.name, u)]
         if still:
             note = f"step {step.name!r}: {len(still)} of {len(units)} units left to other tasks"
@@ -224,9 +230,11 @@ def run_stage(
     try:
         finish_stage(stage, ctx)
     except RedoUnits as damaged:
+        if redo_left <= 0:
+            raise
         forget_units(damaged, ctx, log)
         return run_stage(stage, ctx, workers=workers, task=task, n_tasks=n_tasks, only_step=only_step, log=log,
-                         progress=progress)
+                         progress=progress, redo_left=redo_left - 1)
     return StageResult(ctx.name, complete=True)
 
 

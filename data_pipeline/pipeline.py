@@ -68,7 +68,7 @@ def run_problem(exc: BaseException, root: Path) -> PipelineError | None:
     """The one-line PipelineError for an exception that stops the run (a full disk, lost inputs), else None."""
     fix = "free space (or choose another output=) and rerun the same command; finished work is kept"
     for cause in (exc, exc.__cause__):
-        if isinstance(cause, (AccountingError, DataError, StepError, WorkerDied)):
+        if isinstance(cause, (AccountingError, DamagedFile, DataError, StepError, WorkerDied)):
             return PipelineError(str(cause))
         if isinstance(cause, BrokenProcessPool):  # a worker killed outside the executor's own steps (tokenize)
             return PipelineError(f"a worker process was killed (out of memory? see dmesg): {exc}; rerun the same "

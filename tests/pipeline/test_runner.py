@@ -10,7 +10,8 @@ import pytest
 from data_pipeline.dedup.exact import build_stage as build_exact
 from data_pipeline.records import Document, read_documents, write_documents
 from data_pipeline.executor import WorkerDied, reused_workers, run_stage
-from data_pipeline.stage import StageContext, filter_stage
+from data_pipeline.stage import Stage, StageContext, Step, filter_stage
+from data_pipeline.stats import RedoUnits
 
 
 def drop_odd(cfg):
@@ -167,3 +168,27 @@ def test_a_tokenize_worker_killed_is_one_line_not_a_hang(tmp_path, monkeypatch):
         tokenization._run_pass1([1, 2, 3], workers=2, progress=False)
     problem = run_problem(caught.value, tmp_path)
     assert problem is not None and "a worker process was killed (out of memory? see dmesg)" in str(problem)
+
+
+class NeverThere(Step):
+    """A unit whose input never comes back, however often the unit that writes it is redone."""
+    name = "read"
+
+    def units(self, ctx):
+        return ["00000"]
+
+    def run(self, ctx, unit):
+        raise RedoUnits(f"{ctx.work_dir / 'scratch' / 'gone.npy'} is missing",
+                        [ctx.unit_stats_path(self.name, unit)])
+
+
+def test_a_redo_that_does_not_bring_the_file_back_stops_in_one_line(tmp_path):
+    """Units whose files are missing are redone, and the stage run again: when the redo cannot bring the file back,
+    that recursed until Python's recursion limit (a RecursionError traceback). Now three redos, then the damaged
+    file is the run's one-line error."""
+    from data_pipeline.pipeline import run_problem
+    logged = []
+    with pytest.raises(RedoUnits) as err:
+        run_stage(Stage("never", [NeverThere()]), ctx_for(tmp_path / "out", ()), progress=False, log=logged.append)
+    assert sum("doing 1 unit(s) again" in line for line in logged) == 3
+    assert "gone.npy is missing" in str(run_problem(err.value, tmp_path / "out"))
