@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import IO, Any, Callable
 
 from data_pipeline.atomic import DamagedFile, LockHeld, hold_lock, read_json, write_json_atomic
-from data_pipeline.config import DataError
+from data_pipeline.config import DataError, config_from_dict
 from data_pipeline.chain import chain_groups, chain_label, resumable_start, run_chain
 from data_pipeline.executor import (StepError, WorkerDied, default_workers, finish_stage, link_or_copy,
                                     redo_damaged, reused_workers, run_stage)
@@ -101,6 +101,33 @@ def build_stages(cfg: dict[str, Any]) -> list[tuple[int, Stage]]:
     return stages
 
 
+@dataclass(frozen=True)
+class PipelineOptions:
+    """The top-level keys of configs/pipeline.yaml, typed; the stage sections are checked by their stages. Read raw,
+    progress=no (a truthy string) showed the bars, and +worker=4 or +keep_intermediates=false was ignored."""
+
+    input: Any = None  # a path or a list of them (a number is a folder's name): validate_inputs checks them
+    output: Any = None
+    stage: str = "all"
+    step: str | None = None
+    task: Any = None  # checked by counts(): `${oc.env:...}` gives digits as a string
+    n_tasks: Any = None
+    workers: Any = None
+    progress: bool = True
+    keep_intermediate: bool = True
+    tokenizer: dict | None = None  # tokenizer=null: no tokenization
+    mixture: dict | None = None
+    holdout: dict | None = None
+    shards: dict | None = None
+
+
+def options(cfg: dict[str, Any]) -> PipelineOptions:
+    try:
+        return config_from_dict(PipelineOptions, {k: v for k, v in cfg.items() if k not in STAGE_ORDER}, "config")
+    except ValueError as exc:
+        raise PipelineError(f"{exc} (configs/pipeline.yaml; set a value with key=value)") from None
+
+
 def counts(cfg: dict[str, Any]) -> tuple[int | None, int | None, int | None]:
     """(workers, task, n_tasks), each a whole number or None; `${oc.env:...}` gives them as strings of digits."""
     out = []
@@ -169,6 +196,7 @@ def prepare(cfg: dict[str, Any], locks: ExitStack | None = None,
     the stack closes) before the config snapshot is read or written."""
     if cfg.get("output") in (None, "", "???"):
         raise PipelineError("no output: pass output=DIR")
+    options(cfg)
     try:
         validate_inputs(cfg)
     except InputError as exc:
@@ -194,11 +222,11 @@ def run_pipeline(cfg: dict[str, Any], log: Callable[[str], None] = print) -> Pip
 
 def _run(cfg: dict[str, Any], log: Callable[[str], None], locks: ExitStack) -> PipelineReport:
     root, stages = prepare(cfg, locks, log)
-    selected = cfg.get("stage", "all")
+    opts = options(cfg)
+    selected = opts.stage
     workers, task, n_tasks = counts(cfg)
     workers = workers or default_workers()
-    run = dict(workers=workers, task=task, n_tasks=n_tasks, only_step=cfg.get("step"), log=log,
-               progress=bool(cfg.get("progress", True)))
+    run = dict(workers=workers, task=task, n_tasks=n_tasks, only_step=opts.step, log=log, progress=opts.progress)
     report = PipelineReport(complete=False)
     document_stages = [(i, s) for i, s in stages if s.makes_documents]
     inputs: tuple[Path, ...] = ()
@@ -238,7 +266,7 @@ def _run(cfg: dict[str, Any], log: Callable[[str], None], locks: ExitStack) -> P
             if not result.complete:
                 report.notes.append(f"{label}: {result.note}")
                 return report
-            if not cfg.get("keep_intermediate", True) and task is None and stage.makes_documents:
+            if not opts.keep_intermediate and task is None and stage.makes_documents:
                 for name in [previous] + [s.name for _, s in group[:-1]]:
                     remove_intermediate(root, stages, name, ctx)
         elif not all(c.success_path.exists() for _, c in members):

@@ -16,6 +16,7 @@ from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, OmegaConf
 
 from evals.context import EvalContext
+from evals.eval_config import eval_options
 from evals.generation import BatchGenerator, GenerationConfig
 from evals.heldout_fim import run_heldout_fim
 from evals.humaneval import load_problems
@@ -77,43 +78,42 @@ def check_values(cfg: DictConfig, tasks: list[str]) -> None:
 
 def run(cfg: DictConfig) -> dict:
     """Evaluate, write FILE (JSON) and the Markdown report beside it; returns the report."""
-    tasks = list(cfg.tasks)
+    opts, sections = eval_options(OmegaConf.to_container(cfg, resolve=True))
+    tasks = list(opts.tasks)
     unknown = [t for t in tasks if t not in TASKS]
     if unknown:
         raise ValueError(f"tasks={tasks}: unknown {unknown}; choose from {sorted(TASKS)}")
     needs_data = [t for t in tasks if t in DATA_TASKS]
-    if needs_data and not cfg.data:  # fail before the model is loaded
+    if needs_data and not opts.data:  # fail before the model is loaded
         raise ValueError(f"tasks {needs_data} need data=DIR: a refact-pipeline output directory (with heldout/ and "
                          f"shards/); or drop them from tasks=[...]")
     check_values(cfg, tasks)
-    check_output(cfg.out)
+    check_output(opts.out)
     for task in tasks:
         if task in PROBLEM_TASKS:  # a bad problem file is named now, not after the model has generated
-            load_problems(cfg[task].get("data"))
-    gen_cfg = config_from_dict(GenerationConfig, OmegaConf.to_container(cfg.generation, resolve=True), "generation")
-    sandbox_cfg = SandboxConfig.from_dict(OmegaConf.to_container(cfg.sandbox, resolve=True))
-    if cfg.cpu_threads:
-        torch.set_num_threads(int(cfg.cpu_threads))
-    device = pick_device(cfg.device)
-    dtype = pick_dtype(cfg.dtype, device)
-    model, tokenizer = load_model_and_tokenizer(cfg.model, cfg.tokenizer, dtype, device,
-                                                bool(cfg.allow_other_tokenizer))
+            load_problems(sections[task].data)
+    gen_cfg = config_from_dict(GenerationConfig, opts.generation, "generation")
+    sandbox_cfg = SandboxConfig.from_dict(opts.sandbox)
+    if opts.cpu_threads:
+        torch.set_num_threads(opts.cpu_threads)
+    device = pick_device(opts.device)
+    dtype = pick_dtype(opts.dtype, device)
+    model, tokenizer = load_model_and_tokenizer(opts.model, opts.tokenizer, dtype, device, opts.allow_other_tokenizer)
     if tokenizer is None:
-        raise ValueError(f"{cfg.model} has no tokenizer.json: pass tokenizer=PATH")
+        raise ValueError(f"{opts.model} has no tokenizer.json: pass tokenizer=PATH")
     model.eval()
-    pending = pending_samples_dir(cfg.out)
-    generator = BatchGenerator(model, gen_cfg, seed=int(cfg.seed), vocab_size=tokenizer.vocab_size)
+    pending = pending_samples_dir(opts.out)
+    generator = BatchGenerator(model, gen_cfg, seed=opts.seed, vocab_size=tokenizer.vocab_size)
     ctx = EvalContext(model=model, tokenizer=tokenizer, generator=generator,
-                      sandbox_config=sandbox_cfg, out_dir=pending, limit=cfg.limit, seed=int(cfg.seed),
-                      data_dir=Path(cfg.data) if cfg.data else None)
+                      sandbox_config=sandbox_cfg, out_dir=pending, limit=opts.limit, seed=opts.seed,
+                      data_dir=Path(opts.data) if opts.data else None)
     results, timing = {}, {}
     try:
         for task in tasks:
             log.info("task %s", task)
             start = time.perf_counter()
-            task_cfg = OmegaConf.to_container(cfg[task], resolve=True)
             with torch.inference_mode():
-                results[task] = TASKS[task](ctx, task_cfg)
+                results[task] = TASKS[task](ctx, sections[task])
             timing[task] = round(time.perf_counter() - start, 2)
             log.info("task %s done in %.1f s: %s", task, timing[task], results[task])
     except BaseException:
@@ -121,12 +121,12 @@ def run(cfg: DictConfig) -> dict:
         raise
     stats = ctx.generator.stats
     report = {
-        "model": str(cfg.model),
+        "model": opts.model,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "device": device,
         "dtype": str(next(model.parameters()).dtype).removeprefix("torch."),
         "tokenizer_sha256": tokenizer.sha256,
-        "limit": cfg.limit,
+        "limit": opts.limit,
         "tasks": results,
         "timing_s": timing,
         "generation": {"prompts": stats.prompts, "new_tokens": stats.new_tokens, "seconds": round(stats.seconds, 2),
@@ -135,10 +135,10 @@ def run(cfg: DictConfig) -> dict:
         # are repeated at the top level so that no reader of the result misses them
         "sandbox_isolation": ctx._sandbox.isolation if ctx._sandbox else None,
         "warnings": list(ctx._sandbox.warnings) if ctx._sandbox else [],
-        "published": OmegaConf.to_container(cfg.published, resolve=True),
+        "published": opts.published,
         "config": OmegaConf.to_container(cfg, resolve=True),
     }
-    json_path, md_path = write_report(report, cfg.out, samples=pending)
+    json_path, md_path = write_report(report, opts.out, samples=pending)
     log.info("wrote %s and %s", json_path, md_path)
     return report
 

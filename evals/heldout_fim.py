@@ -8,25 +8,23 @@ The cuts depend only on (seed, document index), so two models (before and after 
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Any, Mapping
 
-from data_pipeline.fim import FimConfig
 from data_pipeline.heldout_fim import (build_heldout_tasks, edit_similarity, fim_prompt, load_heldout_documents,
                                        normalized_exact_match)
 from evals.context import EvalContext
+from evals.eval_config import HeldoutFimSection
 
 
-def run_heldout_fim(ctx: EvalContext, cfg: Mapping[str, Any]) -> dict:
+def run_heldout_fim(ctx: EvalContext, cfg: HeldoutFimSection) -> dict:
     data_dir = ctx.require_data_dir("heldout_fim")
-    docs = ctx.limited(load_heldout_documents(data_dir, list(cfg["kinds"])))
-    fim = FimConfig.from_dict({"mode": "finetune", **dict(cfg.get("fim") or {})})
-    tasks, skipped = build_heldout_tasks(docs, fim, int(cfg["seed"]), int(cfg["samples_per_document"]))
+    docs = ctx.limited(load_heldout_documents(data_dir, cfg.kinds))
+    tasks, skipped = build_heldout_tasks(docs, cfg.fim_config(), cfg.seed, cfg.samples_per_document)
     if not tasks:
-        raise ValueError(f"{data_dir}/heldout: no held-out document of kind {list(cfg['kinds'])} gave a FIM task "
+        raise ValueError(f"{data_dir}/heldout: no held-out document of kind {cfg.kinds} gave a FIM task "
                          f"({len(docs)} documents, {skipped} without a middle to cut)")
-    tok, max_new = ctx.tokenizer, int(cfg["max_new_tokens"])
+    tok, max_new = ctx.tokenizer, cfg.max_new_tokens
     budget = ctx.generator.n_positions - max_new - 3  # three sentinels
-    prompts = [fim_prompt(t, tok, budget, order=cfg["order"], spm_variant=cfg["spm_variant"]) for t in tasks]
+    prompts = [fim_prompt(t, tok, budget, order=cfg.order, spm_variant=cfg.spm_variant) for t in tasks]
     outputs = ctx.generator.run(prompts, stop_token_ids=[tok.eot_id], desc="heldout_fim generate",
                                 max_new_tokens=max_new, temperature=0.0)
     predictions = [tok.decode(o) for o in outputs]
@@ -39,7 +37,7 @@ def run_heldout_fim(ctx: EvalContext, cfg: Mapping[str, Any]) -> dict:
         {"task_id": t.task_id, "path": t.path, "splitter": t.splitter, "middle": t.middle, "prediction": p,
          "exact_match": e, "edit_similarity": round(s, 4)} for t, p, e, s in zip(tasks, predictions, em, es)))
     return {
-        "documents": len(docs), "tasks": len(tasks), "skipped_no_middle": skipped, "order": cfg["order"],
+        "documents": len(docs), "tasks": len(tasks), "skipped_no_middle": skipped, "order": cfg.order,
         "exact_match": sum(em) / len(tasks), "edit_similarity": sum(es) / len(tasks),
         "by_splitter": {k: {"tasks": len(ix), "exact_match": sum(em[i] for i in ix) / len(ix),
                             "edit_similarity": sum(es[i] for i in ix) / len(ix)}

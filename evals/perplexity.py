@@ -8,7 +8,6 @@ bytes), which makes models with different tokenizers comparable.
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping
 
 import numpy as np
 import torch
@@ -19,6 +18,7 @@ from tqdm.auto import tqdm
 from data_pipeline.shards import open_split, read_manifest
 from data_pipeline.tokenizer import SPECIAL_TOKENS
 from evals.context import EvalContext
+from evals.eval_config import PerplexitySection
 
 
 def token_windows(shards: list[np.ndarray], context: int, max_windows: int | None) -> list[np.ndarray]:
@@ -49,7 +49,7 @@ def window_nll(model: torch.nn.Module, windows: list[np.ndarray], batch_size: in
     return total, targets
 
 
-def run_perplexity(ctx: EvalContext, cfg: Mapping[str, Any]) -> dict:
+def run_perplexity(ctx: EvalContext, cfg: PerplexitySection) -> dict:
     data_dir = ctx.require_data_dir("perplexity")
     tok = ctx.tokenizer
     manifest = read_manifest(data_dir, tokenizer_sha256=tok.sha256)  # a different tokenizer makes the numbers moot
@@ -57,13 +57,13 @@ def run_perplexity(ctx: EvalContext, cfg: Mapping[str, Any]) -> dict:
     if not shards:
         raise ValueError(f"{manifest.directory}/manifest.json: the valid split is empty; run refact-pipeline with a "
                          f"holdout fraction above 0")
-    context = min(int(cfg.get("context") or ctx.generator.n_positions), ctx.generator.n_positions)
-    windows = token_windows(shards, context, ctx.limit or cfg.get("max_windows"))
+    context = min(cfg.context or ctx.generator.n_positions, ctx.generator.n_positions)
+    windows = token_windows(shards, context, ctx.limit or cfg.max_windows)
     if not windows:  # one-token documents, or a split of a single token: nothing is predicted from anything
         raise ValueError(f"{manifest.directory}/manifest.json: the valid split ({sum(len(s) for s in shards)} tokens) "
                          f"has no window of 2 tokens or more, so no token to score; hold out more documents")
     device = next(ctx.model.parameters()).device
-    nll, targets = window_nll(ctx.model, windows, int(cfg["batch_size"]), device)
+    nll, targets = window_nll(ctx.model, windows, cfg.batch_size, device)
     n_tokens = sum(len(t) for t in targets)
     n_special = len(SPECIAL_TOKENS)
     n_bytes = sum(len(tok.decode_bytes([int(i) for i in t if i >= n_special])) for t in targets)

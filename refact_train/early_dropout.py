@@ -11,6 +11,17 @@ class EarlyDropoutConfig:
     until_tokens: int = 0      # alternative to until_step: counted in training tokens; 0 = unused
     ramp: str = "none"         # none (constant then off) | linear (rate decays linearly to 0 at the end)
 
+    def __post_init__(self) -> None:
+        # checked with the config, before any work: a bad ramp stopped the run at its first step, a rate of 1.5 when
+        # the model was built (ranges of the model's own dropout: refact_train/model/config.py)
+        if self.ramp not in ("none", "linear"):
+            raise ValueError(f"early_dropout.ramp must be none or linear, got {self.ramp!r}")
+        if not 0 <= self.rate < 1:
+            raise ValueError(f"early_dropout.rate must be in [0, 1), got {self.rate}")
+        if self.until_step < 0 or self.until_tokens < 0:
+            raise ValueError(f"early_dropout.until_step and until_tokens must be >= 0, got {self.until_step} and "
+                             f"{self.until_tokens}")
+
 
 def dropout_at(step: int, tokens_seen: int, cfg: EarlyDropoutConfig) -> float:
     """The dropout rate for the step about to run."""
@@ -24,8 +35,6 @@ def dropout_at(step: int, tokens_seen: int, cfg: EarlyDropoutConfig) -> float:
         return 0.0
     if cfg.ramp == "linear":
         return cfg.rate * (1.0 - progress / end)
-    if cfg.ramp != "none":
-        raise ValueError(f"early_dropout.ramp={cfg.ramp!r}: expected none or linear")
     return cfg.rate
 
 

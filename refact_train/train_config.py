@@ -18,6 +18,7 @@ from refact_train.backends import BACKENDS
 from refact_train.data import DataConfig
 from refact_train.early_dropout import EarlyDropoutConfig
 from refact_train.lora import LoraConfig
+from refact_train.model import RefactConfig
 from refact_train.optim import OptimConfig
 from refact_train.validation import ValidationConfig
 
@@ -161,6 +162,9 @@ def check_config(cfg: dict) -> None:
         config_from_dict(RunSection, cfg, "config")
         train = config_from_dict(TrainSection, cfg.get("train"), "train")
         config_from_dict(CheckpointSection, cfg.get("checkpoint"), "checkpoint")
+        # the model section too (ignored with init_from, where the model's own config is used): model.n_embd=abc or
+        # +model.foo=1 was a traceback once the backend and the tokenizer were set up, exit 1
+        config_from_dict(RefactConfig, cfg.get("model"), "model")
         if "seed" in (cfg.get("data") or {}):
             raise ValueError("data: unknown key(s) ['seed']; the run's seed is the top-level seed=")
         config_from_dict(DataConfig, {**(cfg.get("data") or {}), "seed": cfg.get("seed", 0)}, "data")

@@ -78,6 +78,16 @@ def test_dist_configs(dist, backend):
     ("dist.backend=nope", "dist.backend must be one of ('single', 'ddp', 'fsdp2', 'deepspeed')"),  # a traceback
     ("dist=zero2 dist.zero_stage=7", "dist.zero_stage must be 1, 2 or 3, got 7"),  # DeepSpeed's traceback
     ("+dist.foo=1", "dist: unknown key(s) ['foo']"),
+    # the model section: a traceback (exit 1) once the backend and the tokenizer were set up, before
+    ("model.n_embd=abc", "model.n_embd: expected an integer, got 'abc'"),
+    ("+model.n_heads=8", "model: unknown key(s) ['n_heads']"),
+    ("model.tie_word_embeddings=no", "model.tie_word_embeddings: expected true or false, got 'no'"),
+    ("model.n_head=3", "model config: n_embd 256 is not divisible by n_head 3"),
+    # early_dropout: a bad ramp stopped the run at its first step, a rate of 1.5 when the model was built
+    ("early_dropout.rate=0.1 early_dropout.until_step=5 early_dropout.ramp=cubic",
+     "early_dropout.ramp must be none or linear, got 'cubic'"),
+    ("early_dropout.rate=1.5 early_dropout.until_step=5", "early_dropout.rate must be in [0, 1), got 1.5"),
+    ("early_dropout.until_tokens=-1", "early_dropout.until_step and until_tokens must be >= 0"),  # silently off
 ])
 def test_a_bad_value_is_refused_before_any_work(override, said):
     with pytest.raises(ConfigError, match=re.escape(said)):
