@@ -91,10 +91,10 @@ def build_stages(cfg: dict[str, Any]) -> list[tuple[int, Stage]]:
     """The enabled stages in run order with their position in `STAGE_ORDER`."""
     stages = []
     for index, name in enumerate(STAGE_ORDER):
-        section = stage_section(cfg, name)
-        if section is None:
-            continue
         try:
+            section = stage_section(cfg, name)
+            if section is None:
+                continue
             stages.append((index, build_stage(name, section)))
         except Exception as exc:  # whatever a stage's config check raises, it stops the run before any work
             raise PipelineError(f"config section {name!r}: {type(exc).__name__}: {exc}") from exc

@@ -18,7 +18,12 @@ from data_pipeline.stage import Stage
 def own_section(name: str) -> Callable[[dict[str, Any]], dict[str, Any] | None]:
     def section(cfg: dict[str, Any]) -> dict[str, Any] | None:
         node = cfg.get(name)
-        return dict(node) if isinstance(node, dict) and node.get("enabled", True) else None
+        if not isinstance(node, dict):
+            return None
+        enabled = node.get("enabled", True)
+        if not isinstance(enabled, bool):  # a quoted 'false' is a non-empty string: the stage ran, silently
+            raise ValueError(f"{name}.enabled: expected true or false, got {enabled!r}")
+        return dict(node) if enabled else None
     return section
 
 

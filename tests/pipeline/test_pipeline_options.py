@@ -10,6 +10,9 @@ BAD = [
     ("+worker=4", "config: unknown key(s) ['worker']"),  # every CPU used, silently
     ("+keep_intermediates=false", "config: unknown key(s) ['keep_intermediates']"),  # kept, silently
     ("stage=license step=5", "config.step: expected a string or null, got 5"),
+    # a quoted 'false' is a non-empty string: these two stages ran (the others' own sections refused it)
+    ("quality.enabled='false'", "quality.enabled: expected true or false, got 'false'"),
+    ("english.enabled='no'", "english.enabled: expected true or false, got 'no'"),
 ]
 
 
