@@ -22,6 +22,7 @@ import torch
 from tokenizers import Tokenizer
 
 from data_pipeline.atomic import atomic_path
+from refact_train.hf.save import special_token_ids
 
 ARCH = "refact"
 MAX_ALIBI_BIAS = 8.0  # llama.cpp hard-codes it for refact; our slopes are the max-bias-8 ALiBi slopes
@@ -245,7 +246,7 @@ def remove_stale_temps(path: Path) -> None:
 
 
 def write_gguf(model, tokenizer, path: str | Path, dtype: str = "stored", *, drop_ln_f_bias: bool = False,
-               name: str | None = None) -> GGUFExport:
+               name: str | None = None, log=print) -> GGUFExport:
     """Write `model` (RefactForCausalLM) and its tokenizer as one .gguf file for llama.cpp (atomically)."""
     path = check_request(path, dtype)
     if tokenizer is None:
@@ -255,10 +256,7 @@ def write_gguf(model, tokenizer, path: str | Path, dtype: str = "stored", *, dro
     dtype = gguf_dtype(dtype, state["lm_head.weight"].dtype)
     dropped_bias = check_expressible(state, drop_ln_f_bias)
     vocab = gguf_vocab(tokenizer, state["transformer.wte.weight"].shape[0])
-    for key in ("bos_token_id", "eos_token_id", "pad_token_id"):
-        if not 0 <= getattr(config, key) < len(vocab.tokens):
-            raise GGUFExportError(f"model config {key} {getattr(config, key)} is outside the "
-                                  f"{len(vocab.tokens)} tokens")
+    ids = special_token_ids(config, vocab.special_ids["eot"], vocab.special_ids["pad"], log)
 
     kept_f16: list[str] = []
     remove_stale_temps(path)
@@ -283,12 +281,12 @@ def write_gguf(model, tokenizer, path: str | Path, dtype: str = "stored", *, dro
         writer.add_token_list(vocab.tokens)
         writer.add_token_types(vocab.types)
         writer.add_token_merges(vocab.merges)
-        writer.add_bos_token_id(config.bos_token_id)
-        writer.add_eos_token_id(config.eos_token_id)
+        writer.add_bos_token_id(ids["bos_token_id"])
+        writer.add_eos_token_id(ids["eos_token_id"])
         writer.add_eot_token_id(vocab.special_ids["eot"])
         if "chat_turn" in vocab.special_ids:
             writer.add_eom_token_id(vocab.special_ids["chat_turn"])
-        writer.add_pad_token_id(config.pad_token_id)
+        writer.add_pad_token_id(ids["pad_token_id"])
         writer.add_add_bos_token(False)  # our prompts start with the text (or a FIM / chat token), never a BOS
         writer.add_add_eos_token(False)
         keys = gguf.Keys.Tokenizer

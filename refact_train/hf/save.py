@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
 from pathlib import Path
 
 import torch
@@ -35,6 +36,19 @@ def hf_config_dict(config: RefactConfig, dtype: torch.dtype) -> dict:
     }
 
 
+def special_token_ids(config: RefactConfig, eot_id: int, pad_id: int, log=print) -> dict[str, int]:
+    """The bos / eos / pad ids an export writes: its tokenizer's (EOT, <fim_pad>), which its tokenizer_config.json names
+    too. A model config that says otherwise (an init_from HF directory's, a hand edit) made transformers' generate stop
+    on another token: it is overridden, and said."""
+    ids = {"bos_token_id": eot_id, "eos_token_id": eot_id, "pad_token_id": pad_id}
+    other = [f"{key} {getattr(config, key)}" for key, value in ids.items() if getattr(config, key) != value]
+    if other:
+        log(f"warning: the model config's {', '.join(other)} are not its tokenizer's special ids; the export writes "
+            f"the tokenizer's (bos {eot_id}, eos {eot_id}, pad {pad_id}), the tokens the model was trained to end "
+            f"and pad with", file=sys.stderr)
+    return ids
+
+
 def check_out_dir(path: str | Path) -> Path:
     """An export replaces its output directory as a whole: refuse a file, or a directory that holds something other
     than an earlier export (a typo such as the home directory must not be deleted)."""
@@ -54,6 +68,7 @@ def save_hf_checkpoint(
     *,
     dtype: torch.dtype | None = None,
     max_shard_bytes: int = DEFAULT_MAX_SHARD_BYTES,
+    log=print,
 ) -> Path:
     """Write config.json, our modeling code, (sharded) safetensors, generation_config.json and the tokenizer.
 
@@ -75,9 +90,12 @@ def save_hf_checkpoint(
         state.pop("lm_head.weight", None)  # safetensors stores no shared tensors; the loader re-ties
     stored_dtype = next(iter(state.values())).dtype
     save_torch_state_dict(state, tmp, max_shard_size=max_shard_bytes)  # sharded with an index above the limit
-    (tmp / "config.json").write_text(json.dumps(hf_config_dict(config, stored_dtype), indent=2) + "\n")
-    generation = {"bos_token_id": config.bos_token_id, "eos_token_id": config.eos_token_id,
-                  "pad_token_id": config.pad_token_id, "do_sample": False}
+    ids = {key: getattr(config, key) for key in ("bos_token_id", "eos_token_id", "pad_token_id")}
+    if tokenizer is not None:
+        ids = special_token_ids(config, tokenizer.eot_id, tokenizer.fim_pad_id, log)
+    hf_config = {**hf_config_dict(config, stored_dtype), **ids}
+    (tmp / "config.json").write_text(json.dumps(hf_config, indent=2) + "\n")
+    generation = {**ids, "do_sample": False}
     (tmp / "generation_config.json").write_text(json.dumps(generation, indent=2) + "\n")
     for name in MODELING_FILES:
         shutil.copyfile(TEMPLATES / name, tmp / name)
