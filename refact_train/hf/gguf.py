@@ -33,6 +33,7 @@ _ALIASES = {"float32": "f32", "fp32": "f32", "float16": "f16", "fp16": "f16", "b
 _TORCH_TO_GGUF = {torch.float32: "f32", torch.float16: "f16", torch.bfloat16: "bf16"}
 FIM_TOKENS = {"prefix": "<fim_prefix>", "suffix": "<fim_suffix>", "middle": "<fim_middle>", "pad": "<fim_pad>"}
 EOT_TOKEN = "<|endoftext|>"
+TOKENIZER_KEY = "refact_train.tokenizer_sha256"
 CHAT_TURN_TOKEN = "<empty_output>"  # ends an assistant turn; written as llama.cpp's EOM token so generation stops there
 # The release's chat format (data_pipeline/tokenizer.py) for llama.cpp's server (--jinja) and Ollama.
 CHAT_TEMPLATE = ("{% for message in messages %}<empty_output>{{ message['role'] | upper }} {{ message['content'] }}\n"
@@ -275,6 +276,8 @@ def write_gguf(model, tokenizer, path: str | Path, dtype: str = "stored", *, dro
         writer.add_layer_norm_rms_eps(config.layer_norm_epsilon)
         writer.add_max_alibi_bias(MAX_ALIBI_BIAS)
         writer.add_bool("refact_train.residual_centred", True)  # LayerNorm == RMSNorm holds for this file
+        if getattr(tokenizer, "sha256", None):  # the identity an HF export records in its config.json
+            writer.add_string(TOKENIZER_KEY, tokenizer.sha256)
 
         writer.add_tokenizer_model("gpt2")
         writer.add_tokenizer_pre(vocab.pre)

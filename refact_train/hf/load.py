@@ -34,6 +34,22 @@ def config_from_hf(hf: dict[str, Any], source: str, has_ln_f_bias: bool) -> Refa
     return config_from_dict(RefactConfig, values, source)  # types checked: "2" or 64.0 where an integer belongs
 
 
+TOKENIZER_SHA256 = "tokenizer_sha256"  # config.json: the tokenizer the export shipped (RefactTokenizer.sha256)
+
+
+def exported_tokenizer(directory: str | Path) -> tuple[str, str] | None:
+    """(sha256, config.json) of the tokenizer an export of ours shipped, which a tokenizer.json swapped in the directory
+    later does not change; None for a directory that records none (the release, an export without a tokenizer)."""
+    config_path = Path(directory) / "config.json"
+    sha = read_json(config_path).get(TOKENIZER_SHA256) if config_path.is_file() else None
+    if sha is None:
+        return None
+    if not (isinstance(sha, str) and len(sha) == 64 and all(c in "0123456789abcdef" for c in sha)):
+        raise ValueError(f"{config_path}: {TOKENIZER_SHA256} is {sha!r}, not a sha256 (64 hex digits); export the "
+                         f"model again, or delete the key to load its tokenizer unchecked")
+    return sha, str(config_path)
+
+
 def _check_tensors(expected: dict[str, torch.Tensor], found: dict[str, torch.Tensor], source: str) -> None:
     problems = []
     for name, ref in expected.items():
