@@ -26,7 +26,10 @@ def config_from_hf(hf: dict[str, Any], source: str, has_ln_f_bias: bool) -> Refa
     if hf.get("multi_query") is False:
         raise ValueError(f"{source}: multi_query is false; the Refact architecture has one shared K/V head")
     values = {k: hf[k] for k in CONFIG_KEYS if hf.get(k) is not None}
-    if isinstance(values.get("eos_token_id"), list):
+    if isinstance(values.get("eos_token_id"), list):  # transformers allows several; the first is the EOT
+        if not values["eos_token_id"]:
+            raise ValueError(f"{source}: eos_token_id is an empty list; give the end-of-text token's id, or delete "
+                             f"the key")
         values["eos_token_id"] = values["eos_token_id"][0]
     # The release's config does not set it, and transformers' default (True) would be wrong: untied unless stated.
     values["tie_word_embeddings"] = hf.get("tie_word_embeddings") or False
@@ -57,6 +60,8 @@ def _check_tensors(expected: dict[str, torch.Tensor], found: dict[str, torch.Ten
             problems.append(f"missing {name} (expected shape {tuple(ref.shape)})")
         elif tuple(found[name].shape) != tuple(ref.shape):
             problems.append(f"{name}: expected shape {tuple(ref.shape)}, found {tuple(found[name].shape)}")
+        elif not found[name].is_floating_point():  # load_state_dict's "can require gradients" traceback before
+            problems.append(f"{name}: stored as {str(found[name].dtype).removeprefix('torch.')}, not a float type")
     problems += [f"unexpected tensor {name} {tuple(found[name].shape)}" for name in sorted(set(found) - set(expected))]
     if problems:
         listed = "\n  ".join(problems[:20]) + (f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else "")

@@ -38,7 +38,15 @@ def read_json(path: Path) -> dict:
 
 
 def _load_index(index_path: Path, loader) -> dict[str, torch.Tensor]:
-    weight_map = read_json(index_path)["weight_map"]
+    index = read_json(index_path)
+    weight_map = index.get("weight_map") if isinstance(index, dict) else None
+    if not isinstance(weight_map, dict) or not all(isinstance(v, str) for v in weight_map.values()):
+        raise ValueError(f"{index_path}: not a shard index (a JSON object whose weight_map maps each tensor name to "
+                         f"its shard file); export or download it again")
+    for shard in set(weight_map.values()):  # a path would read weights from outside the directory
+        if Path(shard).name != shard or shard in ("", ".", ".."):
+            raise ValueError(f"{index_path} names shard {shard!r}, which is not a file name in its directory; "
+                             f"an index names its shards by file name only")
     tensors: dict[str, torch.Tensor] = {}
     for shard in sorted(set(weight_map.values())):
         shard_path = index_path.parent / shard
