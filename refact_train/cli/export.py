@@ -40,8 +40,8 @@ def main(argv: list[str] | None = None) -> int:
                         "was trained with another one")
     parser.add_argument("--max-shard-gb", type=float, default=2.0, help="shard safetensors above this size")
     args = parser.parse_args(argv)
-    if not args.max_shard_gb > 0:
-        parser.error(f"--max-shard-gb must be > 0, got {args.max_shard_gb}")
+    if not 0 < args.max_shard_gb < float("inf"):
+        parser.error(f"--max-shard-gb must be a number of GB > 0, got {args.max_shard_gb}")
     try:
         dtype = None if args.dtype == "stored" or args.format == "gguf" else pick_dtype(args.dtype, "cpu")
         if args.format == "gguf":

@@ -22,7 +22,7 @@ import torch
 from tokenizers import Tokenizer
 
 from data_pipeline.atomic import atomic_path
-from refact_train.hf.save import special_token_ids
+from refact_train.hf.save import nonfinite_error, special_token_ids
 
 ARCH = "refact"
 MAX_ALIBI_BIAS = 8.0  # llama.cpp hard-codes it for refact; our slopes are the max-bias-8 ALiBi slopes
@@ -140,10 +140,9 @@ def encode_tensor(tensor: torch.Tensor, dtype: str) -> tuple[np.ndarray, gguf.GG
     qtype = DTYPES[dtype][0]
     if data.ndim == 1 or qtype == QUANT.F32:
         return data, QUANT.F32
-    if qtype == QUANT.F16:
-        return data.astype(np.float16), QUANT.F16
-    if qtype == QUANT.Q8_0 and data.shape[-1] % gguf.GGML_QUANT_SIZES[QUANT.Q8_0][0]:
-        return data.astype(np.float16), QUANT.F16
+    if qtype == QUANT.F16 or qtype == QUANT.Q8_0 and data.shape[-1] % gguf.GGML_QUANT_SIZES[QUANT.Q8_0][0]:
+        with np.errstate(over="ignore"):  # beyond 65504 is inf: refused by the caller, who names the tensor
+            return data.astype(np.float16), QUANT.F16
     return gguf.quants.quantize(data, qtype), qtype
 
 
@@ -255,6 +254,9 @@ def write_gguf(model, tokenizer, path: str | Path, dtype: str = "stored", *, dro
     config = model.config
     state = dict(model.state_dict())
     dtype = gguf_dtype(dtype, state["lm_head.weight"].dtype)
+    diverged = next((name for name, t in state.items() if not bool(torch.isfinite(t).all())), None)
+    if diverged is not None:
+        raise nonfinite_error(diverged, True, dtype, "")
     dropped_bias = check_expressible(state, drop_ln_f_bias)
     vocab = gguf_vocab(tokenizer, state["transformer.wte.weight"].shape[0])
     ids = special_token_ids(config, vocab.special_ids["eot"], vocab.special_ids["pad"], log)
@@ -301,6 +303,8 @@ def write_gguf(model, tokenizer, path: str | Path, dtype: str = "stored", *, dro
         n_tensors = 0
         for gguf_name, tensor in refact_tensors(state, config):
             data, qtype = encode_tensor(tensor, dtype)
+            if qtype == QUANT.F16 and not np.isfinite(data).all():
+                raise nonfinite_error(gguf_name, False, "f16", "f32 or bf16")
             if dtype == "q8_0" and qtype == QUANT.F16:
                 kept_f16.append(gguf_name)
             writer.add_tensor(gguf_name, data, raw_dtype=qtype)

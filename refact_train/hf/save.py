@@ -49,6 +49,15 @@ def special_token_ids(config: RefactConfig, eot_id: int, pad_id: int, log=print)
     return ids
 
 
+def nonfinite_error(name: str, diverged: bool, dtype: str, fix: str) -> ValueError:
+    """A tensor that holds NaN or inf in the file written: from the model itself (a diverged run), or from values
+    beyond the range of the dtype written (float16 stops at 65504): transformers / llama.cpp then generate garbage."""
+    if diverged:
+        return ValueError(f"{name} holds NaN or infinite values (the training diverged): export an earlier checkpoint")
+    return ValueError(f"{name} has values beyond the range of {dtype}, which would be written as infinite: export as "
+                      f"{fix}")
+
+
 def check_out_dir(path: str | Path) -> Path:
     """An export replaces its output directory as a whole: refuse a file, or a directory that holds something other
     than an earlier export (a typo such as the home directory must not be deleted)."""
@@ -80,12 +89,17 @@ def save_hf_checkpoint(
     if tokenizer is not None and tokenizer.vocab_size > config.vocab_size:
         raise ValueError(f"the tokenizer has {tokenizer.vocab_size} tokens but the model only {config.vocab_size} "
                          f"embedding rows; export with the tokenizer the model was trained with (--tokenizer PATH)")
+    source = model.state_dict()
+    state = {k: v.detach().to(device="cpu", dtype=dtype) for k, v in source.items()}
+    for name, tensor in state.items():
+        if not bool(torch.isfinite(tensor).all()):
+            raise nonfinite_error(name, not bool(torch.isfinite(source[name]).all()), str(tensor.dtype)[6:],
+                                  "bfloat16 or float32 (--dtype)")
     tmp, old = out.with_name(out.name + ".tmp-export"), out.with_name(out.name + ".old-export")
     for leftover in (tmp, old):  # of an export killed midway
         if leftover.exists():
             shutil.rmtree(leftover)
     tmp.mkdir(parents=True)
-    state = {k: v.detach().to(device="cpu", dtype=dtype) for k, v in model.state_dict().items()}
     if config.tie_word_embeddings:
         state.pop("lm_head.weight", None)  # safetensors stores no shared tensors; the loader re-ties
     stored_dtype = next(iter(state.values())).dtype
