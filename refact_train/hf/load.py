@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -81,6 +82,10 @@ def load_hf_checkpoint(
     source = str(directory / weights_file)
     tensors = to_current_names(raw, source)
     config = config_from_hf(hf_config, str(config_path), has_ln_f_bias="ln_f.bias" in tensors)
+    layers = {m.group(1) for name in tensors if (m := re.match(r"transformer\.h\.(\d+)\.", name))}
+    if len(layers) != config.n_layer:  # before the model is built: n_layer 100000 took minutes and gigabytes
+        raise ValueError(f"{config_path}: n_layer is {config.n_layer}, but {source} holds {len(layers)} layers; "
+                         f"give the n_layer of these weights")
     if config.tie_word_embeddings:
         wte = tensors.get("transformer.wte.weight")
         head = tensors.setdefault("lm_head.weight", wte)

@@ -17,10 +17,16 @@ PYTORCH_BIN_INDEX = "pytorch_model.bin.index.json"
 def _load_bin(path: Path) -> dict[str, torch.Tensor]:
     # weights_only=True: a checkpoint is data, never code to unpickle.
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - re-raised with the file named
         raise ValueError(f"{path}: cannot be read as a tensors-only PyTorch file ({err}); convert it to safetensors") \
             from err
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        held = f"a dict with keys {sorted(map(str, state))[:5]}" if isinstance(state, dict) else \
+            f"a {type(state).__name__}"
+        raise ValueError(f"{path}: holds {held}, not a state dict (tensor names to tensors); save the model's "
+                         f"state_dict() itself")
+    return state
 
 
 def _load_safetensors(path: Path) -> dict[str, torch.Tensor]:

@@ -65,3 +65,27 @@ def test_integer_weights_are_named_not_a_load_state_dict_traceback(tmp_path):
     save_file(state, out / "model.safetensors")
     with pytest.raises(ValueError, match=r"ln_f.weight: stored as int64, not a float type"):
         load_hf_checkpoint(out)
+
+
+def test_an_n_layer_far_above_the_weights_is_named_before_the_model_is_built(sharded):
+    out = sharded[0]
+    config = json.loads((out / "config.json").read_text())
+    (out / "config.json").write_text(json.dumps({**config, "n_layer": 100_000}))  # > 60 s and gigabytes before
+    with pytest.raises(ValueError, match="config.json: n_layer is 100000, but .*model.safetensors.index.json holds 2 "
+                                         "layers"):
+        load_hf_checkpoint(out)
+
+
+@pytest.mark.parametrize("content, said", [
+    ("nested", "holds a dict with keys \\['state_dict'\\], not a state dict"),  # AttributeError before
+    ("list", "holds a list, not a state dict"),  # AttributeError before
+])
+def test_a_pytorch_bin_that_is_not_a_state_dict_is_named(tmp_path, content, said):
+    torch.manual_seed(0)
+    model = RefactForCausalLM(RefactConfig(vocab_size=128, n_embd=64, n_head=4, n_layer=2, n_positions=64))
+    out = save_hf_checkpoint(model, tmp_path / "m")
+    (out / "model.safetensors").unlink()
+    state = model.state_dict()
+    torch.save({"state_dict": state} if content == "nested" else list(state.values()), out / "pytorch_model.bin")
+    with pytest.raises(ValueError, match=f"pytorch_model.bin: {said}"):
+        load_hf_checkpoint(out)
