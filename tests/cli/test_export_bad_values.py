@@ -1,5 +1,6 @@
 """Values an export must not hand on: NaN / inf weights (a diverged run) and weights beyond float16's range (written
-as inf by --dtype float16 / f16), each exported with exit 0 before; --max-shard-gb inf (an OverflowError traceback)."""
+as inf by --dtype float16 / f16), each exported with exit 0 before; --max-shard-gb inf (an OverflowError traceback);
+an output path that cannot be written (an OSError traceback)."""
 import shutil
 
 import pytest
@@ -47,3 +48,17 @@ def test_an_infinite_shard_size_is_a_usage_error(tmp_path, hf_dir, capsys):
     with pytest.raises(SystemExit) as stop:
         export_main([str(hf_dir[0]), str(tmp_path / "o"), "--max-shard-gb", "inf"])
     assert stop.value.code == 2 and "--max-shard-gb must be a number of GB > 0, got inf" in capsys.readouterr().err
+
+
+def test_an_output_that_cannot_be_written_is_one_line(tmp_path, hf_dir, capsys):
+    (tmp_path / "afile").write_text("keep me")
+    for out, extra in ((tmp_path / "afile" / "out", []), (tmp_path / "afile" / "x" / "m.gguf", ["--format", "gguf"])):
+        assert export_main([str(hf_dir[0]), str(out), *extra]) == 2  # NotADirectoryError traceback after the load
+        err = capsys.readouterr().err.strip()
+        assert err == f"refact-export: {out}: {tmp_path / 'afile'} is a file, so nothing can be written under it; " \
+                      f"choose another output path", err
+    for out, extra in ((tmp_path / ("x" * 300), []), (tmp_path / ("x" * 300 + ".gguf"), ["--format", "gguf"])):
+        assert export_main([str(hf_dir[0]), str(out), *extra]) == 2  # an OSError traceback before
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("refact-export: [Errno 36] File name too long") and "\n" not in err, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile"] and (tmp_path / "afile").read_text() == "keep me"
