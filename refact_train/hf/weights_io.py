@@ -61,7 +61,7 @@ def _load_index(index_path: Path, loader) -> dict[str, torch.Tensor]:
         tensors.update(loader(shard_path))
     missing = sorted(set(weight_map) - set(tensors))
     if missing:
-        raise KeyError(f"{index_path}: tensors listed in the index but absent from the shards: {missing[:5]}")
+        raise ValueError(f"{index_path}: tensors listed in the index but absent from the shards: {missing[:5]}")
     return tensors
 
 

@@ -89,3 +89,43 @@ def test_a_pytorch_bin_that_is_not_a_state_dict_is_named(tmp_path, content, said
     torch.save({"state_dict": state} if content == "nested" else list(state.values()), out / "pytorch_model.bin")
     with pytest.raises(ValueError, match=f"pytorch_model.bin: {said}"):
         load_hf_checkpoint(out)
+
+
+def test_missing_weights_a_missing_shard_and_a_short_shard_are_named(sharded, capsys):
+    """Tried: already one line each (kept as tests)."""
+    from refact_train.cli.export import main as export_main
+    out, path, index = sharded
+    shards = sorted(set(index["weight_map"].values()))
+    last = (out / shards[-1]).read_bytes()
+    (out / shards[-1]).unlink()
+    assert export_main([str(out), str(out.parent / "o")]) == 2
+    assert f"names shard {shards[-1]}, which is missing from {out}" in capsys.readouterr().err
+    (out / shards[-1]).write_bytes(last[:50])
+    assert export_main([str(out), str(out.parent / "o")]) == 2
+    assert f"{shards[-1]}: not a readable safetensors file" in capsys.readouterr().err
+    (out / shards[-1]).write_bytes(last)
+    path.write_text(json.dumps({**index, "weight_map": {**index["weight_map"], "lm_head.extra": shards[0]}}))
+    assert export_main([str(out), str(out.parent / "o")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (f"refact-export: {path}: tensors listed in the index but absent from the shards: "
+                   f"['lm_head.extra']"), err
+    path.unlink()
+    assert export_main([str(out), str(out.parent / "o")]) == 2
+    assert f"{out}: no weights found; expected model.safetensors" in capsys.readouterr().err
+    assert not (out.parent / "o").exists()
+
+
+def test_half_of_a_split_pair_is_one_line_in_refact_generate(tmp_path):
+    import subprocess
+    import sys
+    from refact_train.hf import to_earlier_names
+    torch.manual_seed(0)
+    model = RefactForCausalLM(RefactConfig(vocab_size=128, n_embd=64, n_head=4, n_layer=2, n_positions=64))
+    out = save_hf_checkpoint(model, tmp_path / "m")
+    state = to_earlier_names(model.state_dict(), model.config.head_dim, model.config.mlp_hidden)
+    del state["transformer.h.1.attn.v.weight"]
+    save_file({k: v.contiguous() for k, v in state.items()}, out / "model.safetensors")
+    run = subprocess.run([sys.executable, "-m", "refact_train.cli.generate", f"model={out}", "prompt=import",
+                          "max_new_tokens=1"], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 2 and "Traceback" not in run.stderr and "KeyError" not in run.stderr, run.stderr
+    assert "layer 1 has ['attn.k.weight'] but not ['attn.v.weight']" in run.stderr
