@@ -79,8 +79,8 @@ def load_model_from_checkpoint(path: str | Path, device: str = "cpu") -> tuple[R
 def tokenizer_record(path: str | Path, own: RefactTokenizer | None = None) -> tuple[str, str] | None:
     """(sha256, file) of the tokenizer the model at `path` (an HF directory or a trainer checkpoint) was trained
     with, as recorded beside it; None when nothing is (an HF directory without tokenizer.json, an older checkpoint).
-    `own`: the tokenizer already loaded from there. An export of ours records it in its config.json: its tokenizer.json
-    is named when it is that one, config.json when not (swapped in later)."""
+    `own`: the tokenizer already loaded from there. An export of ours records it (hf.load.EXPORT_RECORD): its
+    tokenizer.json is named when it is that one, the record when not (swapped in later)."""
     p = Path(path)
     if not is_hf_dir(p):
         return (own.sha256, str(own.source)) if own is not None else recorded_tokenizer(resolve_checkpoint_dir(p))

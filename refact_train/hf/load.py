@@ -38,20 +38,24 @@ def config_from_hf(hf: dict[str, Any], source: str, has_ln_f_bias: bool) -> Refa
     return config_from_dict(RefactConfig, values, source)  # types checked: "2" or 64.0 where an integer belongs
 
 
-TOKENIZER_SHA256 = "tokenizer_sha256"  # config.json: the tokenizer the export shipped (RefactTokenizer.sha256)
+# Beside config.json, not in it: transformers' save_pretrained keeps config keys but writes tokenizer.json again (with
+# a post-processor of its own, another sha256), so a key there refused every re-saved directory; it drops this file.
+EXPORT_RECORD = "refact_export.json"  # {"tokenizer_sha256": the RefactTokenizer.sha256 of the tokenizer shipped}
 
 
 def exported_tokenizer(directory: str | Path) -> tuple[str, str] | None:
-    """(sha256, config.json) of the tokenizer an export of ours shipped, which a tokenizer.json swapped in the directory
-    later does not change; None for a directory that records none (the release, an export without a tokenizer)."""
-    config_path = Path(directory) / "config.json"
-    sha = read_json(config_path).get(TOKENIZER_SHA256) if config_path.is_file() else None
-    if sha is None:
+    """(sha256, record file) of the tokenizer an export of ours shipped, which a tokenizer.json swapped in the directory
+    later does not change; None for a directory that records none (the release, an export without a tokenizer, a
+    directory transformers saved again)."""
+    path = Path(directory) / EXPORT_RECORD
+    if not path.is_file():
         return None
+    record = read_json(path)
+    sha = record.get("tokenizer_sha256") if isinstance(record, dict) else None
     if not (isinstance(sha, str) and len(sha) == 64 and all(c in "0123456789abcdef" for c in sha)):
-        raise ValueError(f"{config_path}: {TOKENIZER_SHA256} is {sha!r}, not a sha256 (64 hex digits); export the "
-                         f"model again, or delete the key to load its tokenizer unchecked")
-    return sha, str(config_path)
+        raise ValueError(f"{path}: tokenizer_sha256 is {sha!r}, not a sha256 (64 hex digits); export the model "
+                         f"again, or delete the file to load its tokenizer unchecked")
+    return sha, str(path)
 
 
 def _check_tensors(expected: dict[str, torch.Tensor], found: dict[str, torch.Tensor], source: str) -> None:

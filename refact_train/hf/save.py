@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 from huggingface_hub import save_torch_state_dict
 
-from refact_train.hf.load import CONFIG_KEYS, TOKENIZER_SHA256
+from refact_train.hf.load import CONFIG_KEYS, EXPORT_RECORD
 from refact_train.model import RefactConfig, RefactForCausalLM
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -108,15 +108,14 @@ def save_hf_checkpoint(
     if tokenizer is not None:
         ids = special_token_ids(config, tokenizer.eot_id, tokenizer.fim_pad_id, log)
     hf_config = {**hf_config_dict(config, stored_dtype), **ids}
-    if tokenizer is not None:  # what the export ships: a tokenizer.json swapped in later is refused when loaded
-        hf_config[TOKENIZER_SHA256] = tokenizer.sha256
     (tmp / "config.json").write_text(json.dumps(hf_config, indent=2) + "\n")
     generation = {**ids, "do_sample": False}
     (tmp / "generation_config.json").write_text(json.dumps(generation, indent=2) + "\n")
     for name in MODELING_FILES:
         shutil.copyfile(TEMPLATES / name, tmp / name)
-    if tokenizer is not None:
+    if tokenizer is not None:  # recorded: a tokenizer.json swapped in later is refused where the export is loaded
         tokenizer.save(tmp)
+        (tmp / EXPORT_RECORD).write_text(json.dumps({"tokenizer_sha256": tokenizer.sha256}, indent=2) + "\n")
     if out.exists():  # renamed aside, not deleted in place: a kill now leaves OUT whole, old or new
         out.rename(old)
     tmp.rename(out)
