@@ -19,6 +19,7 @@ from refact_train.checkpoint import (
     CheckpointError, check_tokenizer, read_config, recorded_tokenizer, resolve_checkpoint_dir, saved_tokenizer,
 )
 from refact_train.hf import load_hf_checkpoint, save_hf_checkpoint
+from refact_train.hf.load import exported_tokenizer
 from refact_train.lora import LoraConfig, apply_lora, merge_lora_state
 from refact_train.model import RefactConfig, RefactForCausalLM
 from data_pipeline.config import config_dir, config_from_dict
@@ -75,13 +76,20 @@ def load_model_from_checkpoint(path: str | Path, device: str = "cpu") -> tuple[R
     return model, saved_tokenizer(ckpt)
 
 
-def tokenizer_record(path: str | Path) -> tuple[str, str] | None:
+def tokenizer_record(path: str | Path, own: RefactTokenizer | None = None) -> tuple[str, str] | None:
     """(sha256, file) of the tokenizer the model at `path` (an HF directory or a trainer checkpoint) was trained
-    with, as recorded beside it; None when nothing is (an HF directory without tokenizer.json, an older checkpoint)."""
+    with, as recorded beside it; None when nothing is (an HF directory without tokenizer.json, an older checkpoint).
+    `own`: the tokenizer already loaded from there. An export of ours records it (hf.load.EXPORT_RECORD): its
+    tokenizer.json is named when it is that one, the record when not (swapped in later)."""
     p = Path(path)
-    if is_hf_dir(p):
-        return (load_tokenizer(p).sha256, str(p / "tokenizer.json")) if (p / "tokenizer.json").is_file() else None
-    return recorded_tokenizer(resolve_checkpoint_dir(p))
+    if not is_hf_dir(p):
+        return (own.sha256, str(own.source)) if own is not None else recorded_tokenizer(resolve_checkpoint_dir(p))
+    exported = exported_tokenizer(p)
+    if own is None and (p / "tokenizer.json").is_file():
+        own = load_tokenizer(p)
+    if own is not None and (exported is None or exported[0] == own.sha256):
+        return own.sha256, str(own.source)
+    return exported
 
 
 def load_model_and_tokenizer(
@@ -116,9 +124,10 @@ def load_model_and_tokenizer(
     if tokenizer is not None and tokenizer.vocab_size > model.config.vocab_size:  # ids past the embedding: IndexError
         raise ValueError(f"tokenizer {tokenizer.source} has {tokenizer.vocab_size} tokens, more than the "
                          f"{model.config.vocab_size} embedding rows of {p}: it is not this model's tokenizer")
-    if tokenizer is not own and (own is None or own.sha256 != tokenizer.sha256):  # the same at another path is fine
-        check_tokenizer(tokenizer_record(p) if own is None else (own.sha256, str(own.source)), tokenizer, str(p),
-                        allow_flag, allow_other_tokenizer)
+    if tokenizer is not None:  # the same at another path is fine; an export's own tokenizer.json swapped is not
+        recorded = tokenizer_record(p, own)
+        if recorded is None or recorded[0] != tokenizer.sha256:
+            check_tokenizer(recorded, tokenizer, str(p), allow_flag, allow_other_tokenizer)
     return model, tokenizer
 
 

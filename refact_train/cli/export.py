@@ -26,6 +26,13 @@ def check_out_vs_source(out: Path, source: Path) -> None:
         raise ValueError(f"{out} holds the source {source}, which replacing it would delete; choose another output")
 
 
+def check_out_parent(out: Path) -> None:
+    """Refuse an OUT under a file before the model loads (an OSError traceback after it before)."""
+    blocker = next((d for d in out.parents if d.exists() and not d.is_dir()), None)
+    if blocker is not None:
+        raise ValueError(f"{out}: {blocker} is a file, so nothing can be written under it; choose another output path")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="refact-export", description=__doc__)
     parser.add_argument("source", help="trainer checkpoint directory (or run dir) or HF directory")
@@ -40,14 +47,15 @@ def main(argv: list[str] | None = None) -> int:
                         "was trained with another one")
     parser.add_argument("--max-shard-gb", type=float, default=2.0, help="shard safetensors above this size")
     args = parser.parse_args(argv)
-    if not args.max_shard_gb > 0:
-        parser.error(f"--max-shard-gb must be > 0, got {args.max_shard_gb}")
+    if not 0 < args.max_shard_gb < float("inf"):
+        parser.error(f"--max-shard-gb must be a number of GB > 0, got {args.max_shard_gb}")
     try:
         dtype = None if args.dtype == "stored" or args.format == "gguf" else pick_dtype(args.dtype, "cpu")
         if args.format == "gguf":
             check_request(args.out_dir, args.dtype)  # a bad OUT or --dtype fails before the model loads
         else:
             check_out_dir(args.out_dir)
+        check_out_parent(Path(args.out_dir))
         check_out_vs_source(Path(args.out_dir), Path(args.source))
         model, tokenizer = load_model_and_tokenizer(args.source, tokenizer_path=args.tokenizer,
                                                     allow_other_tokenizer=args.allow_other_tokenizer,
@@ -58,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         out = save_hf_checkpoint(model, args.out_dir, tokenizer=tokenizer, dtype=dtype,
                                  max_shard_bytes=int(args.max_shard_gb * 1024**3))
-    except (FileNotFoundError, ValueError, KeyError) as err:
+    except (OSError, ValueError, KeyError) as err:  # OSError: a full disk, no permission (it names the file)
         print(f"refact-export: {err}", file=sys.stderr)
         return 2
     print(f"refact-export: wrote {out} ({model.num_parameters():,} parameters"

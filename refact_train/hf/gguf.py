@@ -22,6 +22,7 @@ import torch
 from tokenizers import Tokenizer
 
 from data_pipeline.atomic import atomic_path
+from refact_train.hf.save import nonfinite_error, special_token_ids
 
 ARCH = "refact"
 MAX_ALIBI_BIAS = 8.0  # llama.cpp hard-codes it for refact; our slopes are the max-bias-8 ALiBi slopes
@@ -32,6 +33,7 @@ _ALIASES = {"float32": "f32", "fp32": "f32", "float16": "f16", "fp16": "f16", "b
 _TORCH_TO_GGUF = {torch.float32: "f32", torch.float16: "f16", torch.bfloat16: "bf16"}
 FIM_TOKENS = {"prefix": "<fim_prefix>", "suffix": "<fim_suffix>", "middle": "<fim_middle>", "pad": "<fim_pad>"}
 EOT_TOKEN = "<|endoftext|>"
+TOKENIZER_KEY = "refact_train.tokenizer_sha256"
 CHAT_TURN_TOKEN = "<empty_output>"  # ends an assistant turn; written as llama.cpp's EOM token so generation stops there
 # The release's chat format (data_pipeline/tokenizer.py) for llama.cpp's server (--jinja) and Ollama.
 CHAT_TEMPLATE = ("{% for message in messages %}<empty_output>{{ message['role'] | upper }} {{ message['content'] }}\n"
@@ -138,10 +140,9 @@ def encode_tensor(tensor: torch.Tensor, dtype: str) -> tuple[np.ndarray, gguf.GG
     qtype = DTYPES[dtype][0]
     if data.ndim == 1 or qtype == QUANT.F32:
         return data, QUANT.F32
-    if qtype == QUANT.F16:
-        return data.astype(np.float16), QUANT.F16
-    if qtype == QUANT.Q8_0 and data.shape[-1] % gguf.GGML_QUANT_SIZES[QUANT.Q8_0][0]:
-        return data.astype(np.float16), QUANT.F16
+    if qtype == QUANT.F16 or qtype == QUANT.Q8_0 and data.shape[-1] % gguf.GGML_QUANT_SIZES[QUANT.Q8_0][0]:
+        with np.errstate(over="ignore"):  # beyond 65504 is inf: refused by the caller, who names the tensor
+            return data.astype(np.float16), QUANT.F16
     return gguf.quants.quantize(data, qtype), qtype
 
 
@@ -245,7 +246,7 @@ def remove_stale_temps(path: Path) -> None:
 
 
 def write_gguf(model, tokenizer, path: str | Path, dtype: str = "stored", *, drop_ln_f_bias: bool = False,
-               name: str | None = None) -> GGUFExport:
+               name: str | None = None, log=print) -> GGUFExport:
     """Write `model` (RefactForCausalLM) and its tokenizer as one .gguf file for llama.cpp (atomically)."""
     path = check_request(path, dtype)
     if tokenizer is None:
@@ -253,12 +254,12 @@ def write_gguf(model, tokenizer, path: str | Path, dtype: str = "stored", *, dro
     config = model.config
     state = dict(model.state_dict())
     dtype = gguf_dtype(dtype, state["lm_head.weight"].dtype)
+    diverged = next((name for name, t in state.items() if not bool(torch.isfinite(t).all())), None)
+    if diverged is not None:
+        raise nonfinite_error(diverged, True, dtype, "")
     dropped_bias = check_expressible(state, drop_ln_f_bias)
     vocab = gguf_vocab(tokenizer, state["transformer.wte.weight"].shape[0])
-    for key in ("bos_token_id", "eos_token_id", "pad_token_id"):
-        if not 0 <= getattr(config, key) < len(vocab.tokens):
-            raise GGUFExportError(f"model config {key} {getattr(config, key)} is outside the "
-                                  f"{len(vocab.tokens)} tokens")
+    ids = special_token_ids(config, vocab.special_ids["eot"], vocab.special_ids["pad"], log)
 
     kept_f16: list[str] = []
     remove_stale_temps(path)
@@ -277,18 +278,20 @@ def write_gguf(model, tokenizer, path: str | Path, dtype: str = "stored", *, dro
         writer.add_layer_norm_rms_eps(config.layer_norm_epsilon)
         writer.add_max_alibi_bias(MAX_ALIBI_BIAS)
         writer.add_bool("refact_train.residual_centred", True)  # LayerNorm == RMSNorm holds for this file
+        if getattr(tokenizer, "sha256", None):  # the identity an HF export records in its config.json
+            writer.add_string(TOKENIZER_KEY, tokenizer.sha256)
 
         writer.add_tokenizer_model("gpt2")
         writer.add_tokenizer_pre(vocab.pre)
         writer.add_token_list(vocab.tokens)
         writer.add_token_types(vocab.types)
         writer.add_token_merges(vocab.merges)
-        writer.add_bos_token_id(config.bos_token_id)
-        writer.add_eos_token_id(config.eos_token_id)
+        writer.add_bos_token_id(ids["bos_token_id"])
+        writer.add_eos_token_id(ids["eos_token_id"])
         writer.add_eot_token_id(vocab.special_ids["eot"])
         if "chat_turn" in vocab.special_ids:
             writer.add_eom_token_id(vocab.special_ids["chat_turn"])
-        writer.add_pad_token_id(config.pad_token_id)
+        writer.add_pad_token_id(ids["pad_token_id"])
         writer.add_add_bos_token(False)  # our prompts start with the text (or a FIM / chat token), never a BOS
         writer.add_add_eos_token(False)
         keys = gguf.Keys.Tokenizer
@@ -300,6 +303,8 @@ def write_gguf(model, tokenizer, path: str | Path, dtype: str = "stored", *, dro
         n_tensors = 0
         for gguf_name, tensor in refact_tensors(state, config):
             data, qtype = encode_tensor(tensor, dtype)
+            if qtype == QUANT.F16 and not np.isfinite(data).all():
+                raise nonfinite_error(gguf_name, False, "f16", "f32 or bf16")
             if dtype == "q8_0" and qtype == QUANT.F16:
                 kept_f16.append(gguf_name)
             writer.add_tensor(gguf_name, data, raw_dtype=qtype)

@@ -45,7 +45,7 @@ def to_current_names(state_dict: dict[str, torch.Tensor], source: str = "<state 
         names = _FUSED[fused]
         missing = [n for n in names if n not in parts]
         if missing:
-            raise KeyError(
+            raise ValueError(
                 f"{source}: layer {layer} has {sorted(parts)} but not {missing}; an earlier-revision checkpoint needs "
                 f"both {names[0]} and {names[1]} to build transformer.h.{layer}.{fused}"
             )

@@ -17,10 +17,16 @@ PYTORCH_BIN_INDEX = "pytorch_model.bin.index.json"
 def _load_bin(path: Path) -> dict[str, torch.Tensor]:
     # weights_only=True: a checkpoint is data, never code to unpickle.
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - re-raised with the file named
         raise ValueError(f"{path}: cannot be read as a tensors-only PyTorch file ({err}); convert it to safetensors") \
             from err
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        held = f"a dict with keys {sorted(map(str, state))[:5]}" if isinstance(state, dict) else \
+            f"a {type(state).__name__}"
+        raise ValueError(f"{path}: holds {held}, not a state dict (tensor names to tensors); save the model's "
+                         f"state_dict() itself")
+    return state
 
 
 def _load_safetensors(path: Path) -> dict[str, torch.Tensor]:
@@ -38,7 +44,15 @@ def read_json(path: Path) -> dict:
 
 
 def _load_index(index_path: Path, loader) -> dict[str, torch.Tensor]:
-    weight_map = read_json(index_path)["weight_map"]
+    index = read_json(index_path)
+    weight_map = index.get("weight_map") if isinstance(index, dict) else None
+    if not isinstance(weight_map, dict) or not all(isinstance(v, str) for v in weight_map.values()):
+        raise ValueError(f"{index_path}: not a shard index (a JSON object whose weight_map maps each tensor name to "
+                         f"its shard file); export or download it again")
+    for shard in set(weight_map.values()):  # a path would read weights from outside the directory
+        if Path(shard).name != shard or shard in ("", ".", ".."):
+            raise ValueError(f"{index_path} names shard {shard!r}, which is not a file name in its directory; "
+                             f"an index names its shards by file name only")
     tensors: dict[str, torch.Tensor] = {}
     for shard in sorted(set(weight_map.values())):
         shard_path = index_path.parent / shard
@@ -47,7 +61,7 @@ def _load_index(index_path: Path, loader) -> dict[str, torch.Tensor]:
         tensors.update(loader(shard_path))
     missing = sorted(set(weight_map) - set(tensors))
     if missing:
-        raise KeyError(f"{index_path}: tensors listed in the index but absent from the shards: {missing[:5]}")
+        raise ValueError(f"{index_path}: tensors listed in the index but absent from the shards: {missing[:5]}")
     return tensors
 
 
