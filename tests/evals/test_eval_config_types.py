@@ -2,6 +2,8 @@
 stops with one line naming `section.key` before the model loads (they were read raw by the task runners)."""
 import pytest
 
+from test_eval_input_attacks import refused_before_the_model_loads
+
 TYPED = [
     # each was run silently before: a string is truthy, a string is a list of letters, int() truncates
     ("allow_other_tokenizer='false'", r"config.allow_other_tokenizer: expected true or false, got 'false'"),
@@ -31,13 +33,7 @@ TYPED = [
 
 @pytest.mark.parametrize("override, match", TYPED, ids=[o for o, _ in TYPED])
 def test_a_wrong_type_or_unknown_key_is_refused_before_the_model_loads(tmp_path, override, match):
-    from evals.cli import compose_config, run
-
-    cfg = compose_config([f"model={tmp_path / 'absent'}", f"data={tmp_path}", f"out={tmp_path / 'r.json'}",
-                          "tasks=[humaneval,humaneval_chat,humaneval_infill,heldout_fim,perplexity]", override])
-    with pytest.raises(ValueError, match=match):  # the model path does not exist: never loaded
-        run(cfg)
-    assert not (tmp_path / "r.json").exists()
+    refused_before_the_model_loads(tmp_path, override, match, errors=ValueError)
 
 
 def test_the_section_of_a_task_not_run_is_not_checked(tmp_path):

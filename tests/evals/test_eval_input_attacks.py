@@ -117,15 +117,21 @@ OUT_OF_RANGE = [
 ]
 
 
-@pytest.mark.parametrize("override, match", OUT_OF_RANGE, ids=[o for o, _ in OUT_OF_RANGE])
-def test_out_of_range_values_are_refused_before_the_model_loads(tmp_path, override, match):
+def refused_before_the_model_loads(tmp_path, override: str, match: str, errors=(ValueError, FileNotFoundError)):
+    """refact-eval with every task and `override` raises `errors` matching `match`; the model path does not exist,
+    so it was never loaded, and no result is written."""
     from evals.cli import compose_config, run
 
     cfg = compose_config([f"model={tmp_path / 'absent'}", f"data={tmp_path}", f"out={tmp_path / 'r.json'}",
                           "tasks=[humaneval,humaneval_chat,humaneval_infill,heldout_fim,perplexity]", override])
-    with pytest.raises((ValueError, FileNotFoundError), match=match):  # the model path does not exist: never loaded
+    with pytest.raises(errors, match=match):
         run(cfg)
     assert not (tmp_path / "r.json").exists()
+
+
+@pytest.mark.parametrize("override, match", OUT_OF_RANGE, ids=[o for o, _ in OUT_OF_RANGE])
+def test_out_of_range_values_are_refused_before_the_model_loads(tmp_path, override, match):
+    refused_before_the_model_loads(tmp_path, override, match)
 
 
 def test_a_count_of_a_task_not_run_is_not_checked(tmp_path):

@@ -14,9 +14,8 @@ import pytest
 
 import data_pipeline.tokenization as tokenization
 from data_pipeline.cli import main
-from data_pipeline.tokenizer import load_tokenizer
 
-from test_damaged_state import ARGS, reference, without_cpu_seconds  # noqa: F401 (a fixture)
+from test_damaged_state import ARGS, interrupted_build, reference, without_cpu_seconds  # noqa: F401 (a fixture)
 
 ND, ED = "stages/07_near_dedup", "stages/06_exact_dedup"
 
@@ -116,16 +115,7 @@ def test_damaged_tokenize_scratch_of_an_interrupted_build_is_tokenized_again(ref
                                                                              capsys, damaged, how):
     """A build killed after pass 1 keeps each unit's .bin (tokens) and .npz (document lengths, hashes) for the
     rerun; its completion record said done whatever state they were in."""
-    documents = sorted((reference / "ref" / "documents").glob("part-*.parquet"))
-    tok = load_tokenizer(reference / "ref" / "tokenizer")
-    tokenization.build_shards(documents, tmp_path / "clean", tok, progress=False)
-
-    def killed(*args, **kwargs):
-        raise KeyboardInterrupt
-    with monkeypatch.context() as m:
-        m.setattr(tokenization, "write_shards", killed)
-        with pytest.raises(KeyboardInterrupt):
-            tokenization.build_shards(documents, tmp_path / "out", tok, progress=False)
+    documents, tok = interrupted_build(reference, tmp_path, monkeypatch)
     work = tmp_path / "out" / "shards.work"
     unit = max(work.glob("unit-*.bin"), key=lambda f: f.stat().st_size).stem  # one with documents
     damage(work / f"{unit}.{damaged}", how)

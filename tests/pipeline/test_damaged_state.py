@@ -17,6 +17,25 @@ ARGS = ["progress=false", "workers=1", "ingest.files_per_shard=2", "exact_dedup.
         "tokenizer.vocab_size=320"]
 
 
+def interrupted_build(reference: Path, tmp_path: Path, monkeypatch):
+    """(documents, tokenizer) of the reference run, built into tmp_path/clean whole and into tmp_path/out killed
+    after pass 1: its scratch (shards.work/) is left for a rerun."""
+    import data_pipeline.tokenization as tokenization
+    from data_pipeline.tokenizer import load_tokenizer
+
+    documents = sorted((reference / "ref" / "documents").glob("part-*.parquet"))
+    tok = load_tokenizer(reference / "ref" / "tokenizer")
+    tokenization.build_shards(documents, tmp_path / "clean", tok, progress=False)
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt
+    with monkeypatch.context() as m:
+        m.setattr(tokenization, "write_shards", killed)
+        with pytest.raises(KeyboardInterrupt):
+            tokenization.build_shards(documents, tmp_path / "out", tok, progress=False)
+    return documents, tok
+
+
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory):
     base = tmp_path_factory.mktemp("damaged")
@@ -133,18 +152,8 @@ def test_an_interrupted_tokenization_with_a_damaged_scratch_record_tokenizes_aga
     """A build killed after pass 1 keeps its scratch (shards.work/) for the rerun; its settings record or a unit's
     completion record left empty was a json.JSONDecodeError traceback: now the unit (or every unit) is redone."""
     import data_pipeline.tokenization as tokenization
-    from data_pipeline.tokenizer import load_tokenizer
 
-    documents = sorted((reference / "ref" / "documents").glob("part-*.parquet"))
-    tok = load_tokenizer(reference / "ref" / "tokenizer")
-    tokenization.build_shards(documents, tmp_path / "clean", tok, progress=False)
-
-    def killed(*args, **kwargs):
-        raise KeyboardInterrupt
-    with monkeypatch.context() as m:
-        m.setattr(tokenization, "write_shards", killed)
-        with pytest.raises(KeyboardInterrupt):
-            tokenization.build_shards(documents, tmp_path / "out", tok, progress=False)
+    documents, tok = interrupted_build(reference, tmp_path, monkeypatch)
     assert (tmp_path / "out" / "shards.work" / damaged).is_file()
     (tmp_path / "out" / "shards.work" / damaged).write_text("")
     capsys.readouterr()
