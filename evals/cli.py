@@ -38,42 +38,12 @@ TASKS: dict[str, Callable[[EvalContext, Any], dict]] = {
 }
 DATA_TASKS = ("heldout_fim", "perplexity")
 PROBLEM_TASKS = ("humaneval", "humaneval_chat", "humaneval_infill")
-# counts that must be at least this much: 0 or -1 ran nothing, everything, or all but the last (limit=-1), silently
-MINIMUM = {"limit": 1, "generation.batch_size": 1, "generation.stop_check_tokens": 1,
-           "humaneval.num_samples": 1, "humaneval.max_new_tokens": 1, "humaneval_chat.num_samples": 1,
-           "humaneval_chat.max_new_tokens": 1, "humaneval_infill.max_new_tokens": 1,
-           "heldout_fim.samples_per_document": 1, "heldout_fim.max_new_tokens": 1,
-           "perplexity.context": 2, "perplexity.batch_size": 1, "perplexity.max_windows": 1}
-NULLABLE = {"limit", "perplexity.context", "perplexity.max_windows"}  # null: no limit, the model's n_positions
 
 
 def compose_config(overrides: list[str]) -> DictConfig:
     """The config `refact-eval OVERRIDES...` would run with (for tests and notebooks)."""
     with initialize_config_dir(config_dir=str(Path(config_dir()) / "eval"), version_base=None):
         return compose(config_name="eval", overrides=overrides)
-
-
-def check_values(cfg: DictConfig, tasks: list[str]) -> None:
-    """Refuse a count below its MINIMUM (or not an integer) in the sections of the tasks to run, and k < 1."""
-    for key, minimum in MINIMUM.items():
-        section = key.partition(".")[0]
-        if section in TASKS and section not in tasks:
-            continue
-        value = OmegaConf.select(cfg, key)
-        if value is None and key in NULLABLE:
-            continue
-        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-            raise ValueError(f"{key}={value}: expected an integer >= {minimum}")
-    if "humaneval_chat" in tasks:  # formatted per problem after the model is loaded: a KeyError traceback there
-        query = cfg.humaneval_chat.query
-        try:
-            str(query).format(prompt="")
-        except (KeyError, IndexError, ValueError) as err:
-            raise ValueError(f"humaneval_chat.query={query!r}: not a format string with only {{prompt}} in braces "
-                             f"({type(err).__name__}: {err}); write a literal brace as {{{{ or }}}}") from None
-    for task in ("humaneval", "humaneval_chat"):
-        if task in tasks and not all(isinstance(k, int) and not isinstance(k, bool) and k >= 1 for k in cfg[task].k):
-            raise ValueError(f"{task}.k={list(cfg[task].k)}: expected integers >= 1 (pass@k for each)")
 
 
 def run(cfg: DictConfig) -> dict:
@@ -87,7 +57,6 @@ def run(cfg: DictConfig) -> dict:
     if needs_data and not opts.data:  # fail before the model is loaded
         raise ValueError(f"tasks {needs_data} need data=DIR: a refact-pipeline output directory (with heldout/ and "
                          f"shards/); or drop them from tasks=[...]")
-    check_values(cfg, tasks)
     check_output(opts.out)
     for task in tasks:
         if task in PROBLEM_TASKS:  # a bad problem file is named now, not after the model has generated

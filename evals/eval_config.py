@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, ClassVar, Mapping
 
 from data_pipeline.config import config_from_dict
 from data_pipeline.fim import ORDERS, SPM_VARIANTS, FimConfig
@@ -26,6 +26,15 @@ def _strings(where: str, values: list, allowed: tuple[str, ...] | None = None) -
 def _one_of(where: str, value: str, allowed: tuple[str, ...]) -> None:
     if value not in allowed:
         raise ValueError(f"{where} must be one of {allowed}, got {value!r}")
+
+
+def at_least(where: str, section: object, **least: int) -> None:
+    """A count of `section` below its least value, named `where` + `key=value` (null, where the type allows it, is
+    not checked): 0 or -1 ran nothing, everything, or all but the last, silently."""
+    for key, low in least.items():
+        value = getattr(section, key)
+        if value is not None and value < low:
+            raise ValueError(f"{where}{key}={value}: expected an integer >= {low}")
 
 
 def _temperature(where: str, value: float) -> None:
@@ -59,40 +68,55 @@ class EvalOptions:
 
     def __post_init__(self) -> None:
         _strings("config.tasks", self.tasks)
-        if self.cpu_threads is not None and self.cpu_threads < 1:  # 0 was torch's default, silently
-            raise ValueError(f"cpu_threads={self.cpu_threads}: expected an integer >= 1 (or null: torch's default)")
+        at_least("", self, limit=1, cpu_threads=1)  # limit=0 ran every problem, cpu_threads=0 torch's default
 
 
 @dataclass(frozen=True)
-class HumanEvalSection:
-    """`humaneval.*`: completion, cut at the stop sequences."""
+class _Sampled:
+    """What the two pass@k tasks share: samples per problem, scored at each k."""
 
+    name: ClassVar[str]
     data: str | None = None
     temperature: float = 0.0
     num_samples: int = 1
     k: list = field(default_factory=lambda: [1])
     max_new_tokens: int = 384
+
+    def __post_init__(self) -> None:
+        _temperature(self.name, self.temperature)
+        at_least(f"{self.name}.", self, num_samples=1, max_new_tokens=1)
+        if not all(isinstance(k, int) and not isinstance(k, bool) and k >= 1 for k in self.k):
+            raise ValueError(f"{self.name}.k={list(self.k)}: expected integers >= 1 (pass@k for each)")
+
+
+@dataclass(frozen=True)
+class HumanEvalSection(_Sampled):
+    """`humaneval.*`: completion, cut at the stop sequences."""
+
+    name: ClassVar[str] = "humaneval"
     stop_sequences: list = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        _temperature("humaneval", self.temperature)
+        super().__post_init__()
         _strings("humaneval.stop_sequences", self.stop_sequences)
 
 
 @dataclass(frozen=True)
-class HumanEvalChatSection:
+class HumanEvalChatSection(_Sampled):
     """`humaneval_chat.*`: the problem asked in the chat format; `query` holds {prompt}."""
 
-    data: str | None = None
-    temperature: float = 0.0
-    num_samples: int = 1
-    k: list = field(default_factory=lambda: [1])
+    name: ClassVar[str] = "humaneval_chat"
     max_new_tokens: int = 512
     system: str = ""
     query: str = "{prompt}"
 
     def __post_init__(self) -> None:
-        _temperature("humaneval_chat", self.temperature)
+        super().__post_init__()
+        try:  # formatted per problem after the model is loaded: a KeyError traceback there
+            self.query.format(prompt="")
+        except (KeyError, IndexError, ValueError) as err:
+            raise ValueError(f"humaneval_chat.query={self.query!r}: not a format string with only {{prompt}} in "
+                             f"braces ({type(err).__name__}: {err}); write a literal brace as {{{{ or }}}}") from None
 
 
 @dataclass(frozen=True)
@@ -107,6 +131,7 @@ class InfillSection:
 
     def __post_init__(self) -> None:
         _strings("humaneval_infill.orders", self.orders, ORDERS)  # orders=psm ran the orders p, s, m
+        at_least("humaneval_infill.", self, max_new_tokens=1)
         _one_of("humaneval_infill.spm_variant", self.spm_variant, SPM_VARIANTS)
 
 
@@ -126,6 +151,7 @@ class HeldoutFimSection:
         _strings("heldout_fim.kinds", self.kinds)
         _one_of("heldout_fim.order", self.order, ORDERS)
         _one_of("heldout_fim.spm_variant", self.spm_variant, SPM_VARIANTS)
+        at_least("heldout_fim.", self, samples_per_document=1, max_new_tokens=1)
         self.fim_config()  # a bad fim section now, not after the model has loaded
 
     def fim_config(self) -> FimConfig:
@@ -139,6 +165,9 @@ class PerplexitySection:
     context: int | None = None
     batch_size: int = 4
     max_windows: int | None = None
+
+    def __post_init__(self) -> None:
+        at_least("perplexity.", self, context=2, batch_size=1, max_windows=1)  # context=1: ZeroDivisionError
 
 
 SECTIONS = {"humaneval": HumanEvalSection, "humaneval_chat": HumanEvalChatSection, "humaneval_infill": InfillSection,

@@ -8,6 +8,7 @@ from typing import Callable, Sequence
 import torch
 from tqdm.auto import tqdm
 
+from evals.eval_config import at_least
 from refact_train.model import generate
 
 
@@ -19,6 +20,9 @@ class GenerationConfig:
     top_p: float = 1.0
     use_cache: bool = True
     stop_check_tokens: int = 64  # with stop sequences: generate this many tokens, drop the rows that stopped, go on
+
+    def __post_init__(self) -> None:
+        at_least("generation.", self, batch_size=1, stop_check_tokens=1)  # batch_size=0: range()'s error, late
 
 
 @dataclass

@@ -26,8 +26,8 @@ def _rows(ctx: EvalContext, cfg: HumanEvalSection | HumanEvalChatSection, task: 
     return [p for p in ctx.limited(load_problems(cfg.data)) for _ in range(n)], n
 
 
-def _score(ctx: EvalContext, cfg: HumanEvalSection | HumanEvalChatSection, task: str, rows: list[Problem], programs: list[Program],
-           n: int) -> tuple[list, dict]:
+def _score(ctx: EvalContext, cfg: HumanEvalSection | HumanEvalChatSection, task: str, rows: list[Problem],
+           programs: list[Program], n: int) -> tuple[list, dict]:
     """Run the programs; the results and the pass@k summary over problems."""
     results = ctx.sandbox.run_many(programs, desc=f"{task} execute")
     samples = Counter(p.task_id for p in rows)
