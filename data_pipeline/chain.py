@@ -105,9 +105,9 @@ class ChainStep(Step):
 
 def run_chain(members: Sequence[Member], *, workers: int = 1, task: int | None = None,
               n_tasks: int | None = None, only_step: str | None = None, log: Callable[[str], None] = print,
-              progress: bool = True) -> StageResult:
+              progress: bool = True, redo_left: int = 3) -> StageResult:
     """Run `members` (consecutive filter stages, each with its context; all read the first one's input shards) as
-    one pass; the same local / array-task contract as `executor.run_stage`."""
+    one pass; the same local / array-task contract (and `redo_left`) as `executor.run_stage`."""
     members = list(members)
     label = chain_label([c.name for _, c in members])
     if only_step is not None and only_step != ChainStep.name:
@@ -137,9 +137,11 @@ def run_chain(members: Sequence[Member], *, workers: int = 1, task: int | None =
         for stage, c in members:  # in run order: the last stage's _SUCCESS, which says the chain is done, comes last
             finish_stage(stage, c)
     except RedoUnits as damaged:  # a unit of any member: the chain's unit is done again
+        if redo_left <= 0:
+            raise
         forget_units(damaged, ctx, log)
         return run_chain(members, workers=workers, task=task, n_tasks=n_tasks, only_step=only_step, log=log,
-                         progress=progress)
+                         progress=progress, redo_left=redo_left - 1)
     return StageResult(label, complete=True)
 
 
