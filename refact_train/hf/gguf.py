@@ -278,7 +278,7 @@ def write_gguf(model, tokenizer, path: str | Path, dtype: str = "stored", *, dro
         writer.add_layer_norm_rms_eps(config.layer_norm_epsilon)
         writer.add_max_alibi_bias(MAX_ALIBI_BIAS)
         writer.add_bool("refact_train.residual_centred", True)  # LayerNorm == RMSNorm holds for this file
-        if getattr(tokenizer, "sha256", None):  # the identity an HF export records in its config.json
+        if getattr(tokenizer, "sha256", None):  # the identity an HF export records in refact_export.json
             writer.add_string(TOKENIZER_KEY, tokenizer.sha256)
 
         writer.add_tokenizer_model("gpt2")
